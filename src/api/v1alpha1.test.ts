@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { makeVerdict } from '../verdict.ts';
+import { conditionsForVerdict, isActivePhase, isFinalPhase, mergeConditions, probeOptionsFromSpec, statusFromVerdict } from './v1alpha1.ts';
+
+test('probeOptionsFromSpec applies the CRD defaults', () => {
+  assert.deepEqual(probeOptionsFromSpec({ podName: 'p', targetNodeName: 'n' }), {
+    tcpEstablished: false,
+    fileLocks: false,
+    extUnixSockets: false,
+    ghostLimitBytes: 1048576,
+    freezeBudgetMs: 2000,
+    timeoutMs: 300000,
+  });
+  const o = probeOptionsFromSpec({ podName: 'p', targetNodeName: 'n', timeoutSeconds: 30, options: { tcpEstablished: true, freezeBudgetMilliseconds: 500 } });
+  assert.equal(o.tcpEstablished, true);
+  assert.equal(o.freezeBudgetMs, 500);
+  assert.equal(o.timeoutMs, 30000);
+});
+
+test('phase helpers', () => {
+  assert.ok(isFinalPhase('Succeeded') && isFinalPhase('Failed') && !isFinalPhase('Pending') && !isFinalPhase(undefined));
+  assert.ok(isActivePhase('Dumping') && !isActivePhase('Pending') && !isActivePhase('Failed'));
+});
+
+test('a migratable verdict: every condition True, status fields in milliseconds', () => {
+  const v = makeVerdict({ reasons: [], timings: { freezeMs: 41.6, dumpMs: 200, totalMs: 900 }, sizes: { imageBytes: 60000, shippedBytes: 15000 }, criu: { source: '4.2.1', target: '4.2.1' } });
+  const st = statusFromVerdict(v);
+  assert.equal(st.phase, 'Succeeded');
+  assert.equal(st.migratable, true);
+  assert.deepEqual(st.timings, { freezeMilliseconds: 42, dumpMilliseconds: 200, totalMilliseconds: 900 });
+  assert.deepEqual(st.sizes, { imageBytes: 60000, shippedBytes: 15000 });
+  const c = conditionsForVerdict(v);
+  assert.deepEqual(c.map((x) => [x.type, x.status]), [
+    ['PreflightPassed', 'True'],
+    ['DumpChecked', 'True'],
+    ['RestoreChecked', 'True'],
+    ['Compatible', 'True'],
+    ['Migratable', 'True'],
+  ]);
+});
+
+test('a preflight blocker: later checks NotRun, Migratable False with the first code', () => {
+  const v = makeVerdict({
+    reasons: [
+      { code: 'TCPEstablished', message: 'conn to 10.0.0.1:80', hint: 'h', phase: 'preflight' },
+      { code: 'FileLocks', message: 'flock on /x', hint: 'h', phase: 'preflight' },
+    ],
+    timings: {},
+    sizes: {},
+    criu: { source: '4.2.1' },
+  });
+  const c = conditionsForVerdict(v);
+  assert.deepEqual(c.map((x) => [x.type, x.status, x.reason]), [
+    ['PreflightPassed', 'False', 'TCPEstablished'],
+    ['DumpChecked', 'Unknown', 'NotRun'],
+    ['RestoreChecked', 'Unknown', 'NotRun'],
+    ['Compatible', 'Unknown', 'NotRun'],
+    ['Migratable', 'False', 'TCPEstablished'],
+  ]);
+  assert.match(c[4]!.message, /TCPEstablished: conn.*FileLocks: flock/);
+  assert.deepEqual(statusFromVerdict(v).reasons?.map((r) => r.code), ['TCPEstablished', 'FileLocks']);
+});
+
+test('a compat blocker next to a passing restore', () => {
+  const v = makeVerdict({ reasons: [{ code: 'RootfsMismatch', message: 'bin/x', hint: 'h', phase: 'compat' }], timings: {}, sizes: {}, criu: { source: 'a', target: 'b' } });
+  const c = conditionsForVerdict(v);
+  assert.deepEqual(c.map((x) => x.status), ['True', 'True', 'True', 'False', 'False']);
+});
+
+test('mergeConditions keeps lastTransitionTime when the status is unchanged', () => {
+  const t0 = Date.UTC(2026, 0, 1);
+  const a = mergeConditions(undefined, [{ type: 'Migratable', status: 'Unknown', reason: 'Probing', message: 'm' }], 1, t0);
+  const b = mergeConditions(a, [{ type: 'Migratable', status: 'Unknown', reason: 'Dumping', message: 'm2' }], 1, t0 + 5000);
+  assert.equal(b[0]!.lastTransitionTime, a[0]!.lastTransitionTime);
+  const c = mergeConditions(b, [{ type: 'Migratable', status: 'True', reason: 'Migratable', message: 'ok' }], 2, t0 + 9000);
+  assert.notEqual(c[0]!.lastTransitionTime, a[0]!.lastTransitionTime);
+  assert.equal(c[0]!.observedGeneration, 2);
+});
