@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Starts, stops or shows a test bed by hand, for development:
+#   bash hack/testbed.sh up [name]      provision, then start etcd + kube-apiserver + containerd (name: shared)
+#   bash hack/testbed.sh down [name]    stop it and remove what it made
+#   bash hack/testbed.sh status [name]
+#   eval "$(bash hack/testbed.sh env [name])"   export MIGPROBE_TESTBED, KUBECONFIG, MIGPROBE_CRIU, PATH
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cmd="${1:-status}"; name="${2:-shared}"
+case "$cmd" in
+  up) bash "$MIGPROBE_ROOT/hack/provision.sh" >&2 ;;
+esac
+[ -f "$MIGPROBE_CACHE/env.sh" ] || die "not provisioned yet: bash hack/provision.sh"
+use_node
+# shellcheck source=/dev/null
+. "$MIGPROBE_CACHE/env.sh"
+case "$cmd" in
+  env)
+    cat "$MIGPROBE_CACHE/env.sh"
+    echo "export PATH=\"$(dirname "$(command -v node)"):\$PATH\""
+    echo "export MIGPROBE_TESTBED=/var/lib/migprobe-testbed/$name/state.json"
+    echo "export KUBECONFIG=/var/lib/migprobe-testbed/$name/apiserver/kubeconfig"
+    ;;
+  up|down|status) exec node "$MIGPROBE_ROOT/test/testbed/cli.ts" "$cmd" "$name" ;;
+  *) die "usage: hack/testbed.sh up|down|status|env [name]" ;;
+esac
