@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FakeClock, flushMicrotasks } from './clock.ts';
 import { RateLimiter, WorkQueue } from './workqueue.ts';
 
-test('add deduplicates queued keys and keeps FIFO order', async () => {
+void test('add deduplicates queued keys and keeps FIFO order', async () => {
   const q = new WorkQueue({ clock: new FakeClock() });
   q.add('a');
   q.add('b');
@@ -14,7 +14,7 @@ test('add deduplicates queued keys and keeps FIFO order', async () => {
   assert.equal(q.len(), 0);
 });
 
-test('a key is never handed out twice at once; added while processing, it comes back after done', async () => {
+void test('a key is never handed out twice at once; added while processing, it comes back after done', async () => {
   const q = new WorkQueue({ clock: new FakeClock() });
   q.add('a');
   const k = await q.get();
@@ -33,14 +33,14 @@ test('a key is never handed out twice at once; added while processing, it comes 
   assert.equal(q.len(), 0, 'added twice while processing: queued once');
 });
 
-test('a waiting get() is woken by add', async () => {
+void test('a waiting get() is woken by add', async () => {
   const q = new WorkQueue({ clock: new FakeClock() });
   const p = q.get();
   q.add('x');
   assert.equal(await p, 'x');
 });
 
-test('addAfter delivers at the due time; the earliest of several delays wins', async () => {
+void test('addAfter delivers at the due time; the earliest of several delays wins', async () => {
   const clock = new FakeClock();
   const q = new WorkQueue({ clock });
   q.addAfter('a', 1000);
@@ -58,7 +58,7 @@ test('addAfter delivers at the due time; the earliest of several delays wins', a
   assert.equal(q.len(), 1, 'non-positive delay adds at once');
 });
 
-test('per-key backoff doubles from 5 ms and caps at 1000 s; forget resets it', () => {
+void test('per-key backoff doubles from 5 ms and caps at 1000 s; forget resets it', () => {
   const clock = new FakeClock();
   // A huge bucket so only the per-key part shows.
   const rl = new RateLimiter({ qps: 1e9, burst: 1e9 }, clock);
@@ -73,7 +73,7 @@ test('per-key backoff doubles from 5 ms and caps at 1000 s; forget resets it', (
   assert.equal(rl.when('k'), 5);
 });
 
-test('global token bucket: burst 100 then 10 qps', () => {
+void test('global token bucket: burst 100 then 10 qps', () => {
   const clock = new FakeClock();
   const rl = new RateLimiter({}, clock);
   for (let i = 0; i < 100; i++) assert.equal(rl.when(`k${i}`), 5, `burst item ${i}`);
@@ -84,7 +84,7 @@ test('global token bucket: burst 100 then 10 qps', () => {
   assert.equal(rl.when('k102'), 5);
 });
 
-test('addRateLimited queues after the backoff and counts retries', () => {
+void test('addRateLimited queues after the backoff and counts retries', () => {
   const clock = new FakeClock();
   let retries = 0;
   const q = new WorkQueue({ clock, metrics: { retried: () => retries++ } });
@@ -100,7 +100,7 @@ test('addRateLimited queues after the backoff and counts retries', () => {
   assert.equal(retries, 3);
 });
 
-test('shutDown wakes waiting workers with undefined and ignores later adds', async () => {
+void test('shutDown wakes waiting workers with undefined and ignores later adds', async () => {
   const clock = new FakeClock();
   const q = new WorkQueue({ clock });
   const p1 = q.get();
@@ -117,7 +117,7 @@ test('shutDown wakes waiting workers with undefined and ignores later adds', asy
   assert.equal(await q.get(), undefined);
 });
 
-test('shutDownWithDrain resolves only when in-flight keys are done, and queued keys are not handed out', async () => {
+void test('shutDownWithDrain resolves only when in-flight keys are done, and queued keys are not handed out', async () => {
   const q = new WorkQueue({ clock: new FakeClock() });
   q.add('a');
   q.add('b');
@@ -139,7 +139,7 @@ test('shutDownWithDrain resolves only when in-flight keys are done, and queued k
   assert.equal(q.len(), 0, 'b added during drain is not re-queued');
 });
 
-test('metrics sink sees adds, depth and queue latency', async () => {
+void test('metrics sink sees adds, depth and queue latency', async () => {
   const clock = new FakeClock();
   const depths: number[] = [];
   const latencies: number[] = [];
