@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { makeVerdict } from '../verdict.ts';
+import type { Verdict } from '../verdict.ts';
+import type { NodeFacts } from '../engine/api.ts';
+import { reason } from '../engine/reasons.ts';
+import { runCli } from './cli.ts';
+import type { CliDeps } from './cli.ts';
+
+const ok: Verdict = makeVerdict({
+  reasons: [],
+  timings: { preflightMs: 3, freezeMs: 120, totalMs: 900 },
+  sizes: { imageBytes: 61_000, workloadRssBytes: 10 * 1024 * 1024 },
+  criu: { source: '4.2.1', target: '4.2.1' },
+});
+const blocked: Verdict = makeVerdict({
+  reasons: [reason('TCPEstablished', 'pid 12 fd 3: 10.0.0.2:41000 -> 10.0.0.1:80 established')],
+  timings: { preflightMs: 3 },
+  sizes: {},
+  criu: { source: '4.2.1' },
+});
+const facts: NodeFacts = {
+  hostname: 'n1', arch: 'x86_64', kernelRelease: '6.18.0', criuVersion: '4.2.1', criuFeatures: { timens: true, uffd: false },
+  memAvailableBytes: 1024 ** 3, cpu: { vendor: 'GenuineIntel', model: 'Xeon', flags: ['fpu'] },
+};
+
+function harness(verdict: Verdict | Error) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const calls: unknown[] = [];
+  const deps: CliDeps = {
+    checkContainer: (...a) => {
+      calls.push(['check', ...a]);
+      return verdict instanceof Error ? Promise.reject(verdict) : Promise.resolve(verdict);
+    },
+    checkRestoreOnly: (...a) => {
+      calls.push(['restore', ...a]);
+      return verdict instanceof Error ? Promise.reject(verdict) : Promise.resolve(verdict);
+    },
+    nodeFacts: () => Promise.resolve(facts),
+    version: () => Promise.resolve('0.1.0'),
+  };
+  const io = { out: (s: string) => out.push(s), err: (s: string) => err.push(s) };
+  return { deps, io, out, err, calls };
+}
+
+void test('migratable -> exit 0, --json prints exactly the verdict', async () => {
+  const h = harness(ok);
+  assert.equal(await runCli(['check', '--pid', '7', '--json'], h.deps, h.io), 0);
+  assert.deepEqual(JSON.parse(h.out.join('')), ok);
+  assert.deepEqual(h.err, []);
+});
+
+void test('not migratable -> exit 1, table names the code and the fix', async () => {
+  const h = harness(blocked);
+  assert.equal(await runCli(['check', '--container', 'abc'], h.deps, h.io), 1);
+  const text = h.out.join('');
+  assert.match(text, /NOT MIGRATABLE \(1 blocker\)/);
+  assert.match(text, /TCPEstablished\s+preflight\s+pid 12 fd 3/);
+  assert.match(text, /fix: set options\.tcpEstablished: true/);
+  assert.deepEqual((h.calls[0] as unknown[])[1], { containerId: 'abc' });
+});
+
+void test('restore-check passes its source', async () => {
+  const h = harness(ok);
+  assert.equal(await runCli(['restore-check', '--images', '/img', '--json'], h.deps, h.io), 0);
+  assert.deepEqual((h.calls[0] as unknown[]).slice(0, 2), ['restore', { imagesDir: '/img' }]);
+});
+
+void test('usage error and engine error -> exit 2 with a message on stderr', async () => {
+  const h = harness(ok);
+  assert.equal(await runCli(['check'], h.deps, h.io), 2);
+  assert.match(h.err.join(''), /exactly one of --pid or --container/);
+  assert.deepEqual(h.out, []);
+  const e = harness(new Error('no process with PID 999999'));
+  assert.equal(await runCli(['check', '--pid', '999999'], e.deps, e.io), 2);
+  assert.match(e.err.join(''), /PID 999999/);
+});
+
+void test('facts, version, help', async () => {
+  const h = harness(ok);
+  assert.equal(await runCli(['facts', '--json'], h.deps, h.io), 0);
+  assert.deepEqual(JSON.parse(h.out.join('')), facts);
+  const t = harness(ok);
+  assert.equal(await runCli(['facts'], t.deps, t.io), 0);
+  assert.match(t.out.join(''), /Kernel\s+6\.18\.0/);
+  assert.match(t.out.join(''), /Missing\s+uffd/);
+  const v = harness(ok);
+  assert.equal(await runCli(['version'], v.deps, v.io), 0);
+  assert.equal(v.out.join(''), 'migprobe 0.1.0\n');
+  const u = harness(ok);
+  assert.equal(await runCli(['--help'], u.deps, u.io), 0);
+  assert.match(u.out.join(''), /Exit status: 0 migratable, 1 not migratable, 2 usage or internal error/);
+});

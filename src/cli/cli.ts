@@ -1,0 +1,69 @@
+// The CLI's behaviour, with its engine calls injected so the output and exit codes are unit-testable.
+// src/cli/main.ts wires the real engine and process streams to it.
+
+import type { Verdict } from '../verdict.ts';
+import type { ContainerRef, NodeFacts, ProbeOptions, TargetRoot } from '../engine/api.ts';
+import { formatFacts, formatVerdict } from '../engine/format.ts';
+import { USAGE, UsageError, parseArgs } from './args.ts';
+
+export interface CliDeps {
+  checkContainer(ref: ContainerRef, opts: ProbeOptions, target: TargetRoot, io?: { workDir?: string }): Promise<Verdict>;
+  checkRestoreOnly(src: { imagesDir: string } | { archive: string }, opts: ProbeOptions, target: TargetRoot): Promise<Verdict>;
+  nodeFacts(): Promise<NodeFacts>;
+  version(): Promise<string>;
+}
+
+export interface CliIo {
+  out(s: string): void;
+  err(s: string): void;
+}
+
+export const EXIT_MIGRATABLE = 0;
+export const EXIT_NOT_MIGRATABLE = 1;
+export const EXIT_ERROR = 2;
+
+/** Errors the engine throws for user-facing problems (bad PID, unknown container) carry `exitCode` 2 too. */
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+export async function runCli(argv: readonly string[], deps: CliDeps, io: CliIo): Promise<number> {
+  let cmd;
+  try {
+    cmd = parseArgs(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.err(`migprobe: ${err.message}\nRun 'migprobe --help' for usage.\n`);
+      return EXIT_ERROR;
+    }
+    throw err;
+  }
+  try {
+    switch (cmd.kind) {
+      case 'help':
+        io.out(USAGE);
+        return 0;
+      case 'version':
+        io.out(`migprobe ${await deps.version()}\n`);
+        return 0;
+      case 'facts': {
+        const f = await deps.nodeFacts();
+        io.out(cmd.json ? `${JSON.stringify(f, null, 2)}\n` : formatFacts(f));
+        return 0;
+      }
+      case 'check':
+      case 'restore-check': {
+        const v =
+          cmd.kind === 'check'
+            ? await deps.checkContainer(cmd.ref, cmd.opts, cmd.target, cmd.workDir === undefined ? {} : { workDir: cmd.workDir })
+            : await deps.checkRestoreOnly(cmd.src, cmd.opts, cmd.target);
+        io.out(cmd.json ? `${JSON.stringify(v, null, 2)}\n` : formatVerdict(v, process.stdout.columns ?? 100));
+        return v.migratable ? EXIT_MIGRATABLE : EXIT_NOT_MIGRATABLE;
+      }
+    }
+  } catch (err) {
+    io.err(`migprobe: ${describe(err)}\n`);
+    return EXIT_ERROR;
+  }
+}

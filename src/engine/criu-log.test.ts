@@ -1,0 +1,118 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EXCERPT_CAP, errorText, reasonsFromCriuLog } from './criu-log.ts';
+
+const codes = (log: string, phase: 'dump' | 'restore' = 'dump'): string[] =>
+  reasonsFromCriuLog(log, phase).reasons.map((r) => r.code);
+
+void test('errorText strips timestamp, pid prefix and source location', () => {
+  assert.equal(
+    errorText('(00.012345) Error (criu/sk-unix.c:874): unix: External socket is used. Consider using --ext-unix-sk option.'),
+    'unix: External socket is used. Consider using --ext-unix-sk option.',
+  );
+  assert.equal(errorText('    42: Error (criu/cr-restore.c:1): boom'), 'boom');
+  assert.equal(errorText('(00.1) Warn  (criu/x.c:1): not an error'), undefined);
+});
+
+void test('dump errors map to stable codes', () => {
+  assert.deepEqual(
+    codes('(00.01) Error (criu/sk-unix.c:874): unix: External socket is used. Consider using --ext-unix-sk option.'),
+    ['ExternalUnixSocket'],
+  );
+  assert.deepEqual(
+    codes('Error (criu/sk-unix.c:881): unix: Can\'t dump half of stream unix connection. name: /x; peer name: /y'),
+    ['ExternalUnixSocket'],
+  );
+  assert.deepEqual(codes('Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.'), ['TCPEstablished']);
+  assert.deepEqual(
+    codes('Error (criu/parasite-syscall.c:1): send_fds failed (-22)\nError (criu/parasite-syscall.c:280): Can\'t retrieve FDs from socket'),
+    ['IoUring'],
+  );
+  assert.deepEqual(
+    codes('Error (criu/file-lock.c:110): Some file locks are hold by dumping tasks! You can try --file-locks to dump them.'),
+    ['FileLocks'],
+  );
+  assert.deepEqual(
+    codes('Error (criu/files-reg.c:1790): Can\'t lookup mount=1234 for fd=3 path=/secretmem (deleted)'),
+    ['MemfdSecret'],
+  );
+  assert.deepEqual(
+    codes('Error (criu/files-ext.c:94): Can\'t dump file 3 of that type [20600] (chr 10:232)'),
+    ['DeviceFile'],
+  );
+  assert.deepEqual(codes('Error (criu/sockets.c:448): Sockets (family 38 proto 0) are not collected'), ['UnsupportedSocket']);
+});
+
+void test('ghost file: the hint names the size to exceed', () => {
+  const { reasons } = reasonsFromCriuLog(
+    '(00.2) Error (criu/files-reg.c:1031): Can\'t dump ghost file /tmp/big of 5242880 size, increase limit',
+    'dump',
+  );
+  assert.equal(reasons.length, 1);
+  assert.equal(reasons[0]?.code, 'GhostFileTooLarge');
+  assert.match(reasons[0]?.hint ?? '', /ghostLimitBytes.*above 5242880/);
+  assert.match(reasons[0]?.message ?? '', /\/tmp\/big/);
+  assert.equal(reasons[0]?.phase, 'dump');
+});
+
+void test('restore errors: rootfs, CPU (collapsed), kernel feature, TCP', () => {
+  assert.deepEqual(
+    codes('Error (criu/files-reg.c:2175): File bin/busybox has bad size 1982257 (expect 1982256)', 'restore'),
+    ['RootfsMismatch'],
+  );
+  const cpu = reasonsFromCriuLog(
+    [
+      'Error (criu/arch/x86/cpu.c:223): cpu: CPU instruction capabilities do not match run time',
+      'Error (criu/arch/x86/cpu.c:262): cpu: CPU xfeatures has unsupported bits (0x2e0)',
+      'Error (criu/cr-restore.c:1): Restoring FAILED.',
+    ].join('\n'),
+    'restore',
+  );
+  assert.deepEqual(cpu.reasons.map((r) => r.code), ['CPUIncompatible']);
+  assert.equal(cpu.reasons[0]?.phase, 'restore');
+  assert.match(cpu.reasons[0]?.message ?? '', /xfeatures/);
+  assert.deepEqual(codes('Error (criu/timens.c:80): Unable to create a new time namespace: Invalid argument', 'restore'), [
+    'KernelFeatureMissing',
+  ]);
+  assert.deepEqual(codes('  12: Error (criu/sk-inet.c:1085): inet: Can\'t connect inet socket back: Network is unreachable', 'restore'), [
+    'TCPEstablished',
+  ]);
+});
+
+void test('several blockers are all reported, duplicates once', () => {
+  const log = [
+    'Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.',
+    'Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.',
+    'Error (criu/file-lock.c:110): Some file locks are hold by dumping tasks! You can try --file-locks to dump them.',
+  ].join('\n');
+  assert.deepEqual(codes(log), ['TCPEstablished', 'FileLocks']);
+});
+
+void test('noise is ignored and unknown errors fall back with the first error line', () => {
+  const log = [
+    '(00.0001) Error (criu/rlimit.c:1): rlimit: Can\'t setup RLIMIT_NOFILE for self',
+    '(00.0002) Error (criu/net.c:1): iptables-restore -V failed',
+    '(00.0003) Error (criu/vdso.c:1): vdso: Invalid ELF magic',
+    '(00.0004) Error (criu/cr-restore.c:1): Restoring FAILED.',
+  ].join('\n');
+  const r = reasonsFromCriuLog(log, 'restore');
+  assert.deepEqual(r.reasons.map((x) => x.code), ['RestoreFailed']);
+  assert.match(r.reasons[0]?.message ?? '', /Invalid ELF magic/);
+  assert.ok(!r.excerpt.includes('RLIMIT_NOFILE'));
+  assert.ok(r.excerpt.includes('Invalid ELF magic'));
+  const d = reasonsFromCriuLog('(00.1) Error (criu/cgroup.c:1): cgroupd: recv req error: File exists\n', 'dump');
+  assert.deepEqual(d.reasons.map((x) => x.code), ['DumpFailed']);
+});
+
+void test('a log without error lines yields the fallback and its tail as excerpt', () => {
+  const r = reasonsFromCriuLog('line one\nline two\n', 'dump');
+  assert.deepEqual(r.reasons.map((x) => x.code), ['DumpFailed']);
+  assert.equal(r.excerpt, 'line one\nline two');
+});
+
+void test('excerpt is capped', () => {
+  const log = Array.from({ length: 200 }, (_, i) => `Error (criu/x.c:${i}): something odd number ${i} happened here`).join('\n');
+  const r = reasonsFromCriuLog(log, 'dump');
+  assert.ok(Buffer.byteLength(r.excerpt) <= EXCERPT_CAP + 4, `excerpt ${Buffer.byteLength(r.excerpt)} bytes`);
+  assert.ok(r.excerpt.endsWith('...'));
+});

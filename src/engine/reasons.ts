@@ -1,0 +1,208 @@
+// The catalog of every reason code: the phase it is normally found in, what it means, and what the user can
+// do about it. Pure. The README's "Troubleshooting by reason code" section is checked against this catalog
+// (see reasons.test.ts), so a new code in src/verdict.ts needs an entry here first.
+
+import { REASON_CODES } from '../verdict.ts';
+import type { ProbePhase, Reason, ReasonCode } from '../verdict.ts';
+
+export interface ReasonInfo {
+  /** The phase a reason with this code is normally reported in (callers may override it). */
+  phase: ProbePhase;
+  /** One line: what the code means. */
+  description: string;
+  /** One line: the concrete fix. */
+  hint: string;
+}
+
+export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
+  TCPEstablished: {
+    phase: 'preflight',
+    description: 'A task of the container holds an established (or half-closed) TCP connection.',
+    hint:
+      'set options.tcpEstablished: true (CLI --tcp-established, CRIU --tcp-established) if the peer can tolerate a ' +
+      'repaired connection and the target carries the same IP address, or close the connections before the migration',
+  },
+  ExternalUnixSocket: {
+    phase: 'preflight',
+    description: 'A unix socket of the container is connected to a peer outside the container.',
+    hint:
+      'set options.extUnixSockets: true (CLI --ext-unix-sk, CRIU --ext-unix-sk) if the peer will exist on the target ' +
+      'and reconnect, or make the workload close the connection before the migration',
+  },
+  IoUring: {
+    phase: 'preflight',
+    description: 'A task holds an io_uring instance; CRIU cannot checkpoint io_uring.',
+    hint: 'no CRIU option allows it: run the workload without io_uring (most runtimes have an epoll fallback)',
+  },
+  MemfdSecret: {
+    phase: 'preflight',
+    description: 'A task holds a memfd_secret area, whose memory even CRIU cannot read.',
+    hint: 'no CRIU option allows it: the secret memory cannot leave the node; disable memfd_secret in the workload',
+  },
+  DeviceFile: {
+    phase: 'preflight',
+    description: 'A task holds an open device file that CRIU cannot carry (only mem devices, tty/pty, tun and autofs are).',
+    hint: 'close the device before the migration, or keep this workload on its node (the device is node hardware)',
+  },
+  GhostFileTooLarge: {
+    phase: 'preflight',
+    description: 'A task holds a deleted-but-open file larger than the ghost file limit; CRIU would copy it into the images.',
+    hint: 'raise options.ghostLimitBytes (CLI --ghost-limit, CRIU --ghost-limit) above the file size, or close the file',
+  },
+  FileLocks: {
+    phase: 'preflight',
+    description: 'A task holds file locks (POSIX, flock or OFD).',
+    hint:
+      'set options.fileLocks: true (CLI --file-locks, CRIU --file-locks) if the locked files are private to the ' +
+      'container, or release the locks before the migration',
+  },
+  Ptraced: {
+    phase: 'preflight',
+    description: 'A task is being traced (a debugger or strace is attached); CRIU must be its only tracer.',
+    hint: 'detach the debugger or tracer (the TracerPid named in the message) and probe again',
+  },
+  UnsupportedSocket: {
+    phase: 'preflight',
+    description: 'A task holds a socket of a family or type CRIU cannot dump (e.g. AF_ALG, AF_VSOCK, AF_XDP, SCTP, bluetooth).',
+    hint: 'close that socket before the migration; no CRIU option can carry it',
+  },
+  FreezeBudgetExceeded: {
+    phase: 'dump',
+    description: 'The dump check froze the workload longer than the freeze budget allows.',
+    hint: 'raise options.freezeBudgetMs (CLI --freeze-budget) if the workload tolerates it, or reduce its memory and mounts',
+  },
+  DumpFailed: {
+    phase: 'dump',
+    description: 'criu dump failed for a reason migprobe has no specific code for; see the CRIU log excerpt.',
+    hint: 'read the CRIU log excerpt in the verdict; the first "Error (" line names the cause',
+  },
+  TransferFailed: {
+    phase: 'transfer',
+    description: 'The image set could not be sent from the source to the target.',
+    hint: 'check that the agents on both nodes are up and can reach each other, then probe again',
+  },
+  ImageTooLarge: {
+    phase: 'transfer',
+    description: 'The image set is larger than the transfer size cap.',
+    hint: 'reduce ghost files and tmpfs contents of the container, or raise the agent transfer size cap',
+  },
+  RestoreFailed: {
+    phase: 'restore',
+    description: 'criu restore failed in the sandbox for a reason migprobe has no specific code for.',
+    hint: 'read the CRIU log excerpt in the verdict; the first "Error (" line names the cause',
+  },
+  CPUIncompatible: {
+    phase: 'compat',
+    description: 'The target CPU lacks instruction set features the source CPU has, which the workload may use.',
+    hint: 'choose a target node with the same or a newer CPU model (or the same CPU model in the hypervisor)',
+  },
+  KernelFeatureMissing: {
+    phase: 'compat',
+    description: 'A kernel feature CRIU uses for the restore is present on the source and missing on the target.',
+    hint: 'choose a target node whose kernel supports the named feature (criu check --feature <name>), or upgrade it',
+  },
+  KernelMismatch: {
+    phase: 'compat',
+    description: 'The target kernel is older than the source kernel; the workload may already use what the older lacks.',
+    hint: 'choose a target node with the same or a newer kernel release',
+  },
+  ArchMismatch: {
+    phase: 'compat',
+    description: 'Source and target have different CPU architectures; a checkpoint never crosses architectures.',
+    hint: 'choose a target node of the same architecture (kubernetes.io/arch)',
+  },
+  CRIUTooOld: {
+    phase: 'compat',
+    description: 'The CRIU on a node is older than the minimum migprobe supports (4.2.0).',
+    hint: 'install CRIU 4.2.0 or newer on that node (or point MIGPROBE_CRIU at it)',
+  },
+  InsufficientMemory: {
+    phase: 'compat',
+    description: 'The target has less available memory than the workload resident memory plus a safety margin.',
+    hint: 'free memory on the target node or choose a node with more MemAvailable',
+  },
+  RootfsMismatch: {
+    phase: 'compat',
+    description: 'An executable or mapped library of the workload is missing or different in the target root filesystem.',
+    hint: 'make the target use the same image (by digest) as the source, and do not modify image files in place',
+  },
+  Timeout: {
+    phase: 'dump',
+    description: 'A step of the probe did not finish within its time bound and was stopped.',
+    hint: 'raise options.timeoutMs (CLI --timeout) if the node is slow; the CRIU log excerpt shows where it stopped',
+  },
+  InternalError: {
+    phase: 'setup',
+    description: 'migprobe itself failed (a bug or an unexpected environment), not the workload.',
+    hint: 'read the message; report it with the CRIU log excerpt if it looks like a bug',
+  },
+  PodNotFound: {
+    phase: 'setup',
+    description: 'The pod named in the probe does not exist in the probe namespace.',
+    hint: 'fix spec.podName; a probe can only target pods in its own namespace',
+  },
+  PodNotRunning: {
+    phase: 'setup',
+    description: 'The pod is not running (or not yet scheduled), so there is nothing to checkpoint.',
+    hint: 'wait until the pod is Running and probe again',
+  },
+  ContainerNotFound: {
+    phase: 'setup',
+    description: 'The container (by name, ID or PID) does not exist or is not running.',
+    hint: 'fix spec.containerName (or the CLI --container/--pid); the container must be running',
+  },
+  TargetNodeNotFound: {
+    phase: 'setup',
+    description: 'The target node does not exist.',
+    hint: 'fix spec.targetNodeName (kubectl get nodes)',
+  },
+  TargetNodeNotReady: {
+    phase: 'setup',
+    description: 'The target node is not Ready.',
+    hint: 'wait until the node is Ready or choose another target node',
+  },
+  SameNode: {
+    phase: 'setup',
+    description: 'The target node is the node the pod already runs on.',
+    hint: 'choose a different spec.targetNodeName',
+  },
+  AgentUnavailable: {
+    phase: 'setup',
+    description: 'The migprobe agent on a node involved did not answer.',
+    hint: 'check the migprobe agent DaemonSet pod on that node (kubectl -n <release namespace> get pods -o wide)',
+  },
+  CheckpointNotFound: {
+    phase: 'setup',
+    description: 'The checkpoint named for a restore-only probe does not exist or cannot be read.',
+    hint: 'fix the checkpoint reference (an image folder or a checkpoint archive readable by the agent)',
+  },
+  InvalidSpec: {
+    phase: 'setup',
+    description: 'The probe spec is invalid.',
+    hint: 'fix the spec as the message says (kubectl explain migrationprobe.spec)',
+  },
+};
+
+/** Build a reason with the catalog's phase and hint unless overridden. */
+export function reason(code: ReasonCode, message: string, hintOverride?: string, phaseOverride?: ProbePhase): Reason {
+  const info = REASON_CATALOG[code];
+  return {
+    code,
+    message,
+    hint: hintOverride ?? info.hint,
+    phase: phaseOverride ?? info.phase,
+  };
+}
+
+/** Every code of src/verdict.ts, in its order, with its catalog entry. */
+export function catalogEntries(): { code: ReasonCode; info: ReasonInfo }[] {
+  return REASON_CODES.map((code) => ({ code, info: REASON_CATALOG[code] }));
+}
+
+/** Markdown for the README's "Troubleshooting by reason code" section, generated from the catalog. */
+export function catalogMarkdown(): string {
+  const rows = catalogEntries().map(
+    ({ code, info }) => `| \`${code}\` | ${info.phase} | ${info.description} | ${info.hint} |`,
+  );
+  return ['| Code | Phase | What it means | How to fix it |', '|---|---|---|---|', ...rows].join('\n') + '\n';
+}
