@@ -1,0 +1,293 @@
+// The Helm chart without an API server: lint with both Helm majors, render every values case, and check what
+// the rendering promises: CRDs identical to crds/, deploy/ identical to a fresh render, exact RBAC without
+// wildcards, a restricted controller, and an agent with exactly the privileges values.yaml documents.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { testbed } from '../testbed/index.ts';
+import { run } from '../testbed/proc.ts';
+import {
+  CHART_DIR,
+  CRDS_DIR,
+  ROOT,
+  at,
+  findObject,
+  helmTemplate,
+  parseObjects,
+  valuesArgs,
+  valuesCases,
+  type KObject,
+} from './lib.ts';
+
+const NS = 'migprobe-system';
+
+test('helm lint passes with Helm 4 and Helm 3 for every values case', async () => {
+  const tb = await testbed();
+  for (const helm of [tb.helm, tb.helm3]) {
+    const ver = await run(helm, ['version', '--short']);
+    for (const c of valuesCases()) {
+      const res = await run(helm, ['lint', CHART_DIR, '--strict', ...valuesArgs(c)], { allowFail: true });
+      assert.equal(res.exitCode, 0, `helm ${ver.stdout} lint (${c.name}) failed:\n${res.stdout}\n${res.stderr}`);
+      assert.match(res.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
+  }
+});
+
+test('Helm 4 and Helm 3 render the same objects', async () => {
+  const tb = await testbed();
+  for (const c of valuesCases()) {
+    const a = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
+    const b = parseObjects(await helmTemplate(tb.helm3, { args: valuesArgs(c) }));
+    assert.deepEqual(a, b, `Helm 4 and Helm 3 disagree for ${c.name}`);
+  }
+});
+
+test("the chart's crds/ is an exact copy of the top-level crds/", () => {
+  const top = readdirSync(CRDS_DIR).filter((f) => f.endsWith('.yaml')).sort();
+  const chart = readdirSync(join(CHART_DIR, 'crds')).sort();
+  assert.ok(top.length > 0, 'crds/ holds no CRD');
+  assert.deepEqual(chart, top, 'charts/migprobe/crds/ must hold exactly the files of crds/ (cp crds/*.yaml charts/migprobe/crds/)');
+  for (const f of top) {
+    const a = readFileSync(join(CRDS_DIR, f));
+    const b = readFileSync(join(CHART_DIR, 'crds', f));
+    assert.ok(a.equals(b), `charts/migprobe/crds/${f} differs from crds/${f}: cp crds/${f} charts/migprobe/crds/`);
+  }
+});
+
+test('deploy/ is identical to a fresh render of the chart (run hack/render-deploy.sh when this fails)', async (t) => {
+  const tb = await testbed();
+  const out = mkdtempSync(join(tmpdir(), 'migprobe-deploy-'));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  await run('bash', [join(ROOT, 'hack', 'render-deploy.sh'), out], { env: { MIGPROBE_HELM: tb.helm } });
+  const fresh = readFileSync(join(out, 'migprobe.yaml'), 'utf8');
+  const committed = readFileSync(join(ROOT, 'deploy', 'migprobe.yaml'), 'utf8');
+  assert.ok(fresh === committed, 'deploy/migprobe.yaml drifted from the chart: run hack/render-deploy.sh and commit deploy/');
+  const objs = parseObjects(committed);
+  const ns = findObject(objs, 'Namespace', NS);
+  assert.equal(ns.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'privileged');
+  const crds = objs.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => o.metadata.name);
+  assert.deepEqual(crds, ['migrationprobes.migprobe.io'], 'deploy/migprobe.yaml includes the CRD');
+});
+
+interface Rule {
+  apiGroups?: string[];
+  resources?: string[];
+  resourceNames?: string[];
+  verbs?: string[];
+  nonResourceURLs?: string[];
+}
+
+function rulesOf(objs: KObject[], kind: 'ClusterRole' | 'Role', suffix: string): Rule[] {
+  return (findObject(objs, kind, suffix)['rules'] as Rule[] | undefined) ?? [];
+}
+
+/** "group/resource[names]: verbs", sorted: a readable form that exact comparisons can use. */
+function flatten(rules: Rule[]): string[] {
+  const out: string[] = [];
+  for (const r of rules) {
+    for (const g of r.apiGroups ?? []) {
+      for (const res of r.resources ?? []) {
+        const names = r.resourceNames ? `[${[...r.resourceNames].sort().join(',')}]` : '';
+        out.push(`${g || 'core'}/${res}${names}: ${[...(r.verbs ?? [])].sort().join(',')}`);
+      }
+    }
+  }
+  return out.sort();
+}
+
+function assertRules(actual: Rule[], expected: string[], what: string): void {
+  assert.deepEqual(flatten(actual), [...expected].sort(), `${what}: the rules differ from the exact set`);
+}
+
+test('RBAC: exact verbs, no wildcards, leases only in the release namespace', async () => {
+  const tb = await testbed();
+  for (const c of valuesCases()) {
+    const objs = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
+    const roles = objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
+    assert.equal(roles.length, 4, 'a ClusterRole and a Role for each of the controller and the agent');
+    for (const role of roles) {
+      for (const r of (role['rules'] as Rule[] | undefined) ?? []) {
+        for (const field of ['apiGroups', 'resources', 'verbs', 'resourceNames', 'nonResourceURLs'] as const) {
+          for (const v of r[field] ?? []) {
+            assert.ok(!v.includes('*'), `${role.kind}/${role.metadata.name} has a wildcard in ${field}: ${JSON.stringify(r)}`);
+          }
+        }
+        assert.equal(r.nonResourceURLs, undefined, `${role.metadata.name}: no nonResourceURLs`);
+      }
+    }
+    assertRules(rulesOf(objs, 'ClusterRole', '-controller'), [
+      'core/events: create,patch',
+      'core/nodes: get,list,watch',
+      'core/pods: get,list,watch',
+      'events.k8s.io/events: create,patch',
+      'migprobe.io/migrationprobes: delete,get,list,patch,update,watch',
+      'migprobe.io/migrationprobes/finalizers: update',
+      'migprobe.io/migrationprobes/status: patch,update',
+    ], 'controller ClusterRole');
+    assertRules(rulesOf(objs, 'Role', '-controller'), [
+      'coordination.k8s.io/leases: create,get,update',
+      'core/serviceaccounts/token[migprobe-controller]: create',
+    ], 'controller Role');
+    assertRules(rulesOf(objs, 'ClusterRole', '-agent'), [
+      'authentication.k8s.io/tokenreviews: create',
+      'core/pods: get,list,watch',
+    ], 'agent ClusterRole');
+    assertRules(rulesOf(objs, 'Role', '-agent'), ['core/serviceaccounts/token[migprobe-agent]: create'], 'agent Role');
+    for (const o of objs.filter((x) => x.kind === 'Role' || x.kind === 'RoleBinding')) {
+      assert.equal(o.metadata.namespace, NS, `${o.kind}/${o.metadata.name} lives in the release namespace`);
+    }
+    // Every binding names the chart's own ServiceAccounts, in the release namespace.
+    const sas = new Set(objs.filter((o) => o.kind === 'ServiceAccount').map((o) => o.metadata.name));
+    for (const b of objs.filter((o) => o.kind === 'ClusterRoleBinding' || o.kind === 'RoleBinding')) {
+      for (const s of (b['subjects'] as { kind: string; name: string; namespace: string }[]) ?? []) {
+        assert.equal(s.kind, 'ServiceAccount');
+        assert.ok(sas.has(s.name), `${b.metadata.name} binds ${s.name}, which the chart does not create`);
+        assert.equal(s.namespace, NS);
+      }
+    }
+  }
+});
+
+test('the controller is restricted and elects a leader; replicas 2 comes with leader election', async () => {
+  const tb = await testbed();
+  for (const c of valuesCases()) {
+    const objs = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
+    const dep = findObject(objs, 'Deployment', '-controller');
+    const spec = at(dep, 'spec', 'template', 'spec');
+    assert.equal(at(spec, 'securityContext', 'runAsNonRoot'), true);
+    assert.equal(at(spec, 'securityContext', 'seccompProfile', 'type'), 'RuntimeDefault');
+    assert.equal(at(spec, 'hostPID'), undefined);
+    assert.equal(at(spec, 'hostNetwork'), undefined);
+    const ctr = at(spec, 'containers', 0);
+    assert.deepEqual(at(ctr, 'securityContext'), {
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    assert.ok(at(ctr, 'livenessProbe', 'httpGet'), 'liveness probe');
+    assert.ok(at(ctr, 'readinessProbe', 'httpGet'), 'readiness probe');
+    assert.ok(at(ctr, 'resources', 'requests', 'cpu') && at(ctr, 'resources', 'requests', 'memory'), 'resource requests');
+    const args = at(ctr, 'args') as string[];
+    assert.ok(args.includes('--leader-elect=true'), `leader election is on: ${args.join(' ')}`);
+    for (const v of (at(spec, 'volumes') as { hostPath?: unknown }[]) ?? []) assert.equal(v.hostPath, undefined);
+  }
+  const ha = parseObjects(await helmTemplate(tb.helm, { args: ['-f', join(CHART_DIR, 'ci', 'metrics-ha-values.yaml')] }));
+  assert.equal(at(findObject(ha, 'Deployment', '-controller'), 'spec', 'replicas'), 2);
+  assert.ok(at(findObject(ha, 'Deployment', '-controller'), 'spec', 'template', 'spec', 'affinity', 'podAntiAffinity'));
+  const sm = findObject(ha, 'ServiceMonitor', '-controller');
+  assert.equal(sm.apiVersion, 'monitoring.coreos.com/v1');
+  assert.equal(at(sm, 'spec', 'endpoints', 0, 'port'), 'http-metrics');
+  const svc = findObject(ha, 'Service', '-controller-metrics');
+  assert.equal(at(svc, 'spec', 'ports', 0, 'name'), 'http-metrics');
+  // Without the flag there is no ServiceMonitor (clusters without the Prometheus Operator).
+  const def = parseObjects(await helmTemplate(tb.helm, {}));
+  assert.equal(def.filter((o) => o.kind === 'ServiceMonitor').length, 0);
+  // The schema refuses two controllers without leader election.
+  const bad = await run(
+    tb.helm,
+    ['template', 'x', CHART_DIR, '--set', 'controller.replicas=2', '--set', 'controller.leaderElection.enabled=false'],
+    { allowFail: true },
+  );
+  assert.notEqual(bad.exitCode, 0);
+  assert.match(bad.stderr, /leaderElection/);
+});
+
+interface Volume {
+  name: string;
+  hostPath?: { path: string; type: string };
+  emptyDir?: unknown;
+}
+
+test('the agent: hostPID, typed hostPaths, privileges as values.yaml documents them', async () => {
+  const tb = await testbed();
+  const values = parseYaml(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8')) as { agent: { capabilities: string[] } };
+  for (const c of valuesCases()) {
+    const objs = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
+    const ds = findObject(objs, 'DaemonSet', '-agent');
+    const spec = at(ds, 'spec', 'template', 'spec');
+    assert.equal(at(ds, 'spec', 'template', 'metadata', 'labels', 'app.kubernetes.io/name'), 'migprobe-agent', 'the controller finds agents by this label');
+    assert.equal(at(spec, 'hostPID'), true);
+    assert.equal(at(spec, 'hostNetwork'), false);
+    assert.equal(at(spec, 'hostIPC'), false);
+    assert.equal(at(spec, 'priorityClassName'), 'system-node-critical');
+    assert.deepEqual(at(spec, 'tolerations'), [{ operator: 'Exists' }]);
+    assert.equal(at(spec, 'securityContext', 'seccompProfile', 'type'), 'Unconfined');
+    assert.equal(at(spec, 'securityContext', 'appArmorProfile', 'type'), 'Unconfined');
+    const vols = at(spec, 'volumes') as Volume[];
+    const hostPaths: Record<string, string> = {};
+    for (const v of vols) if (v.hostPath) hostPaths[v.hostPath.path] = v.hostPath.type;
+    assert.deepEqual(hostPaths, {
+      '/run/containerd/containerd.sock': 'Socket',
+      '/var/lib/containerd': 'Directory',
+      '/run/containerd/io.containerd.runtime.v2.task': 'Directory',
+      '/sys/fs/cgroup': 'Directory',
+      '/var/lib/migprobe': 'DirectoryOrCreate',
+    });
+    assert.ok(!Object.keys(hostPaths).includes('/'), 'never the host root');
+    const ctr = at(spec, 'containers', 0);
+    const env = at(ctr, 'env') as { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+    assert.equal(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
+    const mounts = at(ctr, 'volumeMounts') as { name: string; mountPath: string; readOnly?: boolean }[];
+    for (const v of vols.filter((x) => x.hostPath)) {
+      const m = mounts.find((x) => x.name === v.name);
+      assert.equal(m?.mountPath, v.hostPath?.path, `${v.name} is mounted at its host path`);
+    }
+    assert.equal(mounts.find((m) => m.name === 'containerd-root')?.readOnly, true);
+    const sc = at(ctr, 'securityContext') as Record<string, unknown>;
+    if (c.name === 'capabilities-values.yaml') {
+      assert.equal(sc['privileged'], false);
+      assert.equal(sc['allowPrivilegeEscalation'], false);
+      assert.deepEqual(at(sc, 'capabilities', 'drop'), ['ALL']);
+      assert.deepEqual(at(sc, 'capabilities', 'add'), values.agent.capabilities);
+      for (const cap of ['CHECKPOINT_RESTORE', 'SYS_PTRACE', 'SYS_ADMIN', 'NET_ADMIN']) {
+        assert.ok(values.agent.capabilities.includes(cap), `${cap} is in the explicit set`);
+      }
+    } else {
+      assert.equal(sc['privileged'], true);
+      assert.equal(at(sc, 'capabilities'), undefined);
+    }
+    // Only the agent is unconfined: nothing else in the chart asks for it.
+    for (const o of objs.filter((x) => x.kind === 'Deployment')) {
+      assert.notEqual(at(o, 'spec', 'template', 'spec', 'securityContext', 'seccompProfile', 'type'), 'Unconfined');
+    }
+  }
+});
+
+test('values.yaml gives the reason beside every agent capability', () => {
+  const text = readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8');
+  const values = parseYaml(text) as { agent: { capabilities: string[] } };
+  const lines = text.split('\n');
+  for (const cap of values.agent.capabilities) {
+    const i = lines.findIndex((l) => l.trim() === `- ${cap}`);
+    assert.ok(i > 0, `${cap} listed`);
+    // The reason is the comment block right above the item (shared by a group of related capabilities).
+    let j = i - 1;
+    while (j > 0 && /^\s*- [A-Z_]+$/.test(lines[j] ?? '')) j--;
+    const comment = lines[j] ?? '';
+    assert.match(comment, /^\s*#\s+\S/, `no reason written above ${cap}`);
+    const block: string[] = [];
+    for (let k = j; k > 0 && /^\s*#/.test(lines[k] ?? ''); k--) block.unshift(lines[k] ?? '');
+    assert.ok(block.join(' ').includes(cap), `the comment above ${cap} names it and says why`);
+  }
+});
+
+test('the NetworkPolicy admits only the controller and peer agents to the agent port', async () => {
+  const tb = await testbed();
+  const objs = parseObjects(await helmTemplate(tb.helm, {}));
+  const np = findObject(objs, 'NetworkPolicy', '-agent');
+  const ds = findObject(objs, 'DaemonSet', '-agent');
+  const port = at(ds, 'spec', 'template', 'spec', 'containers', 0, 'ports', 0, 'containerPort');
+  assert.deepEqual(at(np, 'spec', 'podSelector', 'matchLabels'), at(ds, 'spec', 'selector', 'matchLabels'));
+  assert.deepEqual(at(np, 'spec', 'policyTypes'), ['Ingress']);
+  const ingress = at(np, 'spec', 'ingress') as unknown[];
+  assert.equal(ingress.length, 1);
+  assert.deepEqual(at(ingress[0], 'ports'), [{ port, protocol: 'TCP' }]);
+  const names = (at(ingress[0], 'from') as unknown[]).map((p) => at(p, 'podSelector', 'matchLabels', 'app.kubernetes.io/name'));
+  assert.deepEqual(names, ['migprobe-controller', 'migprobe-agent']);
+});

@@ -1,0 +1,79 @@
+// Shared helpers of the chart tests: where the chart is, its values cases, rendering it with a real Helm,
+// and reading the rendered objects. Argument arrays only.
+
+import { readdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { run } from '../testbed/proc.ts';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CHART_DIR = join(ROOT, 'charts', 'migprobe');
+export const CRDS_DIR = join(ROOT, 'crds');
+export const FIXTURES = join(ROOT, 'test', 'chart', 'fixtures');
+
+/** The default values, then every values file in the chart's ci/ folder. */
+export interface ValuesCase {
+  name: string;
+  /** `-f` argument, absent for the defaults. */
+  file?: string;
+}
+
+export function valuesCases(): ValuesCase[] {
+  const ci = readdirSync(join(CHART_DIR, 'ci'))
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()
+    .map((f) => ({ name: f, file: join(CHART_DIR, 'ci', f) }));
+  return [{ name: 'default values' }, ...ci];
+}
+
+export function valuesArgs(c: ValuesCase): string[] {
+  return c.file ? ['-f', c.file] : [];
+}
+
+/** A Kubernetes object as parsed from YAML: only the fields the tests read are typed. */
+export interface KObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [k: string]: unknown;
+}
+
+export function parseObjects(text: string): KObject[] {
+  const out: KObject[] = [];
+  for (const doc of parseAllDocuments(text)) {
+    if (doc.errors.length > 0) throw new Error(`rendered YAML does not parse: ${doc.errors.map((e) => e.message).join('; ')}`);
+    const v: unknown = doc.toJS();
+    if (v === null || v === undefined) continue;
+    out.push(v as KObject);
+  }
+  return out;
+}
+
+export async function helmTemplate(
+  helm: string,
+  opts: { release?: string; namespace?: string; args?: string[] },
+): Promise<string> {
+  const res = await run(
+    helm,
+    ['template', opts.release ?? 'migprobe', CHART_DIR, '--namespace', opts.namespace ?? 'migprobe-system', ...(opts.args ?? [])],
+    { timeoutMs: 60_000 },
+  );
+  return res.stdout;
+}
+
+export function findObject(objs: KObject[], kind: string, nameSuffix: string): KObject {
+  const o = objs.find((x) => x.kind === kind && x.metadata.name.endsWith(nameSuffix));
+  if (!o) throw new Error(`no ${kind} named *${nameSuffix} in: ${objs.map((x) => `${x.kind}/${x.metadata.name}`).join(', ')}`);
+  return o;
+}
+
+/** Reads a nested field by path; the tests assert on shapes, so a missing step is `undefined`. */
+export function at(o: unknown, ...path: (string | number)[]): unknown {
+  let cur: unknown = o;
+  for (const p of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, unknown>)[p];
+  }
+  return cur;
+}
