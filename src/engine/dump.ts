@@ -1,0 +1,438 @@
+// The dump check: a real `criu dump --leave-running` of the container's process tree that never writes or ships
+// memory page contents. CRIU runs with --lazy-pages; the moment its page server listens (it says so on
+// --status-fd) we connect and send PS_IOV_CLOSE: nothing will be fetched. Then the lazy entries are removed from
+// the pagemaps so a restore does not wait for pages forever. The pause is measured from the workload's side
+// (freeze-watch.ts). Every CRIU call has a hard timeout; after any failure or kill the workload is verified
+// running (thawed, SIGCONT'ed if needed) and what was done is recorded.
+
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createServer, connect } from 'node:net';
+import { mkdir, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DumpCheckResult, NodeFacts, ProbeOptions } from './api.ts';
+import type { Reason } from '../verdict.ts';
+import { dumpArgs } from './criu-args.ts';
+import type { ExternalMount } from './criu-args.ts';
+import { fixLazyPagemaps, imageDirSize } from './images.ts';
+import type { LazyFixReport } from './images.ts';
+import { watchFreeze } from './freeze-watch.ts';
+import type { FreezeStats } from './freeze-watch.ts';
+import { reasonsFromCriuLog } from './criu-log.ts';
+import { reason } from './reasons.ts';
+import { criuPath } from './exec.ts';
+
+/** What the dump needs to know about the container (probe.ts builds it from container.ts's ContainerInfo). */
+export interface DumpSubject {
+  /** Init PID of the container (host PID namespace). */
+  pid: number;
+  /** Every PID of the container's process tree (host PIDs). */
+  pids: number[];
+  /** The container root as the host sees it (/proc/<pid>/root). */
+  root: string;
+  externalMounts: ExternalMount[];
+  /** Inode of the container's network namespace when it is not the host's. */
+  netnsInode?: number;
+  /** v1 freezer cgroup folder of the container, if any (used only to thaw after a failure). */
+  freezerCgroupDir?: string;
+}
+
+export interface Manifest {
+  version: 1;
+  createdAt: string;
+  imageRef?: string;
+  rootfs: { lowerdirs: string[]; upperdir?: string };
+  externalMounts: ExternalMount[];
+  netnsExternal: boolean;
+  addresses: { ifname: string; cidr: string }[];
+  fileDigests: Record<string, string>;
+  sourceFacts?: NodeFacts;
+  workloadRssBytes?: number;
+  pagemap?: LazyFixReport;
+  /** 'lazy' for a dump-check bundle (no page contents), 'full' for a real checkpoint. */
+  kind: 'lazy' | 'full';
+}
+
+export interface DumpRunInfo {
+  /** What was done to make sure the workload runs after a failure. */
+  recovery: string[];
+  freeze?: FreezeStats;
+  criuExitCode: number | null;
+  timedOut: boolean;
+  logPath: string;
+  pagemap?: LazyFixReport;
+}
+
+export interface DumpHooks {
+  /** Fault injection for tests: SIGKILL CRIU as soon as the workload is seen stopped. */
+  killCriuWhenFrozen?: boolean;
+  /** Test hook: called with CRIU's pid right after it starts. */
+  onCriuStarted?: (pid: number) => void;
+}
+
+export const MARKER_NAME = 'frozen-by-migprobe.json';
+
+export interface FrozenMarker {
+  pid: number;
+  pids: number[];
+  freezerCgroupDir?: string;
+  criuPid?: number;
+  since: string;
+}
+
+/** Pick a free TCP port on loopback for the lazy page server. */
+export async function freePort(address = '127.0.0.1'): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, address, () => {
+      const a = srv.address();
+      const port = typeof a === 'object' && a !== null ? a.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** The page-server command struct (u32 cmd, 4 bytes padding, u64 nr_pages, u64 vaddr, u64 dst_id). */
+export const PS_IOV_CLOSE = 0x1023;
+export function pageServerCommand(cmd: number): Buffer {
+  const b = Buffer.alloc(32);
+  b.writeUInt32LE(cmd, 0);
+  return b;
+}
+
+/**
+ * Tell a lazy page server that nothing will be fetched. We half-close right after the command instead of waiting
+ * for its (corked, ~200 ms late) reply: the server sends the reply, reads our EOF and finishes at once.
+ */
+export async function closeLazyPageServer(address: string, port: number, timeoutMs: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const sock = connect({ host: address, port });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`page server ${address}:${port}: no answer in ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setNoDelay(true);
+    sock.once('connect', () => {
+      sock.end(pageServerCommand(PS_IOV_CLOSE));
+      clearTimeout(timer);
+      resolve();
+    });
+    sock.on('data', () => undefined);
+    sock.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+function procState(pid: number): string | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return s.charAt(s.lastIndexOf(')') + 2);
+  } catch {
+    return undefined;
+  }
+}
+
+function taskIds(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Make sure the workload runs: thaw its freezer cgroup if FROZEN, SIGCONT any task in a stop state, then wait up to
+ * `waitMs` for no task to be in state t/T. Returns what was done (empty when nothing was needed) and the tasks
+ * still stopped (should be none).
+ */
+export async function ensureRunning(
+  pids: readonly number[],
+  freezerCgroupDir?: string,
+  waitMs = 2000,
+): Promise<{ actions: string[]; stillStopped: number[] }> {
+  const actions: string[] = [];
+  if (freezerCgroupDir !== undefined) {
+    try {
+      const st = (await readFile(join(freezerCgroupDir, 'freezer.state'), 'latin1')).trim();
+      if (st !== 'THAWED') {
+        await writeFile(join(freezerCgroupDir, 'freezer.state'), 'THAWED');
+        actions.push(`freezer ${freezerCgroupDir}: ${st} -> THAWED`);
+      }
+    } catch {
+      // no freezer cgroup
+    }
+  }
+  const deadline = Date.now() + waitMs;
+  let stopped: number[] = [];
+  let signalled = false;
+  for (;;) {
+    stopped = [];
+    for (const pid of pids) {
+      for (const tid of taskIds(pid).length > 0 ? taskIds(pid) : [pid]) {
+        const s = tid === pid ? procState(pid) : procStateTask(pid, tid);
+        if (s === 't' || s === 'T') stopped.push(tid);
+      }
+    }
+    if (stopped.length === 0) break;
+    if (!signalled && Date.now() > deadline - waitMs / 2) {
+      // Tracing stops end when the tracer dies; a job-control stop (T) needs SIGCONT.
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGCONT');
+        } catch {
+          // gone
+        }
+      }
+      actions.push(`SIGCONT to ${pids.join(',')} (tasks ${stopped.join(',')} were stopped)`);
+      signalled = true;
+    }
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return { actions, stillStopped: stopped };
+}
+
+function procStateTask(pid: number, tid: number): string | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+    return s.charAt(s.lastIndexOf(')') + 2);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An agent runs this at start-up: thaw whatever a crashed run left frozen. It finds every marker under `workRoot`
+ * (at most two levels deep), kills the CRIU that was running if it still is, thaws, verifies, removes the marker.
+ */
+export async function recoverFrozen(workRoot: string): Promise<{ marker: string; actions: string[] }[]> {
+  const found: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = join(dir, n);
+      if (n === MARKER_NAME) found.push(p);
+      else if (depth > 0) {
+        try {
+          if ((await stat(p)).isDirectory()) await walk(p, depth - 1);
+        } catch {
+          // raced away
+        }
+      }
+    }
+  };
+  await walk(workRoot, 2);
+  const out: { marker: string; actions: string[] }[] = [];
+  for (const marker of found) {
+    const actions: string[] = [];
+    try {
+      const m = JSON.parse(await readFile(marker, 'utf8')) as FrozenMarker;
+      if (m.criuPid !== undefined && isCriu(m.criuPid)) {
+        try {
+          process.kill(m.criuPid, 'SIGKILL');
+          actions.push(`SIGKILL to leftover criu ${m.criuPid}`);
+        } catch {
+          // gone
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const r = await ensureRunning(m.pids.length > 0 ? m.pids : [m.pid], m.freezerCgroupDir);
+      actions.push(...r.actions);
+      if (r.stillStopped.length > 0) actions.push(`still stopped: ${r.stillStopped.join(',')}`);
+    } catch (e) {
+      actions.push(`unreadable marker: ${(e as Error).message}`);
+    }
+    await rm(marker, { force: true });
+    out.push({ marker, actions });
+  }
+  return out;
+}
+
+function isCriu(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'criu';
+  } catch {
+    return false;
+  }
+}
+
+export interface DumpCheckInput {
+  subject: DumpSubject;
+  options: ProbeOptions;
+  /** Folder for images, log and marker; created if needed. */
+  workDir: string;
+  /** Extra manifest facts (image ref, rootfs, addresses, digests, source facts). */
+  manifest: Omit<Manifest, 'version' | 'createdAt' | 'externalMounts' | 'netnsExternal' | 'kind' | 'pagemap'>;
+  criuVersion: string;
+  /** Full dump (page contents written, no lazy pages): used by the baseline in bench/ and by tests. */
+  full?: boolean;
+  hooks?: DumpHooks;
+}
+
+export interface DumpCheckOutput {
+  result: DumpCheckResult;
+  info: DumpRunInfo;
+}
+
+/** Run the dump check. Never throws for CRIU failures: they become reasons. */
+export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput> {
+  const { subject, options, workDir } = input;
+  const bundleDir = join(workDir, 'bundle');
+  const imagesDir = join(bundleDir, 'images');
+  await mkdir(imagesDir, { recursive: true });
+  const logPath = join(workDir, 'dump.log');
+  const full = input.full === true;
+  const address = '127.0.0.1';
+  const port = full ? 0 : await freePort(address);
+  const args = dumpArgs({
+    pid: subject.pid,
+    imagesDir,
+    logFile: logPath,
+    root: subject.root,
+    externalMounts: subject.externalMounts,
+    ...(subject.netnsInode === undefined ? {} : { netnsInode: subject.netnsInode }),
+    ...(full ? {} : { lazyPages: { address, port }, statusFd: 3 }),
+    leaveRunning: true,
+    options,
+  });
+  const reasons: Reason[] = [];
+  const recovery: string[] = [];
+  const marker: FrozenMarker = {
+    pid: subject.pid,
+    pids: subject.pids,
+    ...(subject.freezerCgroupDir === undefined ? {} : { freezerCgroupDir: subject.freezerCgroupDir }),
+    since: new Date().toISOString(),
+  };
+  const markerPath = join(workDir, MARKER_NAME);
+  await writeFile(markerPath, JSON.stringify(marker));
+
+  const criu: { proc?: ChildProcess } = {};
+  const watch = watchFreeze(subject.pids, {
+    ...(subject.freezerCgroupDir === undefined ? {} : { freezerStatePath: join(subject.freezerCgroupDir, 'freezer.state') }),
+    onFirstStop: () => {
+      if (input.hooks?.killCriuWhenFrozen === true) criu.proc?.kill('SIGKILL');
+    },
+  });
+  await watch.ready;
+
+  const started = performance.now();
+  const proc = spawn(criuPath(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+  criu.proc = proc;
+  let stderr = '';
+  proc.stderr?.on('data', (b: Buffer) => {
+    stderr = (stderr + b.toString()).slice(-64 * 1024);
+  });
+  proc.stdout?.on('data', () => undefined);
+  if (proc.pid !== undefined) {
+    marker.criuPid = proc.pid;
+    await writeFile(markerPath, JSON.stringify(marker));
+    input.hooks?.onCriuStarted?.(proc.pid);
+  }
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    proc.kill('SIGKILL');
+  }, options.timeoutMs);
+  let pageServerError: string | undefined;
+  const statusPipe = proc.stdio[3];
+  if (!full && statusPipe !== null && statusPipe !== undefined) {
+    statusPipe.on('data', () => {
+      closeLazyPageServer(address, port, Math.min(5000, options.timeoutMs)).catch((e: unknown) => {
+        pageServerError = (e as Error).message;
+      });
+    });
+    statusPipe.on('error', () => undefined);
+  }
+  const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.once('error', (e) => {
+      stderr += `${e.message}\n`;
+      resolve({ code: 127, signal: null });
+    });
+    proc.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  clearTimeout(timer);
+  const dumpMs = performance.now() - started;
+  const freeze = await watch.stop();
+
+  const ok = exit.code === 0 && !timedOut;
+  // After anything but a clean exit: make sure the workload runs, whatever CRIU was doing.
+  const check = await ensureRunning(subject.pids, subject.freezerCgroupDir, ok ? 500 : 3000);
+  recovery.push(...check.actions);
+  if (check.stillStopped.length > 0) {
+    recovery.push(`tasks still stopped after recovery: ${check.stillStopped.join(',')}`);
+    reasons.push(reason('InternalError', `the workload's tasks ${check.stillStopped.join(',')} are still stopped after the dump`, undefined, 'dump'));
+  } else {
+    await rm(markerPath, { force: true });
+  }
+
+  const log = await readFile(logPath, 'utf8').catch(() => '');
+  let excerpt: string | undefined;
+  if (timedOut) {
+    reasons.push(
+      reason('Timeout', `criu dump did not finish within ${options.timeoutMs} ms and was killed; the workload was left running${recovery.length > 0 ? ` (${recovery.join('; ')})` : ''}`, undefined, 'dump'),
+    );
+    excerpt = log.split('\n').slice(-15).join('\n');
+  } else if (!ok) {
+    const parsed = reasonsFromCriuLog(log.length > 0 ? log : stderr, 'dump');
+    reasons.push(...parsed.reasons);
+    excerpt = parsed.excerpt;
+    if (parsed.reasons.length === 0) {
+      reasons.push(reason('DumpFailed', `criu dump exited with ${exit.code ?? exit.signal}`, undefined, 'dump'));
+    }
+  }
+  if (ok && pageServerError !== undefined) {
+    reasons.push(reason('DumpFailed', `lazy page server: ${pageServerError}`, undefined, 'dump'));
+  }
+
+  let pagemap: LazyFixReport | undefined;
+  if (ok && !full) {
+    pagemap = await fixLazyPagemaps(imagesDir);
+  }
+  if (ok && freeze.longestMs > options.freezeBudgetMs) {
+    reasons.push(
+      reason(
+        'FreezeBudgetExceeded',
+        `the workload was frozen for ${Math.round(freeze.longestMs)} ms, over the budget of ${options.freezeBudgetMs} ms`,
+        undefined,
+        'dump',
+      ),
+    );
+  }
+
+  const manifest: Manifest = {
+    version: 1,
+    createdAt: new Date().toISOString(),
+    ...input.manifest,
+    externalMounts: subject.externalMounts,
+    netnsExternal: subject.netnsInode !== undefined,
+    kind: full ? 'full' : 'lazy',
+    ...(pagemap === undefined ? {} : { pagemap }),
+  };
+  await writeFile(join(bundleDir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+  const size = await imageDirSize(imagesDir);
+
+  const result: DumpCheckResult = {
+    reasons,
+    timings: { freezeMs: Math.round(freeze.longestMs), dumpMs: Math.round(dumpMs) },
+    sizes: {
+      imageBytes: size.totalBytes,
+      ...(input.manifest.workloadRssBytes === undefined ? {} : { workloadRssBytes: input.manifest.workloadRssBytes }),
+    },
+    criuVersion: input.criuVersion,
+    bundleDir,
+    ...(excerpt === undefined ? {} : { criuLogExcerpt: excerpt }),
+  };
+  return {
+    result,
+    info: { recovery, freeze, criuExitCode: exit.code, timedOut, logPath, ...(pagemap === undefined ? {} : { pagemap }) },
+  };
+}

@@ -1,0 +1,177 @@
+// The restore check: a real `criu restore --leave-stopped` of a bundle in a sandbox (sandbox.ts). The restored
+// tasks never execute one instruction: we read their CPU ticks twice with a pause between and require them
+// unchanged, then kill everything and prove nothing is left.
+
+import { mkdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
+import type { Reason } from '../verdict.ts';
+import { restoreArgs } from './criu-args.ts';
+import type { Manifest } from './dump.ts';
+import { createSandbox, cpuTicks, destroySandbox, runInSandbox, sandboxPids, taskState } from './sandbox.ts';
+import type { Sandbox, SandboxProcess, SandboxRun } from './sandbox.ts';
+import { reasonsFromCriuLog } from './criu-log.ts';
+import { reason } from './reasons.ts';
+import { criuPath } from './exec.ts';
+
+export interface RestoreProof {
+  /** pid -> utime+stime ticks, first read (host PIDs of the restored tasks). */
+  cpuTicksBefore: Record<string, number>;
+  cpuTicksAfter: Record<string, number>;
+  /** Task states seen (expected: T, stopped). */
+  states: Record<string, string>;
+  /** Found by looking after teardown: processes, mounts, cgroups, netns, folders. Empty when clean. */
+  leftovers: string[];
+}
+
+export interface RestoreCheckInput {
+  bundleDir: string;
+  /** Image folder; defaults to <bundleDir>/images. */
+  imagesDir?: string;
+  options: ProbeOptions;
+  target: TargetRoot;
+  /** Parent folder for the sandbox. */
+  workDir: string;
+  facts: NodeFacts;
+  criuVersion: string;
+  /** Manifest override (restore-only mode builds one from the checkpoint). */
+  manifest?: Manifest;
+  /** Extra layer on top of the target root (e.g. a checkpoint's rootfs diff), top first. */
+  extraLowerdirs?: string[];
+  /** Pause between the two CPU tick reads, ms. */
+  tickPauseMs?: number;
+}
+
+export interface RestoreCheckOutput {
+  result: RestoreCheckResult;
+  proof: RestoreProof;
+  run?: SandboxRun;
+}
+
+export async function readManifest(bundleDir: string): Promise<Manifest> {
+  return JSON.parse(await readFile(join(bundleDir, 'manifest.json'), 'utf8')) as Manifest;
+}
+
+/** Root filesystem layers for the sandbox overlay: explicit target root, else the manifest's layers if present here. */
+export function chooseLowerdirs(target: TargetRoot, manifest: Manifest, exists: (p: string) => boolean = existsSync): string[] | undefined {
+  // The container's own changes (its writable layer) travel with a migration: stack them on top of the image
+  // layers when they are reachable here.
+  const up = manifest.rootfs.upperdir;
+  const diff = up !== undefined && exists(up) ? [up] : [];
+  if (target.rootfs !== undefined) return [...diff, target.rootfs];
+  const l = manifest.rootfs.lowerdirs;
+  if (l.length > 0 && l.every(exists)) return [...diff, ...l];
+  return undefined;
+}
+
+export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreCheckOutput> {
+  const started = performance.now();
+  const manifest = input.manifest ?? (await readManifest(input.bundleDir));
+  const imagesDir = input.imagesDir ?? join(input.bundleDir, 'images');
+  const reasons: Reason[] = [];
+  const proof: RestoreProof = { cpuTicksBefore: {}, cpuTicksAfter: {}, states: {}, leftovers: [] };
+  const base = (): RestoreCheckResult => ({
+    reasons,
+    timings: { restoreMs: Math.round(performance.now() - started) },
+    criuVersion: input.criuVersion,
+    facts: input.facts,
+  });
+  const lower = chooseLowerdirs(input.target, manifest);
+  if (lower === undefined) {
+    reasons.push(
+      reason(
+        'RestoreFailed',
+        `no root filesystem for the restore: the image ${manifest.imageRef ?? '(unknown)'} layers are not on this node and no target rootfs was given`,
+        'give the target root filesystem explicitly (TargetRoot.rootfs / --target-rootfs), or pull the image on the target',
+        'restore',
+      ),
+    );
+    return { result: base(), proof };
+  }
+  const lowerdirs = [...(input.extraLowerdirs ?? []), ...lower];
+  await mkdir(input.workDir, { recursive: true });
+  let sb: Sandbox | undefined;
+  let proc: SandboxProcess | undefined;
+  let sbRun: SandboxRun | undefined;
+  let excerpt: string | undefined;
+  try {
+    sb = await createSandbox({ workDir: input.workDir, lowerdirs, addresses: manifest.addresses.map((a) => a.cidr) });
+    const extMounts: { key: string; path: string }[] = [];
+    for (const m of manifest.externalMounts) {
+      if (m.kind === 'bind' && m.hostPath !== undefined && existsSync(m.hostPath)) {
+        extMounts.push({ key: m.key, path: m.hostPath });
+      } else {
+        const p = join(sb.dir, 'ext', m.key.replace(/[^A-Za-z0-9._-]/g, '_'));
+        await mkdir(p, { recursive: true });
+        extMounts.push({ key: m.key, path: p });
+      }
+    }
+    const logFile = join(sb.dir, 'restore.log');
+    const args = restoreArgs({
+      imagesDir,
+      logFile,
+      root: sb.root,
+      cgroupRoot: sb.cgroupRoot,
+      externalMounts: extMounts,
+      ...(manifest.netnsExternal ? { netnsFd: 3 } : {}),
+      pidfile: join(sb.dir, 'restored.pid'),
+      options: input.options,
+    });
+    proc = await runInSandbox({
+      sandbox: sb,
+      lowerdirs,
+      command: [criuPath(), ...args],
+      timeoutMs: input.options.timeoutMs,
+      netnsFd: manifest.netnsExternal,
+    });
+    sbRun = await proc.done;
+    const log = await readFile(logFile, 'utf8').catch(() => '');
+    if (sbRun.timedOut) {
+      reasons.push(reason('Timeout', `criu restore did not finish within ${input.options.timeoutMs} ms and was killed`, undefined, 'restore'));
+      excerpt = log.split('\n').slice(-15).join('\n');
+    } else if (sbRun.criuExitCode !== 0) {
+      const parsed = reasonsFromCriuLog(log.length > 0 ? log : sbRun.output, 'restore');
+      reasons.push(...parsed.reasons);
+      excerpt = parsed.excerpt;
+      if (parsed.reasons.length === 0) {
+        reasons.push(
+          reason('RestoreFailed', `criu restore exited with ${sbRun.criuExitCode ?? 'no status'}: ${sbRun.output.trim().slice(-300)}`, undefined, 'restore'),
+        );
+      }
+    } else {
+      // Restored: prove the tasks never ran.
+      const pids = await sandboxPids(sb);
+      if (pids.length === 0) {
+        reasons.push(reason('InternalError', 'criu restore succeeded but no restored task was found in the sandbox cgroup', undefined, 'restore'));
+      }
+      for (const p of pids) {
+        const t = cpuTicks(p);
+        if (t !== undefined) proof.cpuTicksBefore[String(p)] = t;
+        proof.states[String(p)] = taskState(p) ?? '?';
+      }
+      await new Promise((r) => setTimeout(r, input.tickPauseMs ?? 300));
+      for (const p of pids) {
+        const t = cpuTicks(p);
+        if (t !== undefined) proof.cpuTicksAfter[String(p)] = t;
+      }
+      const moved = pids.filter((p) => proof.cpuTicksBefore[String(p)] !== proof.cpuTicksAfter[String(p)]);
+      if (moved.length > 0) {
+        reasons.push(reason('InternalError', `restored tasks ${moved.join(',')} used CPU time in the sandbox; they must stay stopped`, undefined, 'restore'));
+      }
+    }
+  } catch (e) {
+    reasons.push(reason('InternalError', `restore sandbox: ${(e as Error).message}`, undefined, 'restore'));
+  } finally {
+    if (sb !== undefined) {
+      const left = await destroySandbox(sb, proc, sbRun?.pidnsInode);
+      proof.leftovers = left.leftovers;
+      if (left.leftovers.length > 0) {
+        reasons.push(reason('InternalError', `the restore sandbox left: ${left.leftovers.join('; ')}`, undefined, 'restore'));
+      }
+    }
+  }
+  const result = base();
+  if (excerpt !== undefined) result.criuLogExcerpt = excerpt;
+  return { result, proof, ...(sbRun === undefined ? {} : { run: sbRun }) };
+}
