@@ -1,0 +1,108 @@
+// migprobe-agent: one per node. Thin: flags/env, wiring, signals. See server.ts.
+//
+//   node src/agent/main.ts --node-name node-a --listen 127.0.0.2:9443 --work-dir /var/lib/migprobe/agent \
+//     --allow-service-account migprobe-system/migprobe-controller --allow-service-account migprobe-system/migprobe-agent \
+//     [--token-service-account migprobe-system/migprobe-agent | --token-file /var/run/secrets/migprobe/token] \
+//     [--kubeconfig F] [--containerd-address SOCK] [--containerd-namespace k8s.io] [--checkpoint-dir DIR]
+
+import { parseArgs } from 'node:util';
+import { execa } from 'execa';
+import { loadKubeConfig } from '../kube/client.ts';
+import { realClock } from '../kube/clock.ts';
+import { createLogger } from '../kube/logger.ts';
+import { Authenticator, fileTokenSource, requestedTokenSource, serviceAccountUser, type TokenSource } from './auth.ts';
+import { AgentClient } from './client.ts';
+import { kubePodLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
+import { AgentServer } from './server.ts';
+import { loadEngine, recoverFrozen } from './engine.ts';
+
+const { values } = parseArgs({
+  options: {
+    'node-name': { type: 'string', default: process.env.NODE_NAME ?? '' },
+    listen: { type: 'string', default: process.env.MIGPROBE_AGENT_LISTEN ?? '0.0.0.0:9443' },
+    'work-dir': { type: 'string', default: '/var/lib/migprobe/agent' },
+    kubeconfig: { type: 'string' },
+    'allow-service-account': { type: 'string', multiple: true, default: [] },
+    'token-service-account': { type: 'string' },
+    'token-file': { type: 'string' },
+    'containerd-address': { type: 'string', default: process.env.CONTAINERD_ADDRESS ?? '/run/containerd/containerd.sock' },
+    'containerd-namespace': { type: 'string', default: 'k8s.io' },
+    'checkpoint-dir': { type: 'string' },
+    'max-bundle-bytes': { type: 'string', default: String(256 * 1024 * 1024) },
+    'max-concurrent-dumps': { type: 'string', default: '2' },
+    'max-concurrent-restores': { type: 'string', default: '2' },
+  },
+  strict: true,
+});
+
+const log = createLogger({ component: 'agent', fields: { node: values['node-name'] } });
+
+async function main(): Promise<void> {
+  const nodeName = values['node-name'] ?? '';
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName)) throw new Error('--node-name (or NODE_NAME) is required');
+  const m = /^(.*):(\d+)$/.exec(values.listen ?? '');
+  if (!m) throw new Error('--listen must be host:port');
+  const allowed = (values['allow-service-account'] ?? []).map(serviceAccountUser);
+  if (allowed.length === 0) throw new Error('at least one --allow-service-account is required');
+  const kc = loadKubeConfig(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {});
+  let tokens: TokenSource;
+  if (values['token-file'] !== undefined) tokens = fileTokenSource(values['token-file'], realClock);
+  else if (values['token-service-account'] !== undefined) tokens = requestedTokenSource(kubeTokenRequester(kc, values['token-service-account']), realClock);
+  else throw new Error('--token-file or --token-service-account is required (the agent calls peer agents)');
+  const workRoot = values['work-dir'] ?? '/var/lib/migprobe/agent';
+  const criu = process.env.MIGPROBE_CRIU ?? 'criu';
+
+  // A previous run may have died mid-dump: thaw whatever it left frozen before anything else.
+  const recovered = await recoverFrozen(workRoot);
+  for (const r of recovered) log.warn('thawed a workload left frozen by a previous run', { marker: r.marker, actions: r.actions });
+
+  const engine = await loadEngine();
+  const address = values['containerd-address'];
+  const server = new AgentServer({
+    config: {
+      nodeName,
+      workRoot,
+      criu,
+      containerd: { namespace: values['containerd-namespace'] ?? 'k8s.io', ...(address ? { address } : {}) },
+      ...(values['checkpoint-dir'] !== undefined ? { checkpointDir: values['checkpoint-dir'] } : {}),
+      maxBundleBytes: Number(values['max-bundle-bytes']),
+      maxConcurrentDumps: Number(values['max-concurrent-dumps']),
+      maxConcurrentRestores: Number(values['max-concurrent-restores']),
+      retainFinishedMs: 15 * 60_000,
+    },
+    engine,
+    auth: new Authenticator({ allowedUsers: allowed, review: kubeTokenReviewer(kc), clock: realClock }),
+    pods: kubePodLookup(kc),
+    peer: new AgentClient({ tokens }),
+    run: async (file, args, o) => {
+      await execa(file, args, { timeout: o.timeoutMs, stdin: 'ignore' });
+    },
+    clock: realClock,
+    log,
+  });
+  const swept = await server.sweepWorkRoot();
+  if (swept.length > 0) log.info('removed leftovers of a previous run', { entries: swept });
+  const addr = await server.listen(m[1] ?? '0.0.0.0', Number(m[2]));
+  log.info('agent listening', { address: addr.address, port: addr.port, workRoot, criu });
+
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal: sig });
+    server
+      .close(30_000)
+      .then(() => process.exit(0))
+      .catch((e: unknown) => {
+        log.error('shutdown failed', { error: (e as Error).message });
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((e: unknown) => {
+  log.error('agent failed to start', { error: (e as Error).message });
+  process.exitCode = 1;
+});

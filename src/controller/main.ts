@@ -1,0 +1,178 @@
+// migprobe-controller. Thin: flags/env, informers, work queue, leader election, metrics, graceful shutdown.
+// The logic is in reconcile.ts (and phases.ts).
+//
+//   node src/controller/main.ts [--kubeconfig F] [--agent-namespace migprobe-system] [--agent-port 9443]
+//     [--max-dumps-per-node 2] [--token-service-account ns/name | --token-file F] [--metrics-bind 127.0.0.1:8080]
+//     [--leader-elect] [--lease-namespace NS] [--lease-name migprobe-controller] [--workers 2]
+
+import { parseArgs } from 'node:util';
+import { hostname } from 'node:os';
+import type { KubernetesObject, V1Node, V1Pod } from '@kubernetes/client-node';
+import { GROUP, PLURAL, VERSION, isFinalPhase, type MigrationProbe } from '../api/v1alpha1.ts';
+import { AgentClient } from '../agent/client.ts';
+import { fileTokenSource, requestedTokenSource, type TokenSource } from '../agent/auth.ts';
+import { kubeTokenRequester } from '../agent/kubeauth.ts';
+import { loadKubeConfig, objectKey } from '../kube/client.ts';
+import { realClock } from '../kube/clock.ts';
+import { Controller } from '../kube/controller.ts';
+import { Informer } from '../kube/informer.ts';
+import { createLogger } from '../kube/logger.ts';
+import { ControllerMetrics, createRegistry, informerMetrics, startHealthServer, workQueueMetrics } from '../kube/metrics.ts';
+import { WorkQueue } from '../kube/workqueue.ts';
+import { kubeEventSink, kubeProbeWriter } from './kubeio.ts';
+import { probeMetrics } from './metrics.ts';
+import { AGENT_LABEL, AGENT_LABEL_VALUE, ProbeReconciler, keyOf } from './reconcile.ts';
+import { startLeaderElection } from './leader-glue.ts';
+
+const { values } = parseArgs({
+  options: {
+    kubeconfig: { type: 'string' },
+    'agent-namespace': { type: 'string', default: process.env.MIGPROBE_AGENT_NAMESPACE ?? 'migprobe-system' },
+    'agent-port': { type: 'string', default: '9443' },
+    'agent-scheme': { type: 'string', default: 'http' },
+    'max-dumps-per-node': { type: 'string', default: '2' },
+    'agent-grace-seconds': { type: 'string', default: '20' },
+    'token-service-account': { type: 'string' },
+    'token-file': { type: 'string' },
+    'metrics-bind': { type: 'string', default: '127.0.0.1:8080' },
+    'leader-elect': { type: 'boolean', default: false },
+    'lease-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? 'migprobe-system' },
+    'lease-name': { type: 'string', default: 'migprobe-controller' },
+    identity: { type: 'string', default: process.env.POD_NAME ?? `${hostname()}-${process.pid}` },
+    workers: { type: 'string', default: '2' },
+  },
+  strict: true,
+});
+
+const log = createLogger({ component: 'controller' });
+
+async function main(): Promise<void> {
+  const kc = loadKubeConfig(values.kubeconfig !== undefined ? { kubeconfig: values.kubeconfig } : {});
+  const clock = realClock;
+  let tokens: TokenSource;
+  if (values['token-file'] !== undefined) tokens = fileTokenSource(values['token-file'], clock);
+  else if (values['token-service-account'] !== undefined) tokens = requestedTokenSource(kubeTokenRequester(kc, values['token-service-account']), clock);
+  else throw new Error('--token-file or --token-service-account is required (agents authenticate the controller)');
+
+  const registry = createRegistry();
+  const agentNamespace = values['agent-namespace'] ?? 'migprobe-system';
+  const queue = new WorkQueue({ name: 'migrationprobe', clock, metrics: workQueueMetrics(registry, 'migrationprobe') });
+
+  const mk = <T extends KubernetesObject>(name: string, path: string, labelSelector?: string): Informer<T> =>
+    new Informer<T>({ name, kubeConfig: kc, path, clock, logger: log, metrics: informerMetrics(registry, name), resyncPeriodMs: 5 * 60_000, ...(labelSelector ? { labelSelector } : {}) });
+  const probes = mk<MigrationProbe & KubernetesObject>('migrationprobes', `/apis/${GROUP}/${VERSION}/${PLURAL}`);
+  const pods = mk<V1Pod>('pods', '/api/v1/pods');
+  const nodes = mk<V1Node>('nodes', '/api/v1/nodes');
+  const agentPods = mk<V1Pod>('agent-pods', `/api/v1/namespaces/${agentNamespace}/pods`, `${AGENT_LABEL}=${AGENT_LABEL_VALUE}`);
+
+  // Handlers only enqueue probe keys; reconcile reads the caches.
+  const liveProbes = (): MigrationProbe[] => probes.list().filter((p) => !isFinalPhase(p.status?.phase) || p.metadata.deletionTimestamp !== undefined);
+  const enqueue = (ks: string[]): void => ks.forEach((k) => queue.add(k));
+  probes.on({ onAdd: (p) => queue.add(objectKey(p)), onUpdate: (_o, p) => queue.add(objectKey(p)), onDelete: (p) => queue.add(objectKey(p)) });
+  const forPod = (pod: V1Pod): void =>
+    enqueue(liveProbes().filter((p) => p.metadata.namespace === pod.metadata?.namespace && p.spec.podName === pod.metadata?.name).map(keyOf));
+  pods.on({ onAdd: forPod, onUpdate: (_o, n) => forPod(n), onDelete: forPod });
+  const forNode = (name: string | undefined): void =>
+    enqueue(liveProbes().filter((p) => name !== undefined && (p.spec.targetNodeName === name || p.status?.sourceNodeName === name)).map(keyOf));
+  nodes.on({ onAdd: (n) => forNode(n.metadata?.name), onUpdate: (_o, n) => forNode(n.metadata?.name), onDelete: (n) => forNode(n.metadata?.name) });
+  agentPods.on({ onAdd: (a) => forNode(a.spec?.nodeName), onUpdate: (_o, a) => forNode(a.spec?.nodeName), onDelete: (a) => forNode(a.spec?.nodeName) });
+
+  const reconciler = new ProbeReconciler({
+    probes,
+    pods,
+    nodes,
+    agentPods,
+    writer: kubeProbeWriter(kc),
+    agents: new AgentClient({ tokens }),
+    events: kubeEventSink(kc, clock, log),
+    metrics: probeMetrics(registry),
+    clock,
+    log,
+    config: {
+      agentNamespace,
+      agentPort: Number(values['agent-port']),
+      agentScheme: values['agent-scheme'] === 'https' ? 'https' : 'http',
+      maxDumpsPerNode: Number(values['max-dumps-per-node']),
+      agentGraceMs: Number(values['agent-grace-seconds']) * 1000,
+    },
+  });
+
+  const informers = [probes, pods, nodes, agentPods];
+  let controller: Controller | undefined;
+  let leading = !values['leader-elect'];
+  const bind = /^(.*):(\d+)$/.exec(values['metrics-bind'] ?? '');
+  const health = await startHealthServer({
+    registry,
+    host: bind?.[1] ?? '127.0.0.1',
+    port: Number(bind?.[2] ?? 0),
+    ready: () => informers.every((i) => i.hasSynced()),
+    logger: log,
+  });
+  log.info('metrics and health endpoints up', { url: health.url });
+
+  const startWork = async (): Promise<void> => {
+    for (const i of informers) i.start();
+    await Promise.all(informers.map((i) => i.waitForSync()));
+    log.info('caches synced; reconciling', { probes: probes.list().length });
+    controller = new Controller({
+      name: 'migrationprobe',
+      queue,
+      reconcile: (key) => reconciler.reconcile(key),
+      workers: Number(values.workers),
+      metrics: new ControllerMetrics(registry, 'migrationprobe'),
+      logger: log,
+      clock,
+    });
+    controller.start();
+  };
+
+  let stopping = false;
+  const stop = async (sig: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal: sig, leading });
+    await controller?.stop(20_000);
+    queue.shutDown();
+    await Promise.all(informers.map((i) => i.stop()));
+    await leader?.stop();
+    await health.close();
+    log.info('stopped');
+  };
+
+  const leader = values['leader-elect']
+    ? await startLeaderElection({
+        kc,
+        namespace: values['lease-namespace'] ?? 'migprobe-system',
+        name: values['lease-name'] ?? 'migprobe-controller',
+        identity: values.identity ?? hostname(),
+        log,
+        clock,
+        onStartedLeading: () => {
+          leading = true;
+          startWork().catch((e: unknown) => log.error('controller failed', { error: (e as Error).message }));
+        },
+        onStoppedLeading: () => {
+          // Losing the lease means another replica may act: stop at once, and exit so we restart clean.
+          log.error('lost the leader lease; exiting');
+          void stop('lease-lost').finally(() => process.exit(1));
+        },
+      })
+    : undefined;
+  if (!values['leader-elect']) await startWork();
+
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(sig, () => {
+      stop(sig)
+        .then(() => process.exit(0))
+        .catch((e: unknown) => {
+          log.error('shutdown failed', { error: (e as Error).message });
+          process.exit(1);
+        });
+    });
+  }
+}
+
+main().catch((e: unknown) => {
+  log.error('controller failed to start', { error: (e as Error).message });
+  process.exit(1);
+});
