@@ -90,6 +90,8 @@ export interface RestoreArgsInput {
   pidfile: string;
   options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets'>;
   verbosity?: number;
+  /** Check the CPU against cpuinfo.img (default true; false when the images have no cpuinfo.img). */
+  cpuCap?: boolean;
 }
 
 export function restoreArgs(i: RestoreArgsInput): string[] {
@@ -115,7 +117,7 @@ export function restoreArgs(i: RestoreArgsInput): string[] {
   if (i.options.tcpEstablished) a.push('--tcp-established');
   if (i.options.fileLocks) a.push('--file-locks');
   if (i.options.extUnixSockets) a.push('--ext-unix-sk');
-  a.push(`--cpu-cap=${CPU_CAP}`);
+  if (i.cpuCap !== false) a.push(`--cpu-cap=${CPU_CAP}`);
   return a;
 }
 

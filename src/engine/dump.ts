@@ -21,6 +21,7 @@ import { watchFreeze } from './freeze-watch.ts';
 import type { FreezeStats } from './freeze-watch.ts';
 import { reasonsFromCriuLog } from './criu-log.ts';
 import { reason } from './reasons.ts';
+import type { FileDigest } from './facts.ts';
 import { criuPath } from './exec.ts';
 
 /** What the dump needs to know about the container (probe.ts builds it from container.ts's ContainerInfo). */
@@ -46,7 +47,8 @@ export interface Manifest {
   externalMounts: ExternalMount[];
   netnsExternal: boolean;
   addresses: { ifname: string; cidr: string }[];
-  fileDigests: Record<string, string>;
+  /** sha256 of every executable and mapped file of the process tree (facts.ts hashMappedFiles). */
+  fileDigests: FileDigest[];
   sourceFacts?: NodeFacts;
   workloadRssBytes?: number;
   pagemap?: LazyFixReport;

@@ -474,3 +474,56 @@ export async function imageDirSize(dir: string): Promise<ImageDirSize> {
   }
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// mountpoints, netns (external keys)
+
+export interface MountpointEntry {
+  mntId: number;
+  fstype: number;
+  root: string;
+  mountpoint: string;
+  source: string;
+  extMount: boolean;
+  /** The external key: ext_key, or (older images) the root field of an external mount. */
+  extKey?: string;
+}
+
+export function decodeMountpoints(img: ImageFile): MountpointEntry[] {
+  return img.entries.map((e) => {
+    const f = decodeMessage(e);
+    const extMount = (getVarint(f, 13) ?? 0n) !== 0n;
+    const m: MountpointEntry = {
+      mntId: Number(getVarint(f, 2) ?? 0n),
+      fstype: Number(getVarint(f, 1) ?? 0n),
+      root: getString(f, 6) ?? '',
+      mountpoint: getString(f, 7) ?? '',
+      source: getString(f, 8) ?? '',
+      extMount,
+    };
+    const key = getString(f, 18) ?? (extMount ? m.root : undefined);
+    if (key !== undefined) m.extKey = key;
+    return m;
+  });
+}
+
+/** Every mount of every mount namespace in an image folder. */
+export async function readMountpoints(dir: string): Promise<MountpointEntry[]> {
+  const out: MountpointEntry[] = [];
+  for (const n of (await readdir(dir)).filter((x) => /^mountpoints-\d+\.img$/.test(x))) {
+    out.push(...decodeMountpoints(parseImage(await readFile(join(dir, n)))));
+  }
+  return out;
+}
+
+/** The external key of the dumped network namespace, if it was external. */
+export async function readNetnsExtKey(dir: string): Promise<string | undefined> {
+  for (const n of (await readdir(dir)).filter((x) => /^netns-\d+\.img$/.test(x))) {
+    const img = parseImage(await readFile(join(dir, n)));
+    for (const e of img.entries) {
+      const k = getString(decodeMessage(e), 8);
+      if (k !== undefined && k !== '') return k;
+    }
+  }
+  return undefined;
+}

@@ -39,6 +39,9 @@ export interface RestoreCheckInput {
   manifest?: Manifest;
   /** Extra layer on top of the target root (e.g. a checkpoint's rootfs diff), top first. */
   extraLowerdirs?: string[];
+  /** External key of the network namespace in the images (default: the manifest's, migprobe's own key). */
+  netnsKey?: string;
+  cpuCap?: boolean;
   /** Pause between the two CPU tick reads, ms. */
   tickPauseMs?: number;
 }
@@ -47,6 +50,8 @@ export interface RestoreCheckOutput {
   result: RestoreCheckResult;
   proof: RestoreProof;
   run?: SandboxRun;
+  /** ms since start at which each step ended (sandbox, criu, proof, teardown). */
+  steps: Record<string, number>;
 }
 
 export async function readManifest(bundleDir: string): Promise<Manifest> {
@@ -70,6 +75,10 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
   const manifest = input.manifest ?? (await readManifest(input.bundleDir));
   const imagesDir = input.imagesDir ?? join(input.bundleDir, 'images');
   const reasons: Reason[] = [];
+  const steps: Record<string, number> = {};
+  const step = (name: string): void => {
+    steps[name] = Math.round(performance.now() - started);
+  };
   const proof: RestoreProof = { cpuTicksBefore: {}, cpuTicksAfter: {}, states: {}, leftovers: [] };
   const base = (): RestoreCheckResult => ({
     reasons,
@@ -87,7 +96,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
         'restore',
       ),
     );
-    return { result: base(), proof };
+    return { result: base(), proof, steps };
   }
   const lowerdirs = [...(input.extraLowerdirs ?? []), ...lower];
   await mkdir(input.workDir, { recursive: true });
@@ -97,6 +106,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
   let excerpt: string | undefined;
   try {
     sb = await createSandbox({ workDir: input.workDir, lowerdirs, addresses: manifest.addresses.map((a) => a.cidr) });
+    step('sandbox');
     const extMounts: { key: string; path: string }[] = [];
     for (const m of manifest.externalMounts) {
       if (m.kind === 'bind' && m.hostPath !== undefined && existsSync(m.hostPath)) {
@@ -115,6 +125,8 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
       cgroupRoot: sb.cgroupRoot,
       externalMounts: extMounts,
       ...(manifest.netnsExternal ? { netnsFd: 3 } : {}),
+      ...(input.netnsKey === undefined ? {} : { netnsKey: input.netnsKey }),
+      ...(input.cpuCap === undefined ? {} : { cpuCap: input.cpuCap }),
       pidfile: join(sb.dir, 'restored.pid'),
       options: input.options,
     });
@@ -126,6 +138,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
       netnsFd: manifest.netnsExternal,
     });
     sbRun = await proc.done;
+    step('criu');
     const log = await readFile(logFile, 'utf8').catch(() => '');
     if (sbRun.timedOut) {
       reasons.push(reason('Timeout', `criu restore did not finish within ${input.options.timeoutMs} ms and was killed`, undefined, 'restore'));
@@ -160,12 +173,14 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
         reasons.push(reason('InternalError', `restored tasks ${moved.join(',')} used CPU time in the sandbox; they must stay stopped`, undefined, 'restore'));
       }
     }
+    step('proof');
   } catch (e) {
     reasons.push(reason('InternalError', `restore sandbox: ${(e as Error).message}`, undefined, 'restore'));
   } finally {
     if (sb !== undefined) {
       const left = await destroySandbox(sb, proc, sbRun?.pidnsInode);
       proof.leftovers = left.leftovers;
+      step('teardown');
       if (left.leftovers.length > 0) {
         reasons.push(reason('InternalError', `the restore sandbox left: ${left.leftovers.join('; ')}`, undefined, 'restore'));
       }
@@ -173,5 +188,5 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
   }
   const result = base();
   if (excerpt !== undefined) result.criuLogExcerpt = excerpt;
-  return { result, proof, ...(sbRun === undefined ? {} : { run: sbRun }) };
+  return { result, proof, steps, ...(sbRun === undefined ? {} : { run: sbRun }) };
 }

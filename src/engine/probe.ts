@@ -1,0 +1,376 @@
+// The orchestrator: resolve the container -> preflight (blockers: stop, nothing frozen) -> dump check -> pack the
+// image set as a transfer would (tar+gzip) -> compatibility (node facts, file digests vs the target root) ->
+// restore check -> one Verdict. Also the two halves for the node agent (source and target run on different
+// nodes) and the restore-only mode. Everything it creates lives under one work dir that is always removed.
+
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
+import { makeVerdict } from '../verdict.ts';
+import type { Reason, Verdict } from '../verdict.ts';
+import { resolveContainer, ContainerNotFoundError } from './container.ts';
+import type { ContainerInfo } from './container.ts';
+import { preflightScan } from './preflight.ts';
+import { collectNodeFacts, hashMappedFiles, compareRootfs } from './facts.ts';
+import type { FileDigest } from './facts.ts';
+import { lstat } from 'node:fs/promises';
+import { compareFacts, memoryNeeded } from './compat.ts';
+import { resolveCriu, criuTooOld } from './criu.ts';
+import { reason } from './reasons.ts';
+import { dumpCheck } from './dump.ts';
+import type { DumpHooks, Manifest } from './dump.ts';
+import { chooseLowerdirs, readManifest, restoreCheck } from './restore.ts';
+import type { RestoreProof } from './restore.ts';
+import { addressesOf, subjectFromContainer } from './subject.ts';
+import { openCheckpoint } from './checkpoint.ts';
+import type { CheckpointSource } from './checkpoint.ts';
+import { run, runOk } from './exec.ts';
+import type { Runner } from './exec.ts';
+
+/** Everything the orchestrator calls that touches the world, injectable for tests. */
+export interface ProbeDeps {
+  resolveCriu: () => Promise<{ path: string; version: string }>;
+  resolveContainer: (ref: ContainerRef) => Promise<ContainerInfo>;
+  preflightScan: (info: ContainerInfo, opts: ProbeOptions) => Promise<{ reasons: Reason[]; rssBytes: number }>;
+  collectNodeFacts: (criu: { path: string; version: string }) => Promise<NodeFacts>;
+  hashMappedFiles: (info: ContainerInfo) => Promise<FileDigest[]>;
+  compareRootfs: (digests: readonly FileDigest[], rootDir: string) => Promise<Reason[]>;
+  runner: Runner;
+  /** Test hooks for the dump (fault injection). */
+  dumpHooks?: DumpHooks;
+  /** Make tmpfs mounts external when safe (default true). */
+  externalTmpfs?: boolean;
+}
+
+export const defaultProbeDeps: ProbeDeps = {
+  resolveCriu: () => resolveCriu(),
+  resolveContainer: (ref) => resolveContainer(ref),
+  preflightScan: (info, opts) => preflightScan(info, opts),
+  collectNodeFacts: (criu) => collectNodeFacts(criu.path),
+  hashMappedFiles: (info) => hashMappedFiles(info),
+  compareRootfs: (digests, rootDir) => compareRootfs(digests, rootDir),
+  runner: run,
+};
+
+/** Extra detail the CLI's --verbose and the tests use; the Verdict stays the public contract. */
+export interface ProbeDetail {
+  restoreProof?: RestoreProof;
+  dumpRecovery?: string[];
+  pagemap?: Manifest['pagemap'];
+}
+
+async function newWorkDir(parent: string | undefined): Promise<string> {
+  if (parent !== undefined) {
+    await mkdir(parent, { recursive: true });
+    return await mkdtemp(join(parent, 'probe-'));
+  }
+  return await mkdtemp(join(tmpdir(), 'migprobe-'));
+}
+
+function errMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** Reasons for a failure to even start (container gone, CRIU missing): setup-phase verdict material. */
+function setupReason(e: unknown): Reason {
+  if (e instanceof ContainerNotFoundError) return reason('ContainerNotFound', e.message, undefined, 'setup');
+  return reason('InternalError', errMessage(e), undefined, 'setup');
+}
+
+interface SourceOutcome {
+  result: DumpCheckResult;
+  info?: ContainerInfo;
+  sourceFacts?: NodeFacts;
+  detail: ProbeDetail;
+  /** True when there are images to restore. */
+  dumped: boolean;
+}
+
+async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps): Promise<SourceOutcome> {
+  const detail: ProbeDetail = {};
+  let criu: { path: string; version: string };
+  try {
+    criu = await deps.resolveCriu();
+  } catch (e) {
+    return { result: { reasons: [setupReason(e)], timings: {}, sizes: {}, criuVersion: '' }, detail, dumped: false };
+  }
+  const old = criuTooOld(criu.version);
+  if (old !== undefined) {
+    return { result: { reasons: [{ ...old, phase: 'setup' }], timings: {}, sizes: {}, criuVersion: criu.version }, detail, dumped: false };
+  }
+  let info: ContainerInfo;
+  try {
+    info = await deps.resolveContainer(ref);
+  } catch (e) {
+    return { result: { reasons: [setupReason(e)], timings: {}, sizes: {}, criuVersion: criu.version }, detail, dumped: false };
+  }
+  const t0 = performance.now();
+  const pre = await deps.preflightScan(info, opts);
+  const preflightMs = Math.round(performance.now() - t0);
+  if (pre.reasons.length > 0) {
+    // Every blocker at once, and nothing frozen.
+    return {
+      result: { reasons: pre.reasons, timings: { preflightMs }, sizes: { workloadRssBytes: pre.rssBytes }, criuVersion: criu.version },
+      info,
+      detail,
+      dumped: false,
+    };
+  }
+  const [sourceFacts, fileDigests] = await Promise.all([deps.collectNodeFacts(criu), deps.hashMappedFiles(info)]);
+  const subject = subjectFromContainer(info, { externalTmpfs: deps.externalTmpfs !== false });
+  const out = await dumpCheck({
+    subject,
+    options: opts,
+    workDir,
+    criuVersion: criu.version,
+    manifest: {
+      ...(info.image === undefined ? {} : { imageRef: info.image }),
+      rootfs: {
+        lowerdirs: info.rootfs.lowerdirs,
+        ...(info.rootfs.upperdir === undefined ? {} : { upperdir: info.rootfs.upperdir }),
+      },
+      addresses: addressesOf(info),
+      fileDigests,
+      sourceFacts,
+      workloadRssBytes: pre.rssBytes,
+    },
+    ...(deps.dumpHooks === undefined ? {} : { hooks: deps.dumpHooks }),
+  });
+  detail.dumpRecovery = out.info.recovery;
+  if (out.info.pagemap !== undefined) detail.pagemap = out.info.pagemap;
+  out.result.timings.preflightMs = preflightMs;
+  out.result.sizes.workloadRssBytes = pre.rssBytes;
+  return { result: out.result, info, sourceFacts, detail, dumped: out.info.criuExitCode === 0 && !out.info.timedOut };
+}
+
+/** Source half, for the node agent: preflight + dump check. The bundle lands in `<workDir>/bundle`; the caller owns workDir. */
+export async function sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps = defaultProbeDeps): Promise<DumpCheckResult> {
+  await mkdir(workDir, { recursive: true });
+  const s = await runSource(ref, opts, workDir, deps);
+  if (!s.dumped) delete s.result.bundleDir;
+  return s.result;
+}
+
+interface TargetOutcome {
+  result: RestoreCheckResult;
+  proof?: RestoreProof;
+}
+
+async function runTarget(
+  bundleDir: string,
+  opts: ProbeOptions,
+  target: TargetRoot,
+  sourceFacts: NodeFacts | undefined,
+  deps: ProbeDeps,
+  workDir: string,
+): Promise<TargetOutcome> {
+  const started = performance.now();
+  let criu: { path: string; version: string };
+  let facts: NodeFacts;
+  try {
+    criu = await deps.resolveCriu();
+    facts = await deps.collectNodeFacts(criu);
+  } catch (e) {
+    const empty: NodeFacts = { hostname: '', arch: '', kernelRelease: '', criuVersion: '', criuFeatures: {}, memAvailableBytes: 0, cpu: { vendor: '', model: '', flags: [] } };
+    return { result: { reasons: [setupReason(e)], timings: {}, criuVersion: '', facts: empty } };
+  }
+  const manifest = await readManifest(bundleDir);
+  const src = sourceFacts ?? manifest.sourceFacts;
+  const reasons: Reason[] = [];
+  if (src !== undefined) reasons.push(...compareFacts(src, facts, manifest.workloadRssBytes ?? 0));
+  // File digests against the root as the target has it (its layers, the container's own changes on top).
+  const layers = chooseLowerdirs(target, manifest);
+  if (layers !== undefined && manifest.fileDigests.length > 0) {
+    for (const [layer, digests] of await digestsByLayer(manifest.fileDigests, layers)) {
+      reasons.push(...(await deps.compareRootfs(digests, layer)));
+    }
+  }
+  const r = await restoreCheck({
+    bundleDir,
+    options: opts,
+    target,
+    workDir: join(workDir, 'restore'),
+    facts,
+    criuVersion: criu.version,
+    manifest,
+  });
+  reasons.push(...r.result.reasons);
+  const result: RestoreCheckResult = {
+    reasons: dedupe(reasons),
+    timings: { restoreMs: Math.round(performance.now() - started) },
+    criuVersion: criu.version,
+    facts,
+    ...(r.result.criuLogExcerpt === undefined ? {} : { criuLogExcerpt: r.result.criuLogExcerpt }),
+  };
+  return { result, proof: r.proof };
+}
+
+/**
+ * Overlay lookup without mounting: each file is compared in the top-most layer that has it (a file missing from
+ * every layer is compared against the top one, which reports it missing).
+ */
+export async function digestsByLayer(digests: readonly FileDigest[], layers: readonly string[]): Promise<Map<string, FileDigest[]>> {
+  const out = new Map<string, FileDigest[]>();
+  const top = layers[0];
+  if (top === undefined) return out;
+  for (const d of digests) {
+    let found = top;
+    for (const l of layers) {
+      try {
+        await lstat(join(l, d.path));
+        found = l;
+        break;
+      } catch {
+        // not in this layer
+      }
+    }
+    const list = out.get(found) ?? [];
+    list.push(d);
+    out.set(found, list);
+  }
+  return out;
+}
+
+/** The same code twice (compat's RootfsMismatch and the restore's) is one blocker with both messages. */
+export function dedupe(reasons: readonly Reason[]): Reason[] {
+  const out: Reason[] = [];
+  for (const r of reasons) {
+    const same = out.find((o) => o.code === r.code && o.phase === r.phase && o.message === r.message);
+    if (same === undefined) out.push(r);
+  }
+  return out;
+}
+
+/** Target half, for the node agent: compatibility + restore check of a received bundle. */
+export async function targetRestoreCheck(
+  bundleDir: string,
+  opts: ProbeOptions,
+  target: TargetRoot,
+  sourceFacts?: NodeFacts,
+  deps: ProbeDeps = defaultProbeDeps,
+): Promise<RestoreCheckResult> {
+  const work = await newWorkDir(undefined);
+  try {
+    return (await runTarget(bundleDir, opts, target, sourceFacts, deps, work)).result;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Pack a bundle as the transfer would (tar + gzip), unpack it where the target reads it. */
+export async function transferBundle(bundleDir: string, dest: string, runner: Runner): Promise<{ shippedBytes: number; transferMs: number; archive: string }> {
+  const t0 = performance.now();
+  const archive = `${dest}.tar.gz`;
+  await runOk(runner, 'tar', ['-c', '-z', '-f', archive, '-C', bundleDir, '.'], { timeoutMs: 300_000 });
+  const shippedBytes = (await stat(archive)).size;
+  await mkdir(dest, { recursive: true });
+  await runOk(runner, 'tar', ['-x', '-z', '-f', archive, '-C', dest], { timeoutMs: 300_000 });
+  return { shippedBytes, transferMs: Math.round(performance.now() - t0), archive };
+}
+
+/** The whole check on one host: source and target sides, the target in its own sandbox. */
+export async function checkContainer(
+  ref: ContainerRef,
+  opts: ProbeOptions,
+  target: TargetRoot,
+  io: { workDir?: string; deps?: ProbeDeps; detail?: ProbeDetail } = {},
+): Promise<Verdict> {
+  const deps = io.deps ?? defaultProbeDeps;
+  const started = performance.now();
+  const work = await newWorkDir(io.workDir);
+  try {
+    const src = await runSource(ref, opts, join(work, 'source'), deps);
+    Object.assign(io.detail ?? {}, src.detail);
+    const reasons: Reason[] = [...src.result.reasons];
+    const timings: Verdict['timings'] = { ...src.result.timings };
+    const sizes: Verdict['sizes'] = { ...src.result.sizes };
+    const criu: Verdict['criu'] = src.result.criuVersion === '' ? {} : { source: src.result.criuVersion };
+    let excerpt = src.result.criuLogExcerpt;
+    if (src.dumped && src.result.bundleDir !== undefined) {
+      const t = await transferBundle(src.result.bundleDir, join(work, 'target-bundle'), deps.runner).catch((e: unknown) => {
+        reasons.push(reason('TransferFailed', errMessage(e), undefined, 'transfer'));
+        return undefined;
+      });
+      if (t !== undefined) {
+        sizes.shippedBytes = t.shippedBytes;
+        timings.transferMs = t.transferMs;
+        const tgt = await runTarget(join(work, 'target-bundle'), opts, target, src.sourceFacts, deps, work);
+        reasons.push(...tgt.result.reasons);
+        if (tgt.result.timings.restoreMs !== undefined) timings.restoreMs = tgt.result.timings.restoreMs;
+        if (tgt.result.criuVersion !== '') criu.target = tgt.result.criuVersion;
+        excerpt ??= tgt.result.criuLogExcerpt;
+        if (io.detail !== undefined && tgt.proof !== undefined) io.detail.restoreProof = tgt.proof;
+      }
+    }
+    timings.totalMs = Math.round(performance.now() - started);
+    return makeVerdict({ reasons: dedupe(reasons), timings, sizes, criu, ...(excerpt === undefined ? {} : { criuLogExcerpt: excerpt }) });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Restore-only: would this existing checkpoint restore here? It is restored stopped and killed, never run. */
+export async function checkRestoreOnly(
+  src: CheckpointSource,
+  opts: ProbeOptions,
+  target: TargetRoot,
+  io: { workDir?: string; deps?: ProbeDeps; detail?: ProbeDetail } = {},
+): Promise<Verdict> {
+  const deps = io.deps ?? defaultProbeDeps;
+  const started = performance.now();
+  const work = await newWorkDir(io.workDir);
+  const reasons: Reason[] = [];
+  const criuVersions: Verdict['criu'] = {};
+  try {
+    let cp;
+    try {
+      cp = await openCheckpoint(src, join(work, 'checkpoint'), deps.runner);
+    } catch (e) {
+      reasons.push(reason('CheckpointNotFound', errMessage(e), undefined, 'setup'));
+      return makeVerdict({ reasons, timings: { totalMs: Math.round(performance.now() - started) }, sizes: {}, criu: criuVersions });
+    }
+    let criu: { path: string; version: string };
+    let facts: NodeFacts;
+    try {
+      criu = await deps.resolveCriu();
+      facts = await deps.collectNodeFacts(criu);
+    } catch (e) {
+      reasons.push(setupReason(e));
+      return makeVerdict({ reasons, timings: { totalMs: Math.round(performance.now() - started) }, sizes: {}, criu: criuVersions });
+    }
+    criuVersions.target = criu.version;
+    const old = criuTooOld(criu.version);
+    if (old !== undefined) reasons.push({ ...old, phase: 'compat' });
+    const need = memoryNeeded(cp.pageBytes);
+    if (facts.memAvailableBytes > 0 && need > facts.memAvailableBytes) {
+      reasons.push(
+        reason('InsufficientMemory', `the checkpoint holds ${cp.pageBytes} bytes of memory pages; this node has ${facts.memAvailableBytes} bytes available (need ${need} with margin)`, undefined, 'compat'),
+      );
+    }
+    const r = await restoreCheck({
+      bundleDir: work,
+      imagesDir: cp.imagesDir,
+      options: opts,
+      target,
+      workDir: join(work, 'restore'),
+      facts,
+      criuVersion: criu.version,
+      manifest: cp.manifest,
+      extraLowerdirs: cp.extraLowerdirs,
+      ...(cp.netnsKey === undefined ? {} : { netnsKey: cp.netnsKey }),
+      cpuCap: cp.hasCpuinfo,
+    });
+    reasons.push(...r.result.reasons);
+    if (io.detail !== undefined) io.detail.restoreProof = r.proof;
+    return makeVerdict({
+      reasons: dedupe(reasons),
+      timings: { ...(r.result.timings.restoreMs === undefined ? {} : { restoreMs: r.result.timings.restoreMs }), totalMs: Math.round(performance.now() - started) },
+      sizes: { imageBytes: cp.imageBytes, workloadRssBytes: cp.pageBytes },
+      criu: criuVersions,
+      ...(r.result.criuLogExcerpt === undefined ? {} : { criuLogExcerpt: r.result.criuLogExcerpt }),
+    });
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
