@@ -46,7 +46,7 @@ test('addresses skip loopback and host networking; freezer folder from the v1 fr
     hostNetwork: false,
     interfaces: [
       { name: 'lo', ipv4: ['127.0.0.1/8'], ipv6: ['::1/128'] },
-      { name: 'eth0', ipv4: ['10.0.0.5/24'], ipv6: ['fd00::5/64'] },
+      { name: 'eth0', ipv4: ['10.0.0.5/24'], ipv6: ['fd00::5/64', 'fe80::1/64'] },
     ],
   };
   assert.deepEqual(addressesOf({ network }), [

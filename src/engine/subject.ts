@@ -84,7 +84,8 @@ export function addressesOf(info: Pick<ContainerInfo, 'network'>): { ifname: str
   const out: { ifname: string; cidr: string }[] = [];
   for (const i of info.network.interfaces) {
     if (i.name === 'lo') continue;
-    for (const a of [...i.ipv4, ...i.ipv6]) if (/\/\d+$/.test(a)) out.push({ ifname: i.name, cidr: a });
+    // IPv6 link-local addresses are per link: the sandbox's veth makes its own.
+    for (const a of [...i.ipv4, ...i.ipv6]) if (/\/\d+$/.test(a) && !/^fe80:/i.test(a)) out.push({ ifname: i.name, cidr: a });
   }
   return out;
 }

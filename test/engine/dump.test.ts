@@ -1,0 +1,124 @@
+// The dump check on real containers with real CRIU: no page contents written, the workload keeps running, the
+// freeze is measured and bounded, and a killed CRIU never leaves the workload frozen.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir, stat, writeFile, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { dumpCheck, recoverFrozen, MARKER_NAME } from '../../src/engine/dump.ts';
+import type { DumpCheckInput } from '../../src/engine/dump.ts';
+import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
+import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
+import type { ProbeOptions } from '../../src/engine/api.ts';
+import { testbed } from '../testbed/index.ts';
+import { startWorkload } from './workloads.ts';
+import { counter, counterAdvances, info, taskStates, tempDir } from './engine-helpers.ts';
+import type { ContainerInfo } from '../../src/engine/container.ts';
+
+function input(ci: ContainerInfo, workDir: string, options: Partial<ProbeOptions> = {}): DumpCheckInput {
+  return {
+    subject: subjectFromContainer(ci),
+    options: { ...DEFAULT_PROBE_OPTIONS, ...options },
+    workDir,
+    criuVersion: 'test',
+    manifest: { rootfs: { lowerdirs: ci.rootfs.lowerdirs }, addresses: addressesOf(ci), fileDigests: [] },
+  };
+}
+
+async function pageBytes(imagesDir: string): Promise<number> {
+  let n = 0;
+  for (const f of await readdir(imagesDir)) if (/^pages-/.test(f)) n += (await stat(join(imagesDir, f))).size;
+  return n;
+}
+
+void test('dump check of a 64 MiB workload writes no page contents and the workload keeps running', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '64'], { ip: '10.77.2.2' });
+  const ci = await info(c);
+  const work = await tempDir(t);
+  const before = await counter(c);
+  const out = await dumpCheck(input(ci, work));
+  assert.deepEqual(out.result.reasons, [], JSON.stringify(out.result));
+  const images = join(work, 'bundle', 'images');
+  const rss = 64 * 1024 * 1024;
+  const imageBytes = out.result.sizes.imageBytes ?? Infinity;
+  assert.ok(imageBytes < rss / 100, `image bytes ${imageBytes} should be << RSS ${rss}`);
+  assert.ok((await pageBytes(images)) < 1024 * 1024, 'no memory contents in pages-*.img');
+  assert.ok((out.info.pagemap?.lazyPages ?? 0) >= (64 * 256) / 2, `lazy pages dropped: ${JSON.stringify(out.info.pagemap)}`);
+  assert.ok(out.info.freeze !== undefined && out.info.freeze.longestMs > 0, 'a freeze was seen from the workload side');
+  assert.equal(out.result.timings.freezeMs, Math.round(out.info.freeze.longestMs));
+  assert.ok(!existsSync(join(work, MARKER_NAME)), 'freeze marker removed after thaw');
+  const manifest = JSON.parse(await readFile(join(work, 'bundle', 'manifest.json'), 'utf8')) as { kind: string; netnsExternal: boolean; addresses: unknown[] };
+  assert.equal(manifest.kind, 'lazy');
+  assert.equal(manifest.netnsExternal, true);
+  assert.deepEqual(manifest.addresses, [{ ifname: 'eth0', cidr: '10.77.2.2/24' }]);
+  await counterAdvances(c, before + 1n);
+  const states = await taskStates(ci.pids);
+  assert.ok(!states.some((s) => s === 't' || s === 'T' || s === 'gone'), `states after: ${states.join(',')}`);
+});
+
+void test('a freeze over the budget is a FreezeBudgetExceeded blocker', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '4']);
+  const out = await dumpCheck(input(await info(c), await tempDir(t), { freezeBudgetMs: 0 }));
+  assert.deepEqual(out.result.reasons.map((r) => r.code), ['FreezeBudgetExceeded']);
+  assert.equal(out.result.reasons[0]?.phase, 'dump');
+});
+
+void test('CRIU killed while the workload is frozen leaves the workload running', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '16']);
+  const ci = await info(c);
+  const work = await tempDir(t);
+  const out = await dumpCheck({ ...input(ci, work), hooks: { killCriuWhenFrozen: true } });
+  assert.ok(out.result.reasons.length > 0, 'a killed dump is a blocker');
+  assert.equal(out.info.criuExitCode, null, 'CRIU died by a signal');
+  const states = await taskStates(ci.pids);
+  assert.ok(!states.some((s) => s === 't' || s === 'T'), `states after kill: ${states.join(',')}`);
+  await counterAdvances(c, await counter(c));
+  assert.ok(!existsSync(join(work, MARKER_NAME)));
+});
+
+void test('a CRIU call over the timeout is killed, reported as Timeout, and the workload keeps running', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '16']);
+  const ci = await info(c);
+  const out = await dumpCheck(input(ci, await tempDir(t), { timeoutMs: 30 }));
+  assert.deepEqual(out.result.reasons.map((r) => r.code), ['Timeout']);
+  assert.ok(out.info.timedOut);
+  const states = await taskStates(ci.pids);
+  assert.ok(!states.some((s) => s === 't' || s === 'T'), `states: ${states.join(',')}`);
+  await counterAdvances(c, await counter(c));
+});
+
+void test('recoverFrozen thaws what a crashed run left frozen (freezer cgroup and stopped tasks)', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '1']);
+  const ci = await info(c);
+  const subject = subjectFromContainer(ci);
+  assert.ok(subject.freezerCgroupDir !== undefined);
+  const root = await tempDir(t);
+  const probeDir = join(root, 'probe-1');
+  await import('node:fs/promises').then((fs) => fs.mkdir(probeDir));
+  // A crashed agent: freezer FROZEN and the marker it wrote before freezing.
+  const stateFile = join(subject.freezerCgroupDir, 'freezer.state');
+  t.after(async () => await writeFile(stateFile, 'THAWED').catch(() => undefined));
+  await writeFile(join(probeDir, MARKER_NAME), JSON.stringify({ pid: ci.initPid, pids: ci.pids, freezerCgroupDir: subject.freezerCgroupDir, since: new Date().toISOString() }));
+  await writeFile(stateFile, 'FROZEN');
+  const frozenAt = await counter(c);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await counter(c), frozenAt, 'frozen for real');
+  const rec = await recoverFrozen(root);
+  assert.equal(rec.length, 1);
+  assert.ok(rec[0]?.actions.some((a) => a.includes('THAWED')), JSON.stringify(rec));
+  assert.equal((await readFile(stateFile, 'utf8')).trim(), 'THAWED');
+  await counterAdvances(c, frozenAt);
+  assert.ok(!existsSync(join(probeDir, MARKER_NAME)));
+  // A task left in a job-control stop is continued too.
+  process.kill(ci.initPid, 'SIGSTOP');
+  await writeFile(join(probeDir, MARKER_NAME), JSON.stringify({ pid: ci.initPid, pids: ci.pids, since: new Date().toISOString() }));
+  const rec2 = await recoverFrozen(root);
+  assert.ok(rec2[0]?.actions.some((a) => a.startsWith('SIGCONT')), JSON.stringify(rec2));
+  await counterAdvances(c, await counter(c));
+});

@@ -1,0 +1,80 @@
+// Helpers for the dump/restore/probe integration tests: counters, task states, temp folders, sandbox leftovers.
+
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { resolveContainer } from '../../src/engine/container.ts';
+import type { ContainerInfo } from '../../src/engine/container.ts';
+import { testbed } from '../testbed/index.ts';
+import type { RunningContainer } from '../testbed/index.ts';
+
+export async function tempDir(t: TestContext, prefix = 'migprobe-test-'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  t.after(async () => await rm(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** memhog's counter (/tmp/counter, u64 little endian), read through the container's root. */
+export async function counter(c: RunningContainer): Promise<bigint> {
+  const b = await readFile(`/proc/${c.pid}/root/tmp/counter`);
+  return b.readBigUInt64LE(0);
+}
+
+/** Wait until memhog's counter moves past `from`. */
+export async function counterAdvances(c: RunningContainer, from: bigint, withinMs = 3000): Promise<bigint> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const n = await counter(c);
+    if (n > from) return n;
+    if (Date.now() > deadline) throw new Error(`counter stuck at ${n} (was ${from})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** States of every task (threads too) of the given processes. */
+export async function taskStates(pids: readonly number[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const pid of pids) {
+    let tids: string[] = [];
+    try {
+      tids = await readdir(`/proc/${pid}/task`);
+    } catch {
+      out.push('gone');
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const s = await readFile(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+        out.push(s.charAt(s.lastIndexOf(')') + 2));
+      } catch {
+        out.push('gone');
+      }
+    }
+  }
+  return out;
+}
+
+export async function info(c: RunningContainer): Promise<ContainerInfo> {
+  const tb = await testbed();
+  return await resolveContainer({ containerId: c.id, namespace: tb.containerd.namespace, containerdAddress: tb.containerd.address });
+}
+
+/** Anything a restore sandbox could leave on the host: sandbox netns, sandbox cgroups. */
+export async function sandboxTraces(): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for (const n of await readdir('/var/run/netns')) if (n.startsWith('migprobe-sb-')) out.push(`netns ${n}`);
+  } catch {
+    // no netns folder
+  }
+  for (const h of await readdir('/sys/fs/cgroup')) {
+    const d = join('/sys/fs/cgroup', h, 'migprobe-sandbox');
+    if (!existsSync(d)) continue;
+    for (const e of await readdir(d, { withFileTypes: true })) if (e.isDirectory()) out.push(`cgroup ${join(d, e.name)}`);
+  }
+  const mi = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const l of mi.split('\n')) if (l.includes('migprobe-sandbox') || l.includes('/sandbox-')) out.push(`mount ${l}`);
+  return out;
+}
