@@ -108,7 +108,7 @@ test('RBAC: exact verbs, no wildcards, leases only in the release namespace', as
   for (const c of valuesCases()) {
     const objs = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
     const roles = objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
-    assert.equal(roles.length, 4, 'a ClusterRole and a Role for each of the controller and the agent');
+    assert.equal(roles.length, 3, 'controller: a ClusterRole and a Role (leases); agent: a ClusterRole');
     for (const role of roles) {
       for (const r of (role['rules'] as Rule[] | undefined) ?? []) {
         for (const field of ['apiGroups', 'resources', 'verbs', 'resourceNames', 'nonResourceURLs'] as const) {
@@ -123,20 +123,12 @@ test('RBAC: exact verbs, no wildcards, leases only in the release namespace', as
       'core/events: create,patch',
       'core/nodes: get,list,watch',
       'core/pods: get,list,watch',
-      'events.k8s.io/events: create,patch',
       'migprobe.io/migrationprobes: delete,get,list,patch,update,watch',
       'migprobe.io/migrationprobes/finalizers: update',
       'migprobe.io/migrationprobes/status: patch,update',
     ], 'controller ClusterRole');
-    assertRules(rulesOf(objs, 'Role', '-controller'), [
-      'coordination.k8s.io/leases: create,get,update',
-      'core/serviceaccounts/token[migprobe-controller]: create',
-    ], 'controller Role');
-    assertRules(rulesOf(objs, 'ClusterRole', '-agent'), [
-      'authentication.k8s.io/tokenreviews: create',
-      'core/pods: get,list,watch',
-    ], 'agent ClusterRole');
-    assertRules(rulesOf(objs, 'Role', '-agent'), ['core/serviceaccounts/token[migprobe-agent]: create'], 'agent Role');
+    assertRules(rulesOf(objs, 'Role', '-controller'), ['coordination.k8s.io/leases: create,get,update'], 'controller Role');
+    assertRules(rulesOf(objs, 'ClusterRole', '-agent'), ['authentication.k8s.io/tokenreviews: create', 'core/pods: get'], 'agent ClusterRole');
     for (const o of objs.filter((x) => x.kind === 'Role' || x.kind === 'RoleBinding')) {
       assert.equal(o.metadata.namespace, NS, `${o.kind}/${o.metadata.name} lives in the release namespace`);
     }
@@ -174,7 +166,8 @@ test('the controller is restricted and elects a leader; replicas 2 comes with le
     assert.ok(at(ctr, 'readinessProbe', 'httpGet'), 'readiness probe');
     assert.ok(at(ctr, 'resources', 'requests', 'cpu') && at(ctr, 'resources', 'requests', 'memory'), 'resource requests');
     const args = at(ctr, 'args') as string[];
-    assert.ok(args.includes('--leader-elect=true'), `leader election is on: ${args.join(' ')}`);
+    assert.ok(args.includes('--leader-elect'), `leader election is on: ${args.join(' ')}`);
+    assert.ok(args.includes('--token-file=/var/run/secrets/migprobe/token'), 'the controller shows agents a projected token');
     for (const v of (at(spec, 'volumes') as { hostPath?: unknown }[]) ?? []) assert.equal(v.hostPath, undefined);
   }
   const ha = parseObjects(await helmTemplate(tb.helm, { args: ['-f', join(CHART_DIR, 'ci', 'metrics-ha-values.yaml')] }));
@@ -290,4 +283,37 @@ test('the NetworkPolicy admits only the controller and peer agents to the agent 
   assert.deepEqual(at(ingress[0], 'ports'), [{ port, protocol: 'TCP' }]);
   const names = (at(ingress[0], 'from') as unknown[]).map((p) => at(p, 'podSelector', 'matchLabels', 'app.kubernetes.io/name'));
   assert.deepEqual(names, ['migprobe-controller', 'migprobe-agent']);
+});
+
+/** The long option names a main.ts declares in its parseArgs options, with their types. */
+function declaredFlags(mainTs: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const block = /parseArgs\(\{\s*options:\s*\{([\s\S]*?)\n\s*\},\n/.exec(mainTs)?.[1] ?? '';
+  for (const m of block.matchAll(/^\s*'?([a-z][a-z0-9-]*)'?:\s*\{\s*type:\s*'(string|boolean)'/gm)) {
+    if (m[1] && m[2]) out.set(m[1], m[2]);
+  }
+  return out;
+}
+
+test("every flag the chart passes is one the controller's and the agent's main.ts declare", async () => {
+  const tb = await testbed();
+  const mains = {
+    controller: declaredFlags(readFileSync(join(ROOT, 'src', 'controller', 'main.ts'), 'utf8')),
+    agent: declaredFlags(readFileSync(join(ROOT, 'src', 'agent', 'main.ts'), 'utf8')),
+  };
+  assert.ok(mains.controller.size > 5 && mains.agent.size > 5, 'parsed the parseArgs options of both mains');
+  for (const c of valuesCases()) {
+    const objs = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
+    for (const [component, kind] of [['controller', 'Deployment'], ['agent', 'DaemonSet']] as const) {
+      const args = at(findObject(objs, kind, `-${component}`), 'spec', 'template', 'spec', 'containers', 0, 'args') as string[];
+      for (const a of args) {
+        const m = /^--([a-z][a-z0-9-]*)(=.*)?$/.exec(a);
+        assert.ok(m?.[1], `${component}: ${a} is not a --flag`);
+        const type = mains[component].get(m[1]);
+        assert.ok(type, `${component}: --${m[1]} is not declared in src/${component}/main.ts`);
+        if (type === 'boolean') assert.equal(m[2], undefined, `${component}: boolean --${m[1]} takes no value`);
+        else assert.ok(m[2], `${component}: --${m[1]} needs a value`);
+      }
+    }
+  }
 });

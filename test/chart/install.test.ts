@@ -108,7 +108,7 @@ for (const major of ['Helm 4', 'Helm 3'] as const) {
         ['serviceaccount', `${name}-controller`],
         ['serviceaccount', `${name}-agent`],
         ['role', `${name}-controller`],
-        ['rolebinding', `${name}-agent`],
+        ['rolebinding', `${name}-controller`],
         ['networkpolicy', `${name}-agent`],
         ['service', `${name}-controller-metrics`],
       ] as const) {
