@@ -3,7 +3,7 @@
 //
 //   node src/controller/main.ts [--kubeconfig F] [--agent-namespace migprobe-system] [--agent-port 9443]
 //     [--max-dumps-per-node 2] [--token-service-account ns/name | --token-file F] [--metrics-bind 127.0.0.1:8080]
-//     [--leader-elect] [--lease-namespace NS] [--lease-name migprobe-controller] [--workers 2]
+//     [--leader-elect] [--lease-namespace NS] [--lease-name migprobe-controller] [--workers 2] [--watch-namespace NS]
 
 import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
@@ -40,6 +40,7 @@ const { values } = parseArgs({
     'lease-name': { type: 'string', default: 'migprobe-controller' },
     identity: { type: 'string', default: process.env.POD_NAME ?? `${hostname()}-${process.pid}` },
     workers: { type: 'string', default: '2' },
+    'watch-namespace': { type: 'string', default: '' },
   },
   strict: true,
 });
@@ -60,8 +61,11 @@ async function main(): Promise<void> {
 
   const mk = <T extends KubernetesObject>(name: string, path: string, labelSelector?: string): Informer<T> =>
     new Informer<T>({ name, kubeConfig: kc, path, clock, logger: log, metrics: informerMetrics(registry, name), resyncPeriodMs: 5 * 60_000, ...(labelSelector ? { labelSelector } : {}) });
-  const probes = mk<MigrationProbe & KubernetesObject>('migrationprobes', `/apis/${GROUP}/${VERSION}/${PLURAL}`);
-  const pods = mk<V1Pod>('pods', '/api/v1/pods');
+  // --watch-namespace limits the controller to one namespace's probes (and pods); default: all namespaces.
+  const watchNs = values['watch-namespace'] ?? '';
+  const nsPath = watchNs === '' ? '' : `/namespaces/${encodeURIComponent(watchNs)}`;
+  const probes = mk<MigrationProbe & KubernetesObject>('migrationprobes', `/apis/${GROUP}/${VERSION}${nsPath}/${PLURAL}`);
+  const pods = mk<V1Pod>('pods', `/api/v1${nsPath}/pods`);
   const nodes = mk<V1Node>('nodes', '/api/v1/nodes');
   const agentPods = mk<V1Pod>('agent-pods', `/api/v1/namespaces/${agentNamespace}/pods`, `${AGENT_LABEL}=${AGENT_LABEL_VALUE}`);
 

@@ -1,0 +1,112 @@
+// End to end on the real kube-apiserver, real containerd containers bound to fake nodes, two agent processes
+// and the real controller process.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import * as k8s from '@kubernetes/client-node';
+import { readdir } from 'node:fs/promises';
+import { kube, testbed } from '../testbed/index.ts';
+import { startOperator, type Operator } from './harness.ts';
+import { createProbe, exampleFor, freezerState, taskStates, waitProbe, isFinal, workloadPod } from './lib.ts';
+import type { RunningContainer } from '../testbed/index.ts';
+import type { Condition } from '../../src/api/v1alpha1.ts';
+
+async function withOperator(t: { after(fn: () => Promise<void>): void }, opts: { maxDumpsPerNode?: number } = {}): Promise<Operator> {
+  const tb = await testbed();
+  const namespace = `mp-e2e-${randomBytes(3).toString('hex')}`;
+  const op = await startOperator({ tb, namespace, ...opts });
+  t.after(async () => {
+    await op.stop();
+    await kube.deleteNamespace(op.kc, namespace);
+    await kube.deleteNamespace(op.kc, op.agentNamespace);
+  });
+  return op;
+}
+
+function track(t: { after(fn: () => Promise<void>): void }, c: RunningContainer): RunningContainer {
+  t.after(() => c.remove());
+  return c;
+}
+
+test('examples: kubectl apply + kubectl wait --for=condition=Migratable; blocked workload gets FileLocks', { timeout: 300_000 }, async (t) => {
+  const op = await withOperator(t);
+  const [a, b] = op.nodes;
+  const web = track(t, await workloadPod(op, 'web', a, ['sleep', '100000']));
+  const locked = track(t, await workloadPod(op, 'locked', a, ['/usr/local/bin/flocker', 'flock']));
+  const mig = exampleFor('probe-migratable.yaml', b);
+  const blk = exampleFor('probe-blocked.yaml', b);
+  await op.kubectl(['apply', '-n', op.namespace, '-f', '-'], { input: mig.yaml });
+  await op.kubectl(['apply', '-n', op.namespace, '-f', '-'], { input: blk.yaml });
+  const w = await op.kubectl(['wait', '-n', op.namespace, '--for=condition=Migratable', `migrationprobe/${mig.name}`, '--timeout=150s'], { reject: false });
+  const p1 = await waitProbe(op, mig.name, isFinal, 10_000);
+  assert.equal(w.exitCode, 0, `kubectl wait failed: ${w.stderr}\nstatus: ${JSON.stringify(p1.status)}\n${op.agents[0].proc.log().slice(-3000)}`);
+  assert.equal(p1.status?.phase, 'Succeeded');
+  assert.equal(p1.status?.migratable, true);
+  assert.equal(p1.status?.sourceNodeName, a);
+  assert.ok((p1.status?.timings?.freezeMilliseconds ?? -1) >= 0, 'freeze time reported');
+  assert.ok(p1.metadata.finalizers?.includes('migprobe.io/cleanup'));
+  for (const type of ['PreflightPassed', 'DumpChecked', 'RestoreChecked', 'Compatible', 'Migratable']) {
+    const cond: Condition | undefined = p1.status?.conditions?.find((x) => x.type === type);
+    assert.equal(cond?.status, 'True', `${type}: ${JSON.stringify(cond)}`);
+    assert.equal(cond?.observedGeneration, p1.metadata.generation);
+  }
+  const p2 = await waitProbe(op, blk.name, isFinal, 150_000);
+  assert.equal(p2.status?.phase, 'Succeeded', JSON.stringify(p2.status));
+  assert.equal(p2.status?.migratable, false);
+  assert.ok(p2.status?.reasons?.some((r) => r.code === 'FileLocks'), JSON.stringify(p2.status?.reasons));
+  // Workloads keep running, not frozen.
+  for (const c of [web, locked]) {
+    assert.ok(!taskStates(c.pid).includes('T'), `task ${c.pid} stopped`);
+    const fz = freezerState(c.id);
+    assert.ok(fz === undefined || fz === 'THAWED', `freezer ${fz}`);
+  }
+  const wide = await op.kubectl(['get', 'migrationprobes', '-n', op.namespace, '-o', 'wide']);
+  assert.match(wide.stdout, /web-to-node-b\s+Succeeded\s+true/);
+  const ev = await op.kubectl(['get', 'events', '-n', op.namespace, '--field-selector', `involvedObject.name=${mig.name}`, '-o', 'jsonpath={.items[*].reason}']);
+  assert.match(ev.stdout, /Started/);
+  assert.match(ev.stdout, /Migratable/);
+  // Deleting goes through the finalizer.
+  await op.kubectl(['delete', '-n', op.namespace, `migrationprobe/${mig.name}`, '--timeout=60s']);
+});
+
+test('bad input ends Failed with its reason and no side effect', { timeout: 240_000 }, async (t) => {
+  const op = await withOperator(t);
+  const [a, b] = op.nodes;
+  const c = track(t, await workloadPod(op, 'web', a, ['sleep', '100000']));
+  const core = op.kc.makeApiClient(k8s.CoreV1Api);
+  // A pod that never started (no status): PodNotRunning.
+  await core.createNamespacedPod({ namespace: op.namespace, body: { metadata: { name: 'pending' }, spec: { nodeName: a, containers: [{ name: 'app', image: c.image }] } } });
+  t.after(() => kube.deletePod(op.kc, op.namespace, 'pending'));
+  const notReady = `${a}-notready`;
+  const noAgent = `${a}-noagent`;
+  await kube.createReadyNode(op.kc, notReady, '127.0.0.9', { ready: false });
+  await kube.createReadyNode(op.kc, noAgent, '127.0.0.10');
+  t.after(async () => {
+    await core.deleteNode({ name: notReady }).catch(() => undefined);
+    await core.deleteNode({ name: noAgent }).catch(() => undefined);
+  });
+  const cases: [string, Parameters<typeof createProbe>[2], string][] = [
+    ['nopod', { podName: 'does-not-exist', targetNodeName: b }, 'PodNotFound'],
+    ['notrunning', { podName: 'pending', targetNodeName: b }, 'PodNotRunning'],
+    ['nocontainer', { podName: 'web', containerName: 'sidecar', targetNodeName: b }, 'ContainerNotFound'],
+    ['nonode', { podName: 'web', targetNodeName: 'no-such-node' }, 'TargetNodeNotFound'],
+    ['notready', { podName: 'web', targetNodeName: notReady }, 'TargetNodeNotReady'],
+    ['samenode', { podName: 'web', targetNodeName: a }, 'SameNode'],
+    ['noagent', { podName: 'web', targetNodeName: noAgent }, 'AgentUnavailable'],
+  ];
+  for (const [name, spec] of cases) await createProbe(op, name, spec);
+  for (const [name, , code] of cases) {
+    const p = await waitProbe(op, name, isFinal, 60_000);
+    assert.equal(p.status?.phase, 'Failed', `${name}: ${JSON.stringify(p.status)}`);
+    assert.equal(p.status?.reasons?.[0]?.code, code, `${name}: ${JSON.stringify(p.status?.reasons)}`);
+    assert.equal(p.status?.migratable, false);
+    assert.equal(p.status?.startTime, undefined, `${name}: no probe was started`);
+    const m = p.status?.conditions?.find((x) => x.type === 'Migratable');
+    assert.equal(m?.status, 'False');
+    assert.equal(m?.reason, code);
+  }
+  // No side effect: the agents never saw an operation (their work folders hold nothing).
+  for (const ag of op.agents) assert.deepEqual(await readdir(ag.workDir).catch(() => []), []);
+  assert.ok(!taskStates(c.pid).includes('T'));
+});

@@ -1,0 +1,249 @@
+// Starts the operator on a test bed: two agent processes on distinct loopback addresses (one per fake node,
+// with Node and agent Pod objects on the API server), and the real controller process. Used by the
+// end-to-end tests in test/operator/ and by hack/demo.ts.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import * as k8s from '@kubernetes/client-node';
+import { execa } from 'execa';
+import { kube, type Testbed } from '../testbed/index.ts';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const CONTROLLER_SA = 'migprobe-controller';
+export const AGENT_SA = 'migprobe-agent';
+
+export interface ManagedProcess {
+  name: string;
+  logFile: string;
+  readonly pid: number | undefined;
+  readonly child: ChildProcess | undefined;
+  start(): Promise<void>;
+  /** Sends `signal` and waits for the exit (SIGKILL after `graceMs`). */
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
+  log(): string;
+}
+
+export interface AgentHandle {
+  node: string;
+  ip: string;
+  url: string;
+  workDir: string;
+  proc: ManagedProcess;
+}
+
+export interface Operator {
+  kc: k8s.KubeConfig;
+  namespace: string;
+  agentNamespace: string;
+  nodes: [string, string];
+  agents: [AgentHandle, AgentHandle];
+  controller: ManagedProcess;
+  kubectl(args: string[], opts?: { input?: string; reject?: boolean }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  stop(): Promise<void>;
+}
+
+export interface StartOperatorOptions {
+  tb: Testbed;
+  /** Namespace for the probes and workload pods (created; the controller watches only it). */
+  namespace: string;
+  /** Node names; default `<prefix>-a`, `<prefix>-b`. */
+  nodes?: [string, string];
+  maxDumpsPerNode?: number;
+  agentGraceSeconds?: number;
+  /** Another API server (its kubeconfig), e.g. a private one the test restarts. */
+  kubeconfigPath?: string;
+  /** Extra controller flags. */
+  controllerArgs?: string[];
+  /** Namespace of the agent pods and ServiceAccounts; default `<namespace>-sys` (a namespace cannot be reused
+   * once deleted here: with no namespace controller it stays Terminating). */
+  agentNamespace?: string;
+}
+
+function managed(name: string, logDir: string, args: () => string[], env: Record<string, string>): ManagedProcess {
+  const logFile = join(logDir, `${name}.log`);
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  return {
+    name,
+    logFile,
+    get pid() {
+      return child?.pid;
+    },
+    get child() {
+      return child;
+    },
+    async start() {
+      const out = createWriteStream(logFile, { flags: 'a' });
+      await new Promise<void>((r) => out.once('open', () => r()));
+      const c = spawn(process.execPath, args(), { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+      child = c;
+      exited = new Promise<void>((r) => c.once('exit', () => r()));
+    },
+    async stop(signal = 'SIGTERM', graceMs = 10_000) {
+      const c = child;
+      if (!c || c.exitCode !== null || c.signalCode !== null) return;
+      c.kill(signal);
+      const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(t);
+    },
+    log() {
+      try {
+        return readFileSync(logFile, 'utf8');
+      } catch {
+        return '';
+      }
+    },
+  };
+}
+
+async function portFreeOn(hosts: string[], port: number): Promise<boolean> {
+  for (const host of hosts) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = createServer();
+      s.once('error', () => r(false));
+      s.listen(port, host, () => s.close(() => r(true)));
+    });
+    if (!ok) return false;
+  }
+  return true;
+}
+
+async function waitHttp(url: string, timeoutMs: number, proc: ManagedProcess): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      if (r.ok) return;
+    } catch {
+      // not yet
+    }
+    if (proc.child && proc.child.exitCode !== null) throw new Error(`${proc.name} exited: ${proc.log().slice(-2000)}`);
+    if (Date.now() > end) throw new Error(`${url} did not answer within ${timeoutMs} ms; log: ${proc.log().slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function ignoreConflict(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    const code = (e as { code?: number }).code;
+    if (code !== 409) throw e;
+  }
+}
+
+export async function ensureCrd(tb: Testbed, kubeconfigPath = tb.kubeconfigPath): Promise<void> {
+  const crd = join(REPO, 'crds/migprobe.io_migrationprobes.yaml');
+  await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--force-conflicts', '--field-manager=migprobe-tests', '-f', crd]);
+  await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'wait', '--for=condition=Established', '--timeout=30s', 'crd/migrationprobes.migprobe.io']);
+}
+
+export async function startOperator(o: StartOperatorOptions): Promise<Operator> {
+  const tb = o.tb;
+  const kubeconfigPath = o.kubeconfigPath ?? tb.kubeconfigPath;
+  const kc = kube.client({ kubeconfigPath });
+  const prefix = `mp${randomBytes(3).toString('hex')}`;
+  const nodes: [string, string] = o.nodes ?? [`${prefix}-a`, `${prefix}-b`];
+  const ips: [string, string] = ['127.0.0.2', '127.0.0.3'];
+  const logDir = mkdtempSync(join(tmpdir(), 'migprobe-operator-'));
+  const AGENT_NS = o.agentNamespace ?? `${o.namespace}-sys`;
+  const cleanups: (() => Promise<void>)[] = [];
+  const stop = async (): Promise<void> => {
+    // Probes first, while the controller still runs their finalizer; strip what is left after that.
+    await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'delete', 'migrationprobes', '--all', '-n', o.namespace, '--timeout=60s'], { reject: false });
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+    const left = await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'get', 'migrationprobes', '-n', o.namespace, '-o', 'name'], { reject: false });
+    for (const n of String(left.stdout).split('\n').filter((x) => x !== '')) {
+      await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'patch', '-n', o.namespace, n, '--type=merge', '-p', '{"metadata":{"finalizers":null}}'], { reject: false });
+    }
+  };
+  try {
+    await ensureCrd(tb, kubeconfigPath);
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    await kube.ensureNamespace(kc, AGENT_NS);
+    await kube.ensureNamespace(kc, o.namespace);
+    for (const sa of [CONTROLLER_SA, AGENT_SA]) {
+      await ignoreConflict(core.createNamespacedServiceAccount({ namespace: AGENT_NS, body: { metadata: { name: sa, namespace: AGENT_NS } } }));
+    }
+    let port = 0;
+    for (let i = 0; i < 50 && port === 0; i++) {
+      const p = 20000 + Math.floor(Math.random() * 20000);
+      if (await portFreeOn(ips, p)) port = p;
+    }
+    if (port === 0) throw new Error('no free agent port on 127.0.0.2/127.0.0.3');
+
+    const env = { MIGPROBE_CRIU: tb.criu, MIGPROBE_LOG_LEVEL: process.env.MIGPROBE_LOG_LEVEL ?? 'info' };
+    const agents: AgentHandle[] = [];
+    for (const [i, node] of nodes.entries()) {
+      const ip = ips[i]!;
+      await kube.createReadyNode(kc, node, ip);
+      cleanups.push(async () => {
+        await core.deleteNode({ name: node }).catch(() => undefined);
+      });
+      const workDir = join(logDir, `work-${node}`);
+      const proc = managed(`agent-${node}`, logDir, () => [
+        'src/agent/main.ts',
+        '--node-name', node,
+        '--listen', `${ip}:${port}`,
+        '--work-dir', workDir,
+        '--kubeconfig', kubeconfigPath,
+        '--allow-service-account', `${AGENT_NS}/${CONTROLLER_SA}`,
+        '--allow-service-account', `${AGENT_NS}/${AGENT_SA}`,
+        '--token-service-account', `${AGENT_NS}/${AGENT_SA}`,
+        '--containerd-address', tb.containerd.address,
+        '--containerd-namespace', tb.containerd.namespace,
+      ], env);
+      cleanups.push(() => proc.stop('SIGTERM', 15_000));
+      await proc.start();
+      await waitHttp(`http://${ip}:${port}/healthz`, 30_000, proc);
+      const podName = `migprobe-agent-${node}`;
+      await kube.deletePod(kc, AGENT_NS, podName);
+      await kube.createRunningPod(kc, {
+        namespace: AGENT_NS,
+        name: podName,
+        nodeName: node,
+        containerName: 'agent',
+        containerId: `agent-${node}`,
+        image: 'migprobe-agent:dev',
+        labels: { 'app.kubernetes.io/name': 'migprobe-agent' },
+        podIP: ip,
+      });
+      cleanups.push(() => kube.deletePod(kc, AGENT_NS, podName));
+      agents.push({ node, ip, url: `http://${ip}:${port}`, workDir, proc });
+    }
+
+    const controller = managed('controller', logDir, () => [
+      'src/controller/main.ts',
+      '--kubeconfig', kubeconfigPath,
+      '--agent-namespace', AGENT_NS,
+      '--agent-port', String(port),
+      '--token-service-account', `${AGENT_NS}/${CONTROLLER_SA}`,
+      '--metrics-bind', '127.0.0.1:0',
+      '--watch-namespace', o.namespace,
+      '--max-dumps-per-node', String(o.maxDumpsPerNode ?? 2),
+      '--agent-grace-seconds', String(o.agentGraceSeconds ?? 10),
+      ...(o.controllerArgs ?? []),
+    ], env);
+    cleanups.push(() => controller.stop('SIGTERM', 25_000));
+    await controller.start();
+    cleanups.push(() => rm(logDir, { recursive: true, force: true }).then(() => undefined));
+    // keep the log folder until the very end (cleanups run in reverse): move its removal first
+    cleanups.unshift(cleanups.pop()!);
+
+    const kubectl: Operator['kubectl'] = async (args, opts = {}) => {
+      const r = await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, ...args], { reject: opts.reject ?? true, ...(opts.input !== undefined ? { input: opts.input } : {}) });
+      return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
+    };
+    return { kc, namespace: o.namespace, agentNamespace: AGENT_NS, nodes, agents: [agents[0]!, agents[1]!], controller, kubectl, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
