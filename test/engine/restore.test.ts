@@ -1,0 +1,104 @@
+// The restore check on real bundles with real CRIU: restored tasks never run, nothing is left behind, and two
+// blockers that only the target side can find: a changed file in the target root and an incompatible CPU image.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFile, cp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { dumpCheck } from '../../src/engine/dump.ts';
+import { restoreCheck } from '../../src/engine/restore.ts';
+import { sourceDumpCheck, targetRestoreCheck } from '../../src/engine/probe.ts';
+import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
+import { addCpuXfeatures, readCpuinfo } from '../../src/engine/images.ts';
+import { collectNodeFacts } from '../../src/engine/facts.ts';
+import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
+import { testbed } from '../testbed/index.ts';
+import { startWorkload } from './workloads.ts';
+import { counter, counterAdvances, info, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
+
+const options = { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 30_000 };
+
+void test('restore check: the restored tasks never run, and nothing is left behind', async (t) => {
+  const tb = await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '64'], { ip: '10.77.3.2' });
+  const ci = await info(c);
+  const work = await tempDir(t);
+  const d = await dumpCheck({
+    subject: subjectFromContainer(ci),
+    options,
+    workDir: join(work, 'src'),
+    criuVersion: 'test',
+    manifest: {
+      rootfs: { lowerdirs: ci.rootfs.lowerdirs, ...(ci.rootfs.upperdir === undefined ? {} : { upperdir: ci.rootfs.upperdir }) },
+      addresses: addressesOf(ci),
+      fileDigests: [],
+    },
+  });
+  assert.deepEqual(d.result.reasons, []);
+  const facts = await collectNodeFacts(tb.criu);
+  const r = await restoreCheck({
+    bundleDir: join(work, 'src', 'bundle'),
+    options,
+    target: {},
+    workDir: join(work, 'tgt'),
+    facts,
+    criuVersion: facts.criuVersion,
+  });
+  assert.deepEqual(r.result.reasons, [], `${JSON.stringify(r.result.reasons)}\n${r.result.criuLogExcerpt ?? ''}`);
+  const pids = Object.keys(r.proof.cpuTicksBefore);
+  assert.ok(pids.length >= 1, 'restored tasks were found');
+  assert.deepEqual(r.proof.cpuTicksAfter, r.proof.cpuTicksBefore, 'CPU time of restored tasks did not move');
+  assert.ok(Object.values(r.proof.states).every((s) => s === 'T'), `restored tasks stopped: ${JSON.stringify(r.proof.states)}`);
+  assert.deepEqual(r.proof.leftovers, []);
+  // Look for ourselves too.
+  assert.deepEqual(await sandboxTraces(), []);
+  for (const p of pids) assert.deepEqual(await taskStates([Number(p)]), ['gone'], `restored pid ${p} is gone`);
+  // The source workload never noticed.
+  await counterAdvances(c, await counter(c));
+});
+
+void test('a changed file in the target root is RootfsMismatch, from compat and from the restore', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/bin/sh', '-c', 'touch /tmp/ready; while true; do sleep 0.05; done']);
+  const ci = await info(c);
+  const work = await tempDir(t);
+  const src = await sourceDumpCheck({ pid: c.pid }, options, join(work, 'src'));
+  assert.deepEqual(src.reasons, []);
+  assert.ok(src.bundleDir !== undefined);
+  // The target's root: a copy of the image's root filesystem with /bin/busybox changed by one byte.
+  const lower = ci.rootfs.lowerdirs[0];
+  assert.ok(lower !== undefined);
+  const rootfs = join(work, 'target-rootfs');
+  await cp(lower, rootfs, { recursive: true, verbatimSymlinks: true });
+  await appendFile(join(rootfs, 'bin', 'busybox'), Buffer.from([0]));
+  const r = await targetRestoreCheck(src.bundleDir, options, { rootfs });
+  const codes = r.reasons.map((x) => `${x.phase}:${x.code}`);
+  assert.ok(codes.includes('compat:RootfsMismatch'), codes.join(' '));
+  assert.ok(codes.includes('restore:RootfsMismatch'), `${codes.join(' ')}\n${r.criuLogExcerpt ?? ''}`);
+  assert.ok(r.reasons.some((x) => x.message.includes('bin/busybox')));
+  assert.deepEqual(await sandboxTraces(), []);
+  // The unchanged copy restores fine.
+  const rootfs2 = join(work, 'target-rootfs-same');
+  await cp(lower, rootfs2, { recursive: true, verbatimSymlinks: true });
+  const ok = await targetRestoreCheck(src.bundleDir, options, { rootfs: rootfs2 });
+  assert.deepEqual(ok.reasons, [], `${JSON.stringify(ok.reasons)}\n${ok.criuLogExcerpt ?? ''}`);
+});
+
+void test('a CPU image claiming a feature this machine lacks is CPUIncompatible (CRIU --cpu-cap)', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '1']);
+  const work = await tempDir(t);
+  const src = await sourceDumpCheck({ pid: c.pid }, options, join(work, 'src'));
+  assert.deepEqual(src.reasons, []);
+  assert.ok(src.bundleDir !== undefined);
+  const images = join(src.bundleDir, 'images');
+  const [cpu] = await readCpuinfo(images);
+  assert.ok(cpu !== undefined, 'the dump wrote cpuinfo.img (--cpu-cap on dump)');
+  // xsave feature bit 62: no CPU has it.
+  await addCpuXfeatures(images, 1n << 62n);
+  assert.equal(((await readCpuinfo(images))[0]?.xfeaturesMask ?? 0n) & (1n << 62n), 1n << 62n);
+  const r = await targetRestoreCheck(src.bundleDir, options, {});
+  assert.deepEqual(r.reasons.map((x) => x.code), ['CPUIncompatible'], `${JSON.stringify(r.reasons)}\n${r.criuLogExcerpt ?? ''}`);
+  assert.equal(r.reasons[0]?.phase, 'restore');
+  assert.deepEqual(await sandboxTraces(), []);
+});
