@@ -12,8 +12,11 @@
 //        - closed by the server (its timeout) or client-node's client-side timeout -> watch again at once
 //          from the last resourceVersion (no relist);
 //        - 410 Gone (HTTP or an ERROR event)   -> relist at once;
-//        - any other error (connection refused, 5xx, ERROR event) -> relist after an exponential backoff
-//          with jitter (initial 500 ms, cap 30 s; reset once a list or watch succeeds);
+//        - any other error (connection refused, 5xx, an ERROR event) -> watch again from the last
+//          resourceVersion after an exponential backoff with jitter (initial 500 ms, cap 30 s; reset once a
+//          list succeeds or an event arrives). Changes made meanwhile arrive as watch events; if the server
+//          no longer has that resourceVersion (compacted, or a restarted watch cache) it answers 410 and we
+//          relist. A failed list is retried with the same backoff;
 //        - watchdog: no event (bookmarks count) and no successful list for `watchdogMs` -> abort and relist.
 //   3. RESYNC every `resyncPeriodMs`: every cached object is re-delivered to onUpdate(obj, obj), so a
 //      reconciler that missed something (or waits on time) is called again.
@@ -71,6 +74,8 @@ export interface InformerOptions {
   watchdogMs?: number;
   /** Server-side watch timeout range, seconds. Default 20..28 (below client-node's 30 s idle abort). */
   watchTimeoutSeconds?: { min: number; max: number };
+  /** Ask for BOOKMARK events (keeps the resourceVersion fresh on quiet collections). Default true. */
+  allowWatchBookmarks?: boolean;
   /** Backoff after errors. Default 500 ms .. 30 s, with jitter. */
   backoff?: { initialMs?: number; maxMs?: number };
   /** List page size. Default 500. */
@@ -244,7 +249,6 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
           break;
         case 'error':
           this.restarted('error', end.error);
-          this.resourceVersion = '';
           await this.backoff();
           break;
       }
@@ -366,7 +370,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       this.stats.watches++;
       const query: Record<string, string | number | boolean | undefined> = {
         resourceVersion: this.resourceVersion,
-        allowWatchBookmarks: true,
+        allowWatchBookmarks: this.opts.allowWatchBookmarks ?? true,
         timeoutSeconds,
         labelSelector: this.opts.labelSelector,
         fieldSelector: this.opts.fieldSelector,
