@@ -114,8 +114,11 @@ export interface LeaderElectionOptions {
   retryPeriodMs?: number;
   /** Called once when we become leader; `signal` aborts when leadership ends. */
   onStartedLeading: (signal: AbortSignal) => void | Promise<void>;
-  /** Called once when leadership ends (lost, or released on shutdown). */
-  onStoppedLeading?: () => void | Promise<void>;
+  /**
+   * Called once when leadership ends: `reason` 'lost' (could not renew: stop acting at once, and exit) or
+   * 'stopped' (our own shutdown; the Lease was released).
+   */
+  onStoppedLeading?: (reason: 'lost' | 'stopped') => void | Promise<void>;
   /** Called when the observed leader changes (ours included). */
   onNewLeader?: (identity: string) => void;
   /** Give the Lease up when stopped while leading. Default true. */
@@ -200,7 +203,7 @@ export class LeaderElector {
       leader.abort(new Error(outcome === 'lost' ? 'leader lease lost' : 'leader election stopped'));
       if (outcome === 'stopped' && (this.opts.releaseOnCancel ?? true)) await this.release();
       try {
-        await this.opts.onStoppedLeading?.();
+        await this.opts.onStoppedLeading?.(outcome);
       } catch (err) {
         this.logger.error('onStoppedLeading failed', { error: safeMessage(err) });
       }
@@ -309,4 +312,27 @@ export class LeaderElector {
     const base = `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.opts.namespace)}/leases`;
     return collection ? base : `${base}/${encodeURIComponent(this.opts.name)}`;
   }
+}
+
+/** A running election: `stop()` ends it (releasing the Lease if we lead) and resolves when it is over. */
+export interface LeaderElectionHandle {
+  readonly elector: LeaderElector;
+  /** Resolves 'lost' or 'stopped' when the election is over. */
+  readonly result: Promise<'lost' | 'stopped'>;
+  stop(): Promise<void>;
+}
+
+/** Creates a LeaderElector and runs it in the background. */
+export function startLeaderElection(opts: LeaderElectionOptions): LeaderElectionHandle {
+  const elector = new LeaderElector(opts);
+  const abort = new AbortController();
+  const result = elector.run(abort.signal);
+  return {
+    elector,
+    result,
+    stop: async () => {
+      abort.abort();
+      await result;
+    },
+  };
 }

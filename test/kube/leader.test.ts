@@ -22,6 +22,7 @@ interface Contender {
   leading: boolean;
   startedAt?: number;
   stoppedAt?: number;
+  stopReason?: 'lost' | 'stopped';
   leaderSignal?: AbortSignal;
   result: Promise<'lost' | 'stopped'>;
 }
@@ -42,7 +43,8 @@ function contender(kc: k8s.KubeConfig, namespace: string, name: string, id: stri
       c.startedAt = Date.now();
       c.leaderSignal = signal;
     },
-    onStoppedLeading: () => {
+    onStoppedLeading: (reason) => {
+      c.stopReason = reason;
       c.leading = false;
       c.stoppedAt = Date.now();
     },
@@ -82,6 +84,7 @@ void test('leader: two contenders, one leads; on release the other takes over at
   leader.stop.abort();
   assert.equal(await leader.result, 'stopped');
   assert.equal(leader.leaderSignal?.aborted, true, 'the leader signal aborted');
+  assert.equal(leader.stopReason, 'stopped');
   await eventually('the follower to take over', 5000, () => follower.leading);
   const took = Date.now() - t0;
   assert.ok(took < TIMING.leaseDurationMs, `took over in ${took} ms, before the lease would have expired`);
@@ -130,6 +133,7 @@ void test('leader: a leader whose Lease is taken away stops leading within the r
   const took = Date.now() - t0;
   assert.equal(a.leading, false);
   assert.equal(a.leaderSignal?.aborted, true);
+  assert.equal(a.stopReason, 'lost');
   assert.ok(took <= TIMING.renewDeadlineMs + TIMING.retryPeriodMs * 3, `stopped after ${took} ms`);
   const after = await coord.readNamespacedLease({ namespace: ns, name: 'lock' });
   assert.equal(after.spec?.holderIdentity, 'intruder', 'a lost leader does not release or overwrite the lease');
