@@ -32,6 +32,7 @@ const { values } = parseArgs({
     'agent-scheme': { type: 'string', default: 'http' },
     'max-dumps-per-node': { type: 'string', default: '2' },
     'agent-grace-seconds': { type: 'string', default: '20' },
+    'poll-interval-ms': { type: 'string', default: '1000' },
     'token-service-account': { type: 'string' },
     'token-file': { type: 'string' },
     'metrics-bind': { type: 'string', default: '127.0.0.1:8080' },
@@ -72,7 +73,20 @@ async function main(): Promise<void> {
   // Handlers only enqueue probe keys; reconcile reads the caches.
   const liveProbes = (): MigrationProbe[] => probes.list().filter((p) => !isFinalPhase(p.status?.phase) || p.metadata.deletionTimestamp !== undefined);
   const enqueue = (ks: string[]): void => ks.forEach((k) => queue.add(k));
-  probes.on({ onAdd: (p) => queue.add(objectKey(p)), onUpdate: (_o, p) => queue.add(objectKey(p)), onDelete: (p) => queue.add(objectKey(p)) });
+  // A probe that leaves an active phase frees a slot: wake the probes waiting in Pending at once.
+  const wakePending = (): void =>
+    enqueue(probes.list().filter((p) => p.status?.phase === undefined || p.status.phase === 'Pending').map(keyOf));
+  probes.on({
+    onAdd: (p) => queue.add(objectKey(p)),
+    onUpdate: (o, p) => {
+      queue.add(objectKey(p));
+      if (isFinalPhase(p.status?.phase) && !isFinalPhase(o.status?.phase)) wakePending();
+    },
+    onDelete: (p) => {
+      queue.add(objectKey(p));
+      wakePending();
+    },
+  });
   const forPod = (pod: V1Pod): void =>
     enqueue(liveProbes().filter((p) => p.metadata.namespace === pod.metadata?.namespace && p.spec.podName === pod.metadata?.name).map(keyOf));
   pods.on({ onAdd: forPod, onUpdate: (_o, n) => forPod(n), onDelete: forPod });
@@ -98,6 +112,7 @@ async function main(): Promise<void> {
       agentScheme: values['agent-scheme'] === 'https' ? 'https' : 'http',
       maxDumpsPerNode: Number(values['max-dumps-per-node']),
       agentGraceMs: Number(values['agent-grace-seconds']) * 1000,
+      pollMs: Number(values['poll-interval-ms']),
     },
   });
 

@@ -186,7 +186,7 @@ export class ProbeReconciler {
     const wait = this.admissionBlocker(p, v.sourceNode, podKey);
     if (wait !== undefined) {
       if (p.status?.phase !== 'Pending') await this.writePending(p, v.sourceNode, wait);
-      return { requeueAfterMs: 1000 };
+      return { requeueAfterMs: this.config.pollMs };
     }
     // Take the slot synchronously (no await between the check and this line).
     this.admitted.set(uid, { key: keyOf(p), node: v.sourceNode, podKey });
