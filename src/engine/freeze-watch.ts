@@ -1,7 +1,7 @@
 // Measures the pause a workload feels, from the workload's side, without its cooperation: a worker thread reads
-// /proc/<pid>/task/<tid>/stat of every task about every millisecond and records when tasks are stopped
-// (state t = ptrace/tracing stop, T = job-control stop; D while a freezer cgroup holds them is counted when the
-// freezer says FROZEN). The pure part (intervals from samples) is unit tested; the worker is plain JS source so
+// /proc/<pid>/task/<tid>/status of every task about every millisecond and records when tasks are held: in a stop
+// (state t = tracing stop, T = job-control stop), or attached by a tracer (TracerPid != 0: CRIU seized it; the
+// task may then run CRIU's parasite, never its own code), or in a FROZEN freezer cgroup. The pure part (intervals from samples) is unit tested; the worker is plain JS source so
 // it runs the same from .ts sources and from a build.
 
 import { Worker } from 'node:worker_threads';
@@ -86,18 +86,22 @@ parentPort.on('message', (m) => { if (m === 'stop') stop = true; });
 function tids(pid) {
   try { return fs.readdirSync('/proc/' + pid + '/task'); } catch { return []; }
 }
-function stateOf(path) {
+// Held = stopped (t/T) or attached by a tracer: while CRIU holds a task (seized), the task may run CRIU's
+// parasite code but never its own, so the workload is paused for that whole time.
+function held(path) {
   try {
     const s = fs.readFileSync(path, 'latin1');
-    const i = s.lastIndexOf(')');
-    return s.charAt(i + 2);
-  } catch { return ''; }
+    const st = /\\nState:\\s+(\\S)/.exec(s);
+    if (st && (st[1] === 't' || st[1] === 'T')) return true;
+    const tr = /\\nTracerPid:\\s+(\\d+)/.exec(s);
+    return tr !== null && tr[1] !== '0';
+  } catch { return false; }
 }
 let taskPaths = [];
 let lastRefresh = 0;
 function refresh(now) {
   taskPaths = [];
-  for (const pid of pids) for (const t of tids(pid)) taskPaths.push('/proc/' + pid + '/task/' + t + '/stat');
+  for (const pid of pids) for (const t of tids(pid)) taskPaths.push('/proc/' + pid + '/task/' + t + '/status');
   lastRefresh = now;
 }
 const changes = [];
@@ -109,7 +113,7 @@ function loop() {
     const t = performance.now();
     if (t - lastRefresh > 200) refresh(t);
     let stopped = false;
-    for (const p of taskPaths) { const c = stateOf(p); if (c === 't' || c === 'T') { stopped = true; break; } }
+    for (const p of taskPaths) { if (held(p)) { stopped = true; break; } }
     if (!stopped && freezerState) {
       try { stopped = fs.readFileSync(freezerState, 'latin1').trim() === 'FROZEN'; } catch {}
     }

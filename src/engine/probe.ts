@@ -99,6 +99,10 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   if (old !== undefined) {
     return { result: { reasons: [{ ...old, phase: 'setup' }], timings: {}, sizes: {}, criuVersion: criu.version }, detail, dumped: false };
   }
+  // Node facts take a few hundred ms of `criu check`: collect them while the container is looked at, never
+  // during the dump (two cores: they would lengthen the freeze).
+  const factsP = deps.collectNodeFacts(criu);
+  factsP.catch(() => undefined);
   let info: ContainerInfo;
   try {
     info = await deps.resolveContainer(ref);
@@ -117,7 +121,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
       dumped: false,
     };
   }
-  const [sourceFacts, fileDigests] = await Promise.all([deps.collectNodeFacts(criu), deps.hashMappedFiles(info)]);
+  const [sourceFacts, fileDigests] = await Promise.all([factsP, deps.hashMappedFiles(info)]);
   const subject = subjectFromContainer(info, { externalTmpfs: deps.externalTmpfs !== false });
   const out = await dumpCheck({
     subject,
@@ -166,16 +170,31 @@ async function runTarget(
   workDir: string,
 ): Promise<TargetOutcome> {
   const started = performance.now();
+  const empty: NodeFacts = { hostname: '', arch: '', kernelRelease: '', criuVersion: '', criuFeatures: {}, memAvailableBytes: 0, cpu: { vendor: '', model: '', flags: [] } };
   let criu: { path: string; version: string };
-  let facts: NodeFacts;
   try {
     criu = await deps.resolveCriu();
-    facts = await deps.collectNodeFacts(criu);
   } catch (e) {
-    const empty: NodeFacts = { hostname: '', arch: '', kernelRelease: '', criuVersion: '', criuFeatures: {}, memAvailableBytes: 0, cpu: { vendor: '', model: '', flags: [] } };
     return { result: { reasons: [setupReason(e)], timings: {}, criuVersion: '', facts: empty } };
   }
   const manifest = await readManifest(bundleDir);
+  // The restore check does not need the node facts: collect them meanwhile.
+  const restoreP = restoreCheck({
+    bundleDir,
+    options: opts,
+    target,
+    workDir: join(workDir, 'restore'),
+    facts: empty,
+    criuVersion: criu.version,
+    manifest,
+  });
+  let facts: NodeFacts;
+  try {
+    facts = await deps.collectNodeFacts(criu);
+  } catch (e) {
+    await restoreP;
+    return { result: { reasons: [setupReason(e)], timings: {}, criuVersion: criu.version, facts: empty } };
+  }
   const src = sourceFacts ?? manifest.sourceFacts;
   const reasons: Reason[] = [];
   if (src !== undefined) reasons.push(...compareFacts(src, facts, manifest.workloadRssBytes ?? 0));
@@ -186,15 +205,7 @@ async function runTarget(
       reasons.push(...(await deps.compareRootfs(digests, layer)));
     }
   }
-  const r = await restoreCheck({
-    bundleDir,
-    options: opts,
-    target,
-    workDir: join(workDir, 'restore'),
-    facts,
-    criuVersion: criu.version,
-    manifest,
-  });
+  const r = await restoreP;
   reasons.push(...r.result.reasons);
   const result: RestoreCheckResult = {
     reasons: dedupe(reasons),

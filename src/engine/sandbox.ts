@@ -237,8 +237,20 @@ export async function runInSandbox(input: RunInSandboxInput): Promise<SandboxPro
     done,
     child,
     kill: () => {
+      // End the init (PID 1 of the sandbox) and let `unshare` reap it: killing unshare too would orphan the init
+      // to the host's PID 1, which may be slow to reap it. The whole group goes only if that does not work.
       child.stdin?.end();
-      killAll();
+      const init = initPidOf(child.pid);
+      if (init !== undefined) {
+        try {
+          process.kill(init, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      const t = setTimeout(killAll, init === undefined ? 0 : 2000);
+      child.once('exit', () => clearTimeout(t));
+      if (child.exitCode !== null || child.signalCode !== null) clearTimeout(t);
     },
   };
 }
@@ -305,7 +317,7 @@ export function pidsInPidns(inode: number): number[] {
   for (const n of names) {
     if (!/^\d+$/.test(n)) continue;
     const l = readlinkSyncSafe(`/proc/${n}/ns/pid`);
-    if (l === `pid:[${inode}]`) out.push(Number(n));
+    if (l === `pid:[${inode}]` && taskState(Number(n)) !== 'Z') out.push(Number(n));
   }
   return out;
 }

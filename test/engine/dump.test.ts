@@ -117,6 +117,8 @@ void test('recoverFrozen thaws what a crashed run left frozen (freezer cgroup an
   assert.ok(!existsSync(join(probeDir, MARKER_NAME)));
   // A task left in a job-control stop is continued too.
   process.kill(ci.initPid, 'SIGSTOP');
+  for (let i = 0; i < 200 && !(await taskStates([ci.initPid])).includes('T'); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok((await taskStates([ci.initPid])).includes('T'), 'stopped for real');
   await writeFile(join(probeDir, MARKER_NAME), JSON.stringify({ pid: ci.initPid, pids: ci.pids, since: new Date().toISOString() }));
   const rec2 = await recoverFrozen(root);
   assert.ok(rec2[0]?.actions.some((a) => a.startsWith('SIGCONT')), JSON.stringify(rec2));

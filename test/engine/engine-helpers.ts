@@ -78,3 +78,16 @@ export async function sandboxTraces(): Promise<string[]> {
   for (const l of mi.split('\n')) if (l.includes('migprobe-sandbox') || l.includes('/sandbox-')) out.push(`mount ${l}`);
   return out;
 }
+
+/**
+ * Sandbox traces that appeared since `before` and did not go away within `withinMs` (other tests on this machine
+ * may run their own sandboxes meanwhile; those come and go).
+ */
+export async function newSandboxTraces(before: readonly string[], withinMs = 3000): Promise<string[]> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const now = (await sandboxTraces()).filter((x) => !before.includes(x));
+    if (now.length === 0 || Date.now() > deadline) return now;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

@@ -9,12 +9,13 @@ import type { ProbeDetail } from '../../src/engine/probe.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { testbed } from '../testbed/index.ts';
 import { startWorkload, watchStates } from './workloads.ts';
-import { counter, counterAdvances, info, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
+import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
 
 const options = { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 60_000 };
 
 void test('a sleeping shell with its own IP is migratable, with timings, sizes and CRIU versions', async (t) => {
   const tb = await testbed();
+  const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/bin/sh', '-c', 'touch /tmp/ready; while true; do sleep 0.05; done'], { ip: '10.77.5.2' });
   const work = await tempDir(t);
   const detail: ProbeDetail = {};
@@ -35,13 +36,14 @@ void test('a sleeping shell with its own IP is migratable, with timings, sizes a
   assert.deepEqual(detail.restoreProof?.leftovers, []);
   assert.deepEqual(detail.restoreProof?.cpuTicksAfter, detail.restoreProof?.cpuTicksBefore);
   assert.deepEqual(await readdir(work), [], 'the work dir is emptied');
-  assert.deepEqual(await sandboxTraces(), []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
   const states = await taskStates((await info(c)).pids);
   assert.ok(!states.some((s) => s === 't' || s === 'T'), states.join(','));
 });
 
 void test('a 64 MiB workload is migratable while its memory is neither written nor shipped', async (t) => {
   await testbed();
+  const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '64'], { ip: '10.77.5.3' });
   const before = await counter(c);
   const v = await checkContainer({ pid: c.pid }, options, {});
@@ -50,6 +52,7 @@ void test('a 64 MiB workload is migratable while its memory is neither written n
   assert.ok(rss >= 64 * 1024 * 1024, `rss ${rss}`);
   assert.ok((v.sizes.imageBytes ?? Infinity) < rss / 100, `images ${v.sizes.imageBytes} vs rss ${rss}`);
   assert.ok((v.sizes.shippedBytes ?? Infinity) < rss / 1000, `shipped ${v.sizes.shippedBytes} vs rss ${rss}`);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
   await counterAdvances(c, before + 1n);
 });
 

@@ -15,7 +15,7 @@ import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
 import { testbed } from '../testbed/index.ts';
 import { startWorkload } from './workloads.ts';
-import { counter, counterAdvances, info, sandboxTraces, tempDir } from './engine-helpers.ts';
+import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, tempDir } from './engine-helpers.ts';
 
 const options = { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 60_000 };
 
@@ -34,6 +34,7 @@ async function fullDump(ci: ContainerInfo, workDir: string): Promise<string> {
 
 void test('restore-only from a full CRIU image folder: would restore, never runs', async (t) => {
   await testbed();
+  const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/bin/sh', '-c', 'touch /tmp/ready; while true; do sleep 0.05; done']);
   const ci = await info(c);
   const work = await tempDir(t);
@@ -49,11 +50,12 @@ void test('restore-only from a full CRIU image folder: would restore, never runs
   assert.deepEqual(detail.restoreProof.cpuTicksAfter, detail.restoreProof.cpuTicksBefore);
   assert.ok(Object.keys(detail.restoreProof.cpuTicksBefore).length >= 1);
   assert.deepEqual(detail.restoreProof.leftovers, []);
-  assert.deepEqual(await sandboxTraces(), []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
 });
 
 void test('restore-only from a kubelet/CRI-O checkpoint archive, with its rootfs diff and network status', async (t) => {
   await testbed();
+  const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '8'], { ip: '10.77.4.2' });
   const ci = await info(c);
   const work = await tempDir(t);
@@ -79,7 +81,7 @@ void test('restore-only from a kubelet/CRI-O checkpoint archive, with its rootfs
   assert.ok(detail.restoreProof !== undefined);
   assert.deepEqual(detail.restoreProof.cpuTicksAfter, detail.restoreProof.cpuTicksBefore);
   assert.deepEqual(detail.restoreProof.leftovers, []);
-  assert.deepEqual(await sandboxTraces(), []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
   await counterAdvances(c, await counter(c));
 });
 

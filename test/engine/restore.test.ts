@@ -14,12 +14,13 @@ import { collectNodeFacts } from '../../src/engine/facts.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { testbed } from '../testbed/index.ts';
 import { startWorkload } from './workloads.ts';
-import { counter, counterAdvances, info, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
+import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
 
 const options = { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 30_000 };
 
 void test('restore check: the restored tasks never run, and nothing is left behind', async (t) => {
   const tb = await testbed();
+  const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '64'], { ip: '10.77.3.2' });
   const ci = await info(c);
   const work = await tempDir(t);
@@ -51,7 +52,7 @@ void test('restore check: the restored tasks never run, and nothing is left behi
   assert.ok(Object.values(r.proof.states).every((s) => s === 'T'), `restored tasks stopped: ${JSON.stringify(r.proof.states)}`);
   assert.deepEqual(r.proof.leftovers, []);
   // Look for ourselves too.
-  assert.deepEqual(await sandboxTraces(), []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
   for (const p of pids) assert.deepEqual(await taskStates([Number(p)]), ['gone'], `restored pid ${p} is gone`);
   // The source workload never noticed.
   await counterAdvances(c, await counter(c));
@@ -59,6 +60,7 @@ void test('restore check: the restored tasks never run, and nothing is left behi
 
 void test('a changed file in the target root is RootfsMismatch, from compat and from the restore', async (t) => {
   await testbed();
+  const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/bin/sh', '-c', 'touch /tmp/ready; while true; do sleep 0.05; done']);
   const ci = await info(c);
   const work = await tempDir(t);
@@ -76,7 +78,7 @@ void test('a changed file in the target root is RootfsMismatch, from compat and 
   assert.ok(codes.includes('compat:RootfsMismatch'), codes.join(' '));
   assert.ok(codes.includes('restore:RootfsMismatch'), `${codes.join(' ')}\n${r.criuLogExcerpt ?? ''}`);
   assert.ok(r.reasons.some((x) => x.message.includes('bin/busybox')));
-  assert.deepEqual(await sandboxTraces(), []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
   // The unchanged copy restores fine.
   const rootfs2 = join(work, 'target-rootfs-same');
   await cp(lower, rootfs2, { recursive: true, verbatimSymlinks: true });
@@ -86,6 +88,7 @@ void test('a changed file in the target root is RootfsMismatch, from compat and 
 
 void test('a CPU image claiming a feature this machine lacks is CPUIncompatible (CRIU --cpu-cap)', async (t) => {
   await testbed();
+  const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '1']);
   const work = await tempDir(t);
   const src = await sourceDumpCheck({ pid: c.pid }, options, join(work, 'src'));
@@ -100,5 +103,5 @@ void test('a CPU image claiming a feature this machine lacks is CPUIncompatible 
   const r = await targetRestoreCheck(src.bundleDir, options, {});
   assert.deepEqual(r.reasons.map((x) => x.code), ['CPUIncompatible'], `${JSON.stringify(r.reasons)}\n${r.criuLogExcerpt ?? ''}`);
   assert.equal(r.reasons[0]?.phase, 'restore');
-  assert.deepEqual(await sandboxTraces(), []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
 });
