@@ -196,7 +196,7 @@ test('Pod Security: the controller passes `restricted`; the agent needs the name
   }
 });
 
-test('kubectl apply --dry-run=server accepts the rendering of every values case', async () => {
+test('kubectl apply --dry-run=server accepts the rendering of every values case; deploy/ applies for real', async () => {
   const tb = await testbed();
   await ensureCrd();
   await createNamespace('migprobe-system', 'privileged');
@@ -209,9 +209,15 @@ test('kubectl apply --dry-run=server accepts the rendering of every values case'
     assert.equal(applied.length, objs.length, `${c.name}: every object was applied:\n${res.stdout}`);
     assert.doesNotMatch(res.stderr, /Warning/i, `${c.name}: the API server warned:\n${res.stderr}`);
   }
-  // deploy/ too, with its Namespace and the CRD (both exist already, so this is an update dry run).
-  const res = await kubectl(['apply', '--server-side', '--dry-run=server', '-f', join(CHART_DIR, '..', '..', 'deploy', 'migprobe.yaml')], {
-    allowFail: true,
-  });
-  assert.equal(res.exitCode, 0, `deploy/migprobe.yaml was refused:\n${res.stderr}`);
+  // deploy/ for real: it carries its own labelled Namespace and the CRD, and applies in one go.
+  const deploy = join(CHART_DIR, '..', '..', 'deploy', 'migprobe.yaml');
+  const res = await kubectl(['apply', '--server-side', '-f', deploy], { allowFail: true });
+  assert.equal(res.exitCode, 0, `kubectl apply -f deploy/migprobe.yaml failed:\n${res.stderr}`);
+  assert.equal(res.stdout.split('\n').filter((l) => l.includes('serverside-applied')).length, parseObjects(readFileSync(deploy, 'utf8')).length);
+  const ds = await kubectl(['-n', 'migprobe-system', 'get', 'daemonset', 'migprobe-agent', '-o', 'jsonpath={.spec.template.spec.hostPID}']);
+  assert.equal(ds.stdout, 'true');
+  const label = await kubectl(['get', 'namespace', 'migprobe-system', '-o', 'jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}']);
+  assert.equal(label.stdout, 'privileged');
+  const del = await kubectl(['delete', '-f', deploy, '--wait=false'], { allowFail: true });
+  assert.equal(del.exitCode, 0, del.stderr);
 });
