@@ -192,3 +192,28 @@ void test('informer: resync re-delivers cached objects; stop() ends the loop', a
   await sleep(1200);
   assert.equal(resyncs, after, 'no resync after stop');
 });
+
+void test('informer: the watchdog relists when nothing arrives for watchdogMs', async (t) => {
+  const tb = await testbed();
+  const admin = kube.client(tb);
+  const ns = `inf-dog-${randomBytes(3).toString('hex')}`;
+  await kube.ensureNamespace(admin, ns);
+  const inf = new Informer<k8s.V1ConfigMap>({
+    name: 'watchdog',
+    kubeConfig: admin,
+    path: `/api/v1/namespaces/${ns}/configmaps`,
+    watchdogMs: 1500,
+    allowWatchBookmarks: false,
+    logger,
+  });
+  t.after(async () => {
+    await inf.stop();
+    await kube.deleteNamespace(admin, ns);
+  });
+  inf.start();
+  assert.equal(await inf.waitForSync(), true);
+  await eventually('a watchdog relist', 10_000, () => (inf.stats.restarts.watchdog ?? 0) >= 1 && inf.stats.lists >= 2);
+  // Still working afterwards.
+  await admin.makeApiClient(k8s.CoreV1Api).createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'y' } } });
+  await eventually('y to arrive', 10_000, () => inf.get(`${ns}/y`) !== undefined);
+});

@@ -8,7 +8,9 @@
 // 3. Our Informer (src/kube/informer.ts) on an idle namespace: it asks the server to end each watch before
 //    30 s (timeoutSeconds) with bookmarks on, so client-node's timer never fires; after 40+ s of silence it
 //    still delivers an object created then, without having relisted.
-// All three run at the same time (about 45 s in all).
+// 4. The same Informer told to use long server-side watches (300 s) and no bookmarks, so client-node's 30 s
+//    timer does fire: it re-watches at once from its resourceVersion (no relist) and still delivers.
+// All four run at the same time (about 45 s in all).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -51,18 +53,29 @@ void test('client-node 2.0.1 watch: idle watches are cut after 30 s of silence, 
   const idleNs = `wt-idle-${suffix}`;
   const busyNs = `wt-busy-${suffix}`;
   const infNs = `wt-inf-${suffix}`;
-  for (const ns of [idleNs, busyNs, infNs]) await kube.ensureNamespace(kc, ns);
+  const longNs = `wt-long-${suffix}`;
+  const allNs = [idleNs, busyNs, infNs, longNs];
+  for (const ns of allNs) await kube.ensureNamespace(kc, ns);
   const informer = new Informer<k8s.V1ConfigMap>({
     name: 'watch-timeout',
     kubeConfig: kc,
     path: `/api/v1/namespaces/${infNs}/configmaps`,
     logger: createLogger({ component: 'test', level: 'warn' }),
   });
+  const longInformer = new Informer<k8s.V1ConfigMap>({
+    name: 'watch-timeout-long',
+    kubeConfig: kc,
+    path: `/api/v1/namespaces/${longNs}/configmaps`,
+    watchTimeoutSeconds: { min: 300, max: 300 },
+    allowWatchBookmarks: false,
+    logger: createLogger({ component: 'test', level: 'warn' }),
+  });
   const watches: WatchRecord[] = [];
   t.after(async () => {
     for (const w of watches) w.ctrl?.abort();
     await informer.stop();
-    for (const ns of [idleNs, busyNs, infNs]) {
+    await longInformer.stop();
+    for (const ns of allNs) {
       const list = await core.listNamespacedConfigMap({ namespace: ns });
       for (const cm of list.items) {
         if (cm.metadata?.name !== 'kube-root-ca.crt') await core.deleteNamespacedConfigMap({ namespace: ns, name: cm.metadata?.name ?? '' });
@@ -85,6 +98,10 @@ void test('client-node 2.0.1 watch: idle watches are cut after 30 s of silence, 
   informer.start();
   assert.equal(await informer.waitForSync(), true);
   const listsAfterSync = informer.stats.lists;
+  const longAdded: string[] = [];
+  longInformer.on({ onAdd: (cm) => longAdded.push(cm.metadata?.name ?? '') });
+  longInformer.start();
+  assert.equal(await longInformer.waitForSync(), true);
 
   const t0 = Date.now();
   let i = 0;
@@ -97,12 +114,14 @@ void test('client-node 2.0.1 watch: idle watches are cut after 30 s of silence, 
   await core.createNamespacedConfigMap({ namespace: idleNs, body: { metadata: { name: 'late' } } });
   await core.createNamespacedConfigMap({ namespace: busyNs, body: { metadata: { name: 'late' } } });
   await core.createNamespacedConfigMap({ namespace: infNs, body: { metadata: { name: 'late' } } });
+  await core.createNamespacedConfigMap({ namespace: longNs, body: { metadata: { name: 'late' } } });
   await sleep(3000);
 
   const report = {
     idle: { done: idle.done ? { atMs: idle.done.at, error: String((idle.done.err as Error | null)?.name ?? idle.done.err) } : 'open', events: idle.events.length },
     busy: { done: busy.done ? { atMs: busy.done.at, error: String((busy.done.err as Error | null)?.name ?? busy.done.err) } : 'open', events: busy.events.length },
     informer: { stats: informer.stats, added },
+    longInformer: { stats: longInformer.stats, added: longAdded },
   };
   t.diagnostic(`observed: ${JSON.stringify(report)}`);
 
@@ -122,4 +141,9 @@ void test('client-node 2.0.1 watch: idle watches are cut after 30 s of silence, 
   assert.equal(informer.stats.lists, listsAfterSync, 'no relist');
   assert.equal(informer.stats.restarts.timeout ?? 0, 0, 'client-side timeout never fired');
   assert.ok((informer.stats.restarts.closed ?? 0) >= 1, 'the server ended at least one watch (timeoutSeconds) and we re-watched');
+
+  // 4. With 300 s watches and no bookmarks, client-node's timer fired; the informer re-watched without relisting.
+  assert.deepEqual(longAdded, ['late']);
+  assert.ok((longInformer.stats.restarts.timeout ?? 0) >= 1, `expected a client-side timeout: ${JSON.stringify(longInformer.stats)}`);
+  assert.equal(longInformer.stats.lists, 1, 'no relist after a client-side timeout');
 });
