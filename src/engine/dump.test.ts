@@ -33,3 +33,9 @@ test('closeLazyPageServer sends CLOSE and half-closes without waiting for the re
   }
   await assert.rejects(closeLazyPageServer('127.0.0.1', port, 2000));
 });
+
+test('CRIU network-lock tables are found in nft output', async () => {
+  const { criuLockTables } = await import('./dump.ts');
+  assert.deepEqual(criuLockTables('table inet filter\ntable inet CRIU-abc123\ntable ip CRIU-42\n'), ['inet CRIU-abc123', 'ip CRIU-42']);
+  assert.deepEqual(criuLockTables(''), []);
+});

@@ -22,7 +22,8 @@ import type { FreezeStats } from './freeze-watch.ts';
 import { reasonsFromCriuLog } from './criu-log.ts';
 import { reason } from './reasons.ts';
 import type { FileDigest } from './facts.ts';
-import { criuPath } from './exec.ts';
+import { criuPath, run } from './exec.ts';
+import type { Runner } from './exec.ts';
 
 /** What the dump needs to know about the container (probe.ts builds it from container.ts's ContainerInfo). */
 export interface DumpSubject {
@@ -77,6 +78,8 @@ export const MARKER_NAME = 'frozen-by-migprobe.json';
 
 export interface FrozenMarker {
   pid: number;
+  /** The container's network namespace, when a network lock could be left behind. */
+  netnsPath?: string;
   pids: number[];
   freezerCgroupDir?: string;
   criuPid?: number;
@@ -207,6 +210,33 @@ function procStateTask(pid: number, tid: number): string | undefined {
   }
 }
 
+/** `nft list tables` output -> CRIU's network-lock tables (`inet CRIU-<run id>`). Pure. */
+export function criuLockTables(nftListTables: string): string[] {
+  const out: string[] = [];
+  for (const line of nftListTables.split('\n')) {
+    const m = /^table\s+(inet|ip|ip6)\s+(CRIU-\S+)\s*$/.exec(line.trim());
+    if (m !== null && m[1] !== undefined && m[2] !== undefined) out.push(`${m[1]} ${m[2]}`);
+  }
+  return out;
+}
+
+/**
+ * A CRIU killed while it held the nftables network lock leaves the container's network blocked: delete CRIU's
+ * lock tables in the container's network namespace. Returns what was removed.
+ */
+export async function releaseNetworkLock(netnsPath: string, runner: Runner = run): Promise<string[]> {
+  const actions: string[] = [];
+  const list = await runner('nsenter', [`--net=${netnsPath}`, 'nft', 'list', 'tables'], { timeoutMs: 10_000 });
+  if (list.exitCode !== 0) return actions;
+  for (const t of criuLockTables(list.stdout)) {
+    const [family, name] = t.split(' ');
+    if (family === undefined || name === undefined) continue;
+    const del = await runner('nsenter', [`--net=${netnsPath}`, 'nft', 'delete', 'table', family, name], { timeoutMs: 10_000 });
+    actions.push(del.exitCode === 0 ? `removed nftables lock table ${t}` : `could not remove nftables table ${t}: ${del.stderr.trim()}`);
+  }
+  return actions;
+}
+
 /**
  * An agent runs this at start-up: thaw whatever a crashed run left frozen. It finds every marker under `workRoot`
  * (at most two levels deep), kills the CRIU that was running if it still is, thaws, verifies, removes the marker.
@@ -249,6 +279,7 @@ export async function recoverFrozen(workRoot: string): Promise<{ marker: string;
       }
       const r = await ensureRunning(m.pids.length > 0 ? m.pids : [m.pid], m.freezerCgroupDir);
       actions.push(...r.actions);
+      if (m.netnsPath !== undefined) actions.push(...(await releaseNetworkLock(m.netnsPath)));
       if (r.stillStopped.length > 0) actions.push(`still stopped: ${r.stillStopped.join(',')}`);
     } catch (e) {
       actions.push(`unreadable marker: ${(e as Error).message}`);
@@ -312,6 +343,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
     pid: subject.pid,
     pids: subject.pids,
     ...(subject.freezerCgroupDir === undefined ? {} : { freezerCgroupDir: subject.freezerCgroupDir }),
+    ...(options.tcpEstablished && subject.netnsInode !== undefined ? { netnsPath: `/proc/${subject.pid}/ns/net` } : {}),
     since: new Date().toISOString(),
   };
   const markerPath = join(workDir, MARKER_NAME);
@@ -369,6 +401,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   // After anything but a clean exit: make sure the workload runs, whatever CRIU was doing.
   const check = await ensureRunning(subject.pids, subject.freezerCgroupDir, ok ? 500 : 3000);
   recovery.push(...check.actions);
+  if (!ok && marker.netnsPath !== undefined) recovery.push(...(await releaseNetworkLock(marker.netnsPath)));
   if (check.stillStopped.length > 0) {
     recovery.push(`tasks still stopped after recovery: ${check.stillStopped.join(',')}`);
     reasons.push(reason('InternalError', `the workload's tasks ${check.stillStopped.join(',')} are still stopped after the dump`, undefined, 'dump'));

@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { checkContainer } from '../../src/engine/probe.ts';
 import type { ProbeDetail } from '../../src/engine/probe.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
@@ -78,4 +79,23 @@ void test('a container that does not exist is ContainerNotFound', async () => {
   const v = await checkContainer({ containerId: 'no-such-container-xyz', containerdAddress: (await testbed()).containerd.address }, options, {});
   assert.equal(v.migratable, false);
   assert.deepEqual(v.reasons.map((r) => r.code), ['ContainerNotFound']);
+});
+
+void test('established TCP over the container IP restores when allowed: the sandbox carries that address', async (t) => {
+  await testbed();
+  const tracesBefore = await sandboxTraces();
+  const c = await startWorkload(t, ['/usr/local/bin/tcpself', '10.77.5.9', '7100'], { ip: '10.77.5.9' });
+  const blocked = await checkContainer({ pid: c.pid }, options, {});
+  assert.equal(blocked.migratable, false);
+  assert.ok(blocked.reasons.every((r) => r.code === 'TCPEstablished' && r.phase === 'preflight'), JSON.stringify(blocked.reasons));
+  const detail: ProbeDetail = {};
+  const v = await checkContainer({ pid: c.pid }, { ...options, tcpEstablished: true }, {}, { detail });
+  assert.equal(v.migratable, true, `${JSON.stringify(v.reasons)}\n${v.criuLogExcerpt ?? ''}`);
+  assert.deepEqual(detail.restoreProof?.leftovers, []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
+  // CRIU's nftables network lock was released in the container's netns.
+  const tables = execFileSync('nsenter', [`--net=/proc/${c.pid}/ns/net`, 'nft', 'list', 'tables'], { encoding: 'utf8' });
+  assert.doesNotMatch(tables, /CRIU/);
+  const states = await taskStates((await info(c)).pids);
+  assert.ok(!states.some((s) => s === 't' || s === 'T'), states.join(','));
 });

@@ -1,0 +1,28 @@
+/* tcpself <ipv4> [port]: an established TCP connection from the container to itself over its own (non-loopback)
+ * address, both ends held, then sleeps. Writes /tmp/ready once connected. Restoring it needs that address. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+	if (argc < 2) return 2;
+	int port = argc > 2 ? atoi(argv[2]) : 7100;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	if (inet_pton(AF_INET, argv[1], &a.sin_addr) != 1) return 2;
+	int one = 1;
+	int l = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1)) { perror("listen"); return 1; }
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a))) { perror("connect"); return 1; }
+	int s = accept(l, NULL, NULL);
+	if (s < 0) { perror("accept"); return 1; }
+	if (write(c, "x", 1) != 1) return 1;
+	int fd = open("/tmp/ready", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd >= 0) close(fd);
+	for (;;) pause();
+}
