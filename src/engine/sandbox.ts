@@ -422,12 +422,8 @@ export async function destroySandbox(
         }
       }
     }
-    // the shared parent, when empty
-    try {
-      await rmdir(join(mp, '/migprobe-sandbox'));
-    } catch {
-      // in use by another sandbox, or absent
-    }
+    // The shared parent (/migprobe-sandbox) stays: removing it could race with another sandbox being set up, whose
+    // CRIU would then recreate it without cpus/mems (v1 cpuset) and fail.
   }
   // 4. netns, folders.
   if (existsSync(sb.netnsPath)) await runner('ip', ['netns', 'del', sb.netnsName], { timeoutMs: 10_000 });
