@@ -136,6 +136,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   private currentWatch: AbortController | undefined;
   private endCurrentWatch: ((end: WatchEnd) => void) | undefined;
   private wakeSleep: (() => void) | undefined;
+  private listAbort = new AbortController();
   private resyncTimer: TimerHandle | undefined;
   private lastActivity = 0;
   private failures = 0;
@@ -174,6 +175,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
     if (this.resyncTimer !== undefined) this.clock.clearTimeout(this.resyncTimer);
     this.resyncTimer = undefined;
     this.endCurrentWatch?.({ reason: 'stopped' });
+    this.listAbort.abort();
     this.wakeSleep?.();
     const ws = this.syncWaiters;
     this.syncWaiters = [];
@@ -232,20 +234,23 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
           continue;
         }
       }
+      if (this.stopped) break;
       const startedAt = this.clock.now();
       const end = await this.watchOnce();
       if (this.stopped || end.reason === 'stopped') break;
+      // A watch that the server ends at once, again and again, must not spin.
+      const quick = this.clock.now() - startedAt < 1000;
       switch (end.reason) {
         case 'closed':
         case 'timeout':
           this.restarted(end.reason);
-          // A watch the server ends at once, again and again, must not spin.
-          if (this.clock.now() - startedAt < 1000) await this.backoff();
+          if (quick) await this.backoff();
           break;
         case 'gone':
         case 'watchdog':
           this.restarted(end.reason);
           this.resourceVersion = '';
+          if (quick) await this.backoff();
           break;
         case 'error':
           this.restarted('error', end.error);
@@ -266,6 +271,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   }
 
   private async backoff(): Promise<void> {
+    if (this.stopped) return;
     this.failures++;
     const ms = backoffDelayMs(this.failures, this.opts.backoff?.initialMs ?? 500, this.opts.backoff?.maxMs ?? 30_000, this.random);
     this.logger.debug('backing off', { ms, failures: this.failures });
@@ -283,6 +289,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   }
 
   private async relist(): Promise<void> {
+    this.listAbort = new AbortController();
     const items: T[] = [];
     let cont: string | undefined;
     let rv = '';
@@ -290,6 +297,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       const page = await kubeRequest<ListPage<T>>(this.opts.kubeConfig, {
         method: 'GET',
         path: this.opts.path,
+        signal: this.listAbort.signal,
         query: {
           labelSelector: this.opts.labelSelector,
           fieldSelector: this.opts.fieldSelector,

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import { kube, restartApiServer, testbed } from '../testbed/index.ts';
+import { freePort, kube, restartApiServer, testbed } from '../testbed/index.ts';
 import { Informer } from '../../src/kube/informer.ts';
 import { createLogger } from '../../src/kube/logger.ts';
 import { CuttableProxy, compactEtcd, eventually, kubeConfigVia, privateApiServer, sleep } from './util.ts';
@@ -216,4 +216,25 @@ void test('informer: the watchdog relists when nothing arrives for watchdogMs', 
   // Still working afterwards.
   await admin.makeApiClient(k8s.CoreV1Api).createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'y' } } });
   await eventually('y to arrive', 10_000, () => inf.get(`${ns}/y`) !== undefined);
+});
+
+void test('informer: with no API server it keeps retrying; stop() returns at once and waitForSync says false', async (t) => {
+  const tb = await testbed();
+  const tmp = mkdtempSync(join(tmpdir(), 'migprobe-inf-'));
+  t.after(() => rmSync(tmp, { recursive: true, force: true }));
+  const inf = new Informer<k8s.V1ConfigMap>({
+    name: 'dead',
+    kubeConfig: kubeConfigVia(tb.kubeconfigPath, await freePort(), tmp),
+    path: '/api/v1/configmaps',
+    backoff: { initialMs: 50, maxMs: 200 },
+    logger,
+  });
+  const synced = inf.waitForSync();
+  inf.start();
+  await eventually('a few failed lists', 5000, () => (inf.stats.restarts.list_error ?? 0) >= 3);
+  const t0 = Date.now();
+  await inf.stop();
+  assert.ok(Date.now() - t0 < 1000, `stop took ${Date.now() - t0} ms`);
+  assert.equal(await synced, false);
+  assert.equal(inf.hasSynced(), false);
 });
