@@ -1,13 +1,11 @@
 // The controller's writes to the API server: probe status (merge patch of /status with the field manager and
 // the cached resourceVersion as precondition), the finalizer (guarded JSON patches), deletion, and Events.
 
-import { randomBytes } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { API_VERSION, FIELD_MANAGER, FINALIZER, GROUP, KIND, PLURAL, VERSION, type MigrationProbe, type MigrationProbeStatus } from '../api/v1alpha1.ts';
 import { addFinalizer, kubeRequest, mergePatchStatus, removeFinalizer, resourcePath, type ResourceRef } from '../kube/client.ts';
-import { isNotFound, safeMessage } from '../kube/errors.ts';
-import type { Logger } from '../kube/logger.ts';
-import type { Clock } from '../kube/clock.ts';
+import { isNotFound } from '../kube/errors.ts';
+import type { EventRecorder } from '../kube/events.ts';
 import type { EventSink, ProbeWriter } from './reconcile.ts';
 
 function refOf(p: MigrationProbe): ResourceRef {
@@ -42,30 +40,16 @@ export function kubeProbeWriter(kc: KubeConfig): ProbeWriter {
   };
 }
 
-/** core/v1 Events on the probe (what `kubectl describe` shows). Fire and forget: a lost Event is logged. */
-export function kubeEventSink(kc: KubeConfig, clock: Clock, log: Logger, component = 'migprobe-controller'): EventSink {
+/** Events on the probe (what `kubectl describe` shows), through kube/events.ts (best effort, aggregated). */
+export function recorderEventSink(recorder: EventRecorder): EventSink {
   return {
     event(p, type, reason, message) {
-      const ns = p.metadata.namespace ?? 'default';
-      const now = new Date(clock.now()).toISOString();
-      const body = {
-        apiVersion: 'v1',
-        kind: 'Event',
-        metadata: { name: `${p.metadata.name ?? 'probe'}.${randomBytes(8).toString('hex')}`, namespace: ns },
-        involvedObject: { apiVersion: API_VERSION, kind: KIND, name: p.metadata.name, namespace: ns, uid: p.metadata.uid, resourceVersion: p.metadata.resourceVersion },
-        reason,
-        message: message.slice(0, 1024),
-        type,
-        source: { component },
-        reportingComponent: component,
-        reportingInstance: component,
-        firstTimestamp: now,
-        lastTimestamp: now,
-        count: 1,
-      };
-      kubeRequest(kc, { method: 'POST', path: `/api/v1/namespaces/${encodeURIComponent(ns)}/events`, body }).catch((e: unknown) => {
-        log.warn('could not record an event', { reason, error: safeMessage(e) });
-      });
+      const metadata: { name?: string; namespace?: string; uid?: string; resourceVersion?: string } = {};
+      if (p.metadata.name !== undefined) metadata.name = p.metadata.name;
+      if (p.metadata.namespace !== undefined) metadata.namespace = p.metadata.namespace;
+      if (p.metadata.uid !== undefined) metadata.uid = p.metadata.uid;
+      if (p.metadata.resourceVersion !== undefined) metadata.resourceVersion = p.metadata.resourceVersion;
+      recorder.record({ apiVersion: API_VERSION, kind: KIND, metadata }, type, reason, message);
     },
   };
 }

@@ -19,7 +19,8 @@ import { Informer } from '../kube/informer.ts';
 import { createLogger } from '../kube/logger.ts';
 import { ControllerMetrics, createRegistry, informerMetrics, startHealthServer, workQueueMetrics } from '../kube/metrics.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
-import { kubeEventSink, kubeProbeWriter } from './kubeio.ts';
+import { EventRecorder } from '../kube/events.ts';
+import { kubeProbeWriter, recorderEventSink } from './kubeio.ts';
 import { probeMetrics } from './metrics.ts';
 import { AGENT_LABEL, AGENT_LABEL_VALUE, ProbeReconciler, keyOf } from './reconcile.ts';
 import { startLeaderElection } from './leader-glue.ts';
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
   nodes.on({ onAdd: (n) => forNode(n.metadata?.name), onUpdate: (_o, n) => forNode(n.metadata?.name), onDelete: (n) => forNode(n.metadata?.name) });
   agentPods.on({ onAdd: (a) => forNode(a.spec?.nodeName), onUpdate: (_o, a) => forNode(a.spec?.nodeName), onDelete: (a) => forNode(a.spec?.nodeName) });
 
+  const recorder = new EventRecorder({ kubeConfig: kc, component: 'migprobe-controller', host: values.identity ?? hostname(), clock, logger: log });
   const reconciler = new ProbeReconciler({
     probes,
     pods,
@@ -102,7 +104,7 @@ async function main(): Promise<void> {
     agentPods,
     writer: kubeProbeWriter(kc),
     agents: new AgentClient({ tokens }),
-    events: kubeEventSink(kc, clock, log),
+    events: recorderEventSink(recorder),
     metrics: probeMetrics(registry),
     clock,
     log,
@@ -154,6 +156,7 @@ async function main(): Promise<void> {
     queue.shutDown();
     await Promise.all(informers.map((i) => i.stop()));
     await leader?.stop();
+    await recorder.flush();
     await health.close();
     log.info('stopped');
   };

@@ -229,6 +229,8 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
       '--watch-namespace', o.namespace,
       '--max-dumps-per-node', String(o.maxDumpsPerNode ?? 2),
       '--agent-grace-seconds', String(o.agentGraceSeconds ?? 10),
+      '--leader-elect',
+      '--lease-namespace', AGENT_NS,
       ...(o.controllerArgs ?? []),
     ], env);
     cleanups.push(() => controller.stop('SIGTERM', 25_000));
