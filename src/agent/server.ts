@@ -274,6 +274,8 @@ export class AgentServer {
   private async runSource(op: Operation, req: StartRequest, checkpointDir: string | undefined, log: Logger): Promise<void> {
     const t0 = this.d.clock.now();
     const st = op.status;
+    // The outcome is published only after the work folder is gone, so "Done" also means "cleaned up".
+    let outcome: Pick<OperationStatus, 'state' | 'verdict' | 'error'>;
     try {
       await mkdir(op.dir, { recursive: true, mode: 0o700 });
       let dump: DumpCheckResult;
@@ -294,20 +296,23 @@ export class AgentServer {
         transfer = shipped.transfer;
         restore = shipped.restore;
       }
-      if (op.status.state !== 'Running') return; // forgotten meanwhile
-      st.verdict = composeVerdict({ dump, ...(transfer ? { transfer } : {}), ...(restore ? { restore } : {}), totalMs: this.d.clock.now() - t0 });
-      st.state = 'Done';
-      log.info('source operation done', { migratable: st.verdict.migratable, reasons: st.verdict.reasons.map((r) => r.code) });
+      const verdict = composeVerdict({ dump, ...(transfer ? { transfer } : {}), ...(restore ? { restore } : {}), totalMs: this.d.clock.now() - t0 });
+      outcome = { state: 'Done', verdict };
+      log.info('source operation done', { migratable: verdict.migratable, reasons: verdict.reasons.map((r) => r.code) });
     } catch (e) {
-      st.state = 'Failed';
-      st.error = { code: 'InternalError', phase: stagePhase(st.stage), message: `agent on ${this.d.config.nodeName}: ${(e as Error).message}`.slice(0, 2048), hint: 'see the agent log on that node' };
+      outcome = {
+        state: 'Failed',
+        error: { code: 'InternalError', phase: stagePhase(st.stage), message: `agent on ${this.d.config.nodeName}: ${(e as Error).message}`.slice(0, 2048), hint: 'see the agent log on that node' },
+      };
       log.error('source operation failed', { error: (e as Error).message });
-    } finally {
-      st.stage = 'done';
-      st.finishedAt = new Date(this.d.clock.now()).toISOString();
-      await rm(op.dir, { recursive: true, force: true }).catch(() => undefined);
-      this.scheduleExpiry(op);
     }
+    await rm(op.dir, { recursive: true, force: true }).catch(() => undefined);
+    st.stage = 'done';
+    st.finishedAt = new Date(this.d.clock.now()).toISOString();
+    if (outcome.verdict) st.verdict = outcome.verdict;
+    if (outcome.error) st.error = outcome.error;
+    st.state = outcome.state;
+    this.scheduleExpiry(op);
   }
 
   /** tar.gz the image set, hash it, stream it to the target agent, wait for its restore check. */
