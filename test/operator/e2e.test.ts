@@ -110,3 +110,20 @@ test('bad input ends Failed with its reason and no side effect', { timeout: 240_
   for (const ag of op.agents) assert.deepEqual(await readdir(ag.workDir).catch(() => []), []);
   assert.ok(!taskStates(c.pid).includes('T'));
 });
+
+test('agents authenticate callers with TokenReview: wrong audience, unknown ServiceAccount and no token refused', { timeout: 120_000 }, async (t) => {
+  const op = await withOperator(t);
+  const core = op.kc.makeApiClient(k8s.CoreV1Api);
+  await core.createNamespacedServiceAccount({ namespace: op.agentNamespace, body: { metadata: { name: 'stranger' } } });
+  const token = async (sa: string, audiences: string[]): Promise<string> => {
+    const r = await core.createNamespacedServiceAccountToken({ name: sa, namespace: op.agentNamespace, body: { spec: { audiences, expirationSeconds: 600 } } });
+    return r.status?.token ?? '';
+  };
+  const url = `${op.agents[0].url}/v1/probes/0f8fad5b-d9cb-469f-a165-70867728950e`;
+  const get = async (tok?: string): Promise<number> => (await fetch(url, tok ? { headers: { authorization: `Bearer ${tok}` } } : {})).status;
+  assert.equal(await get(), 401, 'no token');
+  assert.equal(await get(await token('migprobe-controller', ['https://kubernetes.default.svc'])), 401, 'API-server audience');
+  assert.equal(await get(await token('stranger', ['migprobe-agent'])), 403, 'not on the allow-list');
+  assert.equal(await get(await token('migprobe-controller', ['migprobe-agent'])), 404, 'controller: authenticated, unknown UID');
+  assert.equal(await get(await token('migprobe-agent', ['migprobe-agent'])), 404, 'peer agent: authenticated');
+});
