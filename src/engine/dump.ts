@@ -53,6 +53,8 @@ export interface Manifest {
   sourceFacts?: NodeFacts;
   workloadRssBytes?: number;
   pagemap?: LazyFixReport;
+  /** The container's writable layer shipped as rootfs-diff.tar, or why it was not. */
+  rootfsDiff?: { bytes: number } | { omittedBytes: number };
   /** 'lazy' for a dump-check bundle (no page contents), 'full' for a real checkpoint. */
   kind: 'lazy' | 'full';
 }

@@ -3,7 +3,7 @@
 // restore check -> one Verdict. Also the two halves for the node agent (source and target run on different
 // nodes) and the restore-only mode. Everything it creates lives under one work dir that is always removed.
 
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
@@ -20,7 +20,7 @@ import { resolveCriu, criuTooOld } from './criu.ts';
 import { reason } from './reasons.ts';
 import { dumpCheck } from './dump.ts';
 import type { DumpHooks, Manifest } from './dump.ts';
-import { chooseLowerdirs, readManifest, restoreCheck } from './restore.ts';
+import { readManifest, restoreCheck, ROOTFS_DIFF } from './restore.ts';
 import type { RestoreProof } from './restore.ts';
 import { addressesOf, subjectFromContainer } from './subject.ts';
 import { openCheckpoint } from './checkpoint.ts';
@@ -141,11 +141,39 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
     },
     ...(deps.dumpHooks === undefined ? {} : { hooks: deps.dumpHooks }),
   });
+  const dumped = out.info.criuExitCode === 0 && !out.info.timedOut;
+  if (dumped && out.result.bundleDir !== undefined && info.rootfs.upperdir !== undefined) {
+    await shipRootfsDiff(info.rootfs.upperdir, out.result.bundleDir, deps.runner);
+  }
   detail.dumpRecovery = out.info.recovery;
   if (out.info.pagemap !== undefined) detail.pagemap = out.info.pagemap;
   out.result.timings.preflightMs = preflightMs;
   out.result.sizes.workloadRssBytes = pre.rssBytes;
-  return { result: out.result, info, sourceFacts, detail, dumped: out.info.criuExitCode === 0 && !out.info.timedOut };
+  return { result: out.result, info, sourceFacts, detail, dumped };
+}
+
+/** Largest writable layer shipped with a bundle; a bigger one is left out (the target then needs it locally). */
+export const ROOTFS_DIFF_CAP = 64 * 1024 * 1024;
+
+/**
+ * Ship the container's writable layer (files it created or changed, whiteouts included) in the bundle, as a
+ * migration would: the target stacks it over the image. Taken after the dump, while the workload runs.
+ */
+export async function shipRootfsDiff(upperdir: string, bundleDir: string, runner: Runner, cap = ROOTFS_DIFF_CAP): Promise<void> {
+  const tarball = join(bundleDir, ROOTFS_DIFF);
+  const manifestPath = join(bundleDir, 'manifest.json');
+  const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
+  const r = await runner('tar', ['-c', '-f', tarball, '-C', upperdir, '--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner', '.'], {
+    timeoutMs: 120_000,
+  });
+  const bytes = r.exitCode === 0 ? (await stat(tarball)).size : -1;
+  if (bytes < 0 || bytes > cap) {
+    await rm(tarball, { force: true });
+    manifest.rootfsDiff = { omittedBytes: bytes };
+  } else {
+    manifest.rootfsDiff = { bytes };
+  }
+  await writeFile(manifestPath, JSON.stringify(manifest, null, 2));
 }
 
 /** Source half, for the node agent: preflight + dump check. The bundle lands in `<workDir>/bundle`; the caller owns workDir. */
@@ -178,7 +206,16 @@ async function runTarget(
     return { result: { reasons: [setupReason(e)], timings: {}, criuVersion: '', facts: empty } };
   }
   const manifest = await readManifest(bundleDir);
-  // The restore check does not need the node facts: collect them meanwhile.
+  // File digests against the root as the target has it (its layers, the container's own changes on top), then
+  // the restore check. Neither needs the node facts: collect them meanwhile.
+  const compareFiles = async (layers: readonly string[]): Promise<Reason[]> => {
+    const out: Reason[] = [];
+    if (manifest.fileDigests.length === 0) return out;
+    for (const [layer, digests] of await digestsByLayer(manifest.fileDigests, layers)) {
+      out.push(...(await deps.compareRootfs(digests, layer)));
+    }
+    return out;
+  };
   const restoreP = restoreCheck({
     bundleDir,
     options: opts,
@@ -187,6 +224,7 @@ async function runTarget(
     facts: empty,
     criuVersion: criu.version,
     manifest,
+    compareFiles,
   });
   let facts: NodeFacts;
   try {
@@ -198,13 +236,6 @@ async function runTarget(
   const src = sourceFacts ?? manifest.sourceFacts;
   const reasons: Reason[] = [];
   if (src !== undefined) reasons.push(...compareFacts(src, facts, manifest.workloadRssBytes ?? 0));
-  // File digests against the root as the target has it (its layers, the container's own changes on top).
-  const layers = chooseLowerdirs(target, manifest);
-  if (layers !== undefined && manifest.fileDigests.length > 0) {
-    for (const [layer, digests] of await digestsByLayer(manifest.fileDigests, layers)) {
-      reasons.push(...(await deps.compareRootfs(digests, layer)));
-    }
-  }
   const r = await restoreP;
   reasons.push(...r.result.reasons);
   const result: RestoreCheckResult = {

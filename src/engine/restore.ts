@@ -13,7 +13,9 @@ import { createSandbox, cpuTicks, destroySandbox, runInSandbox, sandboxPids, tas
 import type { Sandbox, SandboxProcess, SandboxRun } from './sandbox.ts';
 import { reasonsFromCriuLog } from './criu-log.ts';
 import { reason } from './reasons.ts';
-import { criuPath } from './exec.ts';
+import { criuPath, run, runOk } from './exec.ts';
+import type { Runner } from './exec.ts';
+import { DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE } from './container.ts';
 
 export interface RestoreProof {
   /** pid -> utime+stime ticks, first read (host PIDs of the restored tasks). */
@@ -42,6 +44,8 @@ export interface RestoreCheckInput {
   /** External key of the network namespace in the images (default: the manifest's, migprobe's own key). */
   netnsKey?: string;
   cpuCap?: boolean;
+  /** Compare the source's file digests against the final root layers (top first); its reasons are added. */
+  compareFiles?: (layers: readonly string[]) => Promise<Reason[]>;
   /** Pause between the two CPU tick reads, ms. */
   tickPauseMs?: number;
 }
@@ -58,16 +62,52 @@ export async function readManifest(bundleDir: string): Promise<Manifest> {
   return JSON.parse(await readFile(join(bundleDir, 'manifest.json'), 'utf8')) as Manifest;
 }
 
-/** Root filesystem layers for the sandbox overlay: explicit target root, else the manifest's layers if present here. */
-export function chooseLowerdirs(target: TargetRoot, manifest: Manifest, exists: (p: string) => boolean = existsSync): string[] | undefined {
-  // The container's own changes (its writable layer) travel with a migration: stack them on top of the image
-  // layers when they are reachable here.
+/**
+ * Root filesystem layers for the sandbox overlay, top first: the container's own changes (the shipped rootfs diff,
+ * else its writable layer when reachable here), over the explicit target root, else the manifest's image layers
+ * when they are on this node. Undefined when no image root is available (then the image is mounted from containerd).
+ */
+export function chooseLowerdirs(
+  target: TargetRoot,
+  manifest: Manifest,
+  exists: (p: string) => boolean = existsSync,
+  diffDir?: string,
+): string[] | undefined {
   const up = manifest.rootfs.upperdir;
-  const diff = up !== undefined && exists(up) ? [up] : [];
+  const diff = diffDir !== undefined ? [diffDir] : up !== undefined && exists(up) ? [up] : [];
   if (target.rootfs !== undefined) return [...diff, target.rootfs];
   const l = manifest.rootfs.lowerdirs;
   if (l.length > 0 && l.every(exists)) return [...diff, ...l];
   return undefined;
+}
+
+export const ROOTFS_DIFF = 'rootfs-diff.tar';
+
+/** Unpack the bundle's rootfs diff (the container's writable layer, whiteouts included), if it has one. */
+export async function unpackRootfsDiff(bundleDir: string, workDir: string, runner: Runner = run): Promise<string | undefined> {
+  const tarball = join(bundleDir, ROOTFS_DIFF);
+  if (!existsSync(tarball)) return undefined;
+  const dir = join(workDir, 'rootfs-diff');
+  await mkdir(dir, { recursive: true });
+  await runOk(runner, 'tar', ['-x', '-f', tarball, '-C', dir, '--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner'], {
+    timeoutMs: 300_000,
+  });
+  return dir;
+}
+
+/** Mount an image's root filesystem from the node's containerd (read-only view); returns the unmount. */
+export async function mountImageRootfs(
+  ref: string,
+  dir: string,
+  target: TargetRoot,
+  runner: Runner = run,
+): Promise<() => Promise<void>> {
+  const base = ['--address', target.containerdAddress ?? DEFAULT_CONTAINERD_ADDRESS, '--namespace', target.namespace ?? DEFAULT_CONTAINERD_NAMESPACE];
+  await mkdir(dir, { recursive: true });
+  await runOk(runner, 'ctr', [...base, 'images', 'mount', ref, dir], { timeoutMs: 60_000 });
+  return async () => {
+    await runner('ctr', [...base, 'images', 'unmount', '--rm', dir], { timeoutMs: 60_000 });
+  };
 }
 
 export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreCheckOutput> {
@@ -86,20 +126,46 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
     criuVersion: input.criuVersion,
     facts: input.facts,
   });
-  const lower = chooseLowerdirs(input.target, manifest);
+  await mkdir(input.workDir, { recursive: true });
+  const diffDir = await unpackRootfsDiff(input.bundleDir, input.workDir).catch((e: unknown) => {
+    reasons.push(reason('TransferFailed', `the bundle's rootfs diff does not unpack: ${(e as Error).message}`, undefined, 'restore'));
+    return undefined;
+  });
+  let lower = chooseLowerdirs(input.target, manifest, existsSync, diffDir);
+  let unmountImage: (() => Promise<void>) | undefined;
+  const imageDir = join(input.workDir, 'image-rootfs');
+  if (lower === undefined && manifest.imageRef !== undefined) {
+    try {
+      unmountImage = await mountImageRootfs(manifest.imageRef, imageDir, input.target);
+      lower = [...(diffDir === undefined ? [] : [diffDir]), imageDir];
+    } catch (e) {
+      reasons.push(
+        reason(
+          'RestoreFailed',
+          `the image ${manifest.imageRef} is not available from this node's containerd: ${(e as Error).message.slice(0, 300)}`,
+          'pull the image on the target node (crictl pull / ctr images pull), or give the target root filesystem explicitly',
+          'restore',
+        ),
+      );
+    }
+  }
   if (lower === undefined) {
-    reasons.push(
-      reason(
-        'RestoreFailed',
-        `no root filesystem for the restore: the image ${manifest.imageRef ?? '(unknown)'} layers are not on this node and no target rootfs was given`,
-        'give the target root filesystem explicitly (TargetRoot.rootfs / --target-rootfs), or pull the image on the target',
-        'restore',
-      ),
-    );
+    if (reasons.length === 0) {
+      reasons.push(
+        reason(
+          'RestoreFailed',
+          `no root filesystem for the restore: the image ${manifest.imageRef ?? '(unknown)'} layers are not on this node and no target rootfs was given`,
+          'give the target root filesystem explicitly (TargetRoot.rootfs / --target-rootfs), or pull the image on the target',
+          'restore',
+        ),
+      );
+    }
     return { result: base(), proof, steps };
   }
   const lowerdirs = [...(input.extraLowerdirs ?? []), ...lower];
-  await mkdir(input.workDir, { recursive: true });
+  if (input.compareFiles !== undefined) {
+    reasons.push(...(await input.compareFiles(lowerdirs).catch((e: unknown) => [reason('InternalError', `file digests: ${(e as Error).message}`, undefined, 'compat')])));
+  }
   let sb: Sandbox | undefined;
   let proc: SandboxProcess | undefined;
   let sbRun: SandboxRun | undefined;
@@ -177,13 +243,17 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
   } catch (e) {
     reasons.push(reason('InternalError', `restore sandbox: ${(e as Error).message}`, undefined, 'restore'));
   } finally {
-    if (sb !== undefined) {
-      const left = await destroySandbox(sb, proc, sbRun?.pidnsInode);
-      proof.leftovers = left.leftovers;
-      step('teardown');
-      if (left.leftovers.length > 0) {
-        reasons.push(reason('InternalError', `the restore sandbox left: ${left.leftovers.join('; ')}`, undefined, 'restore'));
-      }
+    const left: string[] = [];
+    if (sb !== undefined) left.push(...(await destroySandbox(sb, proc, sbRun?.pidnsInode)).leftovers);
+    if (unmountImage !== undefined) {
+      await unmountImage();
+      const mi = await readFile('/proc/self/mountinfo', 'utf8');
+      if (mi.includes(` ${imageDir} `)) left.push(`mount ${imageDir}`);
+    }
+    proof.leftovers = left;
+    step('teardown');
+    if (left.length > 0) {
+      reasons.push(reason('InternalError', `the restore sandbox left: ${left.join('; ')}`, undefined, 'restore'));
     }
   }
   const result = base();

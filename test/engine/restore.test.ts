@@ -3,9 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, cp } from 'node:fs/promises';
+import { appendFile, cp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { dumpCheck } from '../../src/engine/dump.ts';
+import type { Manifest } from '../../src/engine/dump.ts';
 import { restoreCheck } from '../../src/engine/restore.ts';
 import { sourceDumpCheck, targetRestoreCheck } from '../../src/engine/probe.ts';
 import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
@@ -104,4 +105,37 @@ void test('a CPU image claiming a feature this machine lacks is CPUIncompatible 
   assert.deepEqual(r.reasons.map((x) => x.code), ['CPUIncompatible'], `${JSON.stringify(r.reasons)}\n${r.criuLogExcerpt ?? ''}`);
   assert.equal(r.reasons[0]?.phase, 'restore');
   assert.deepEqual(await newSandboxTraces(tracesBefore), []);
+});
+
+void test('a bundle from another node: the image comes from the target containerd, the changes from the shipped diff', async (t) => {
+  const tb = await testbed();
+  const tracesBefore = await sandboxTraces();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '4'], { ip: '10.77.3.7' });
+  const work = await tempDir(t);
+  const ref = { containerId: c.id, namespace: tb.containerd.namespace, containerdAddress: tb.containerd.address };
+  const src = await sourceDumpCheck(ref, options, join(work, 'src'));
+  assert.deepEqual(src.reasons, []);
+  assert.ok(src.bundleDir !== undefined);
+  const manifestPath = join(src.bundleDir, 'manifest.json');
+  const m = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
+  assert.equal(m.imageRef, c.image);
+  assert.ok(m.rootfsDiff !== undefined && 'bytes' in m.rootfsDiff && m.rootfsDiff.bytes > 0, JSON.stringify(m.rootfsDiff));
+  // Pretend the source's layers and writable layer are on another node.
+  m.rootfs = { lowerdirs: ['/nonexistent/source-node/layer'], upperdir: '/nonexistent/source-node/upper' };
+  await writeFile(manifestPath, JSON.stringify(m));
+  const r = await targetRestoreCheck(src.bundleDir, options, { containerdAddress: tb.containerd.address, namespace: tb.containerd.namespace });
+  assert.deepEqual(r.reasons, [], `${JSON.stringify(r.reasons)}\n${r.criuLogExcerpt ?? ''}`);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
+  const mi = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.ok(!mi.includes('image-rootfs'), 'the image mount is gone');
+  // Without the diff, the file the workload holds open in its writable layer is missing on the target.
+  await rm(join(src.bundleDir, 'rootfs-diff.tar'));
+  const r2 = await targetRestoreCheck(src.bundleDir, options, { containerdAddress: tb.containerd.address, namespace: tb.containerd.namespace });
+  assert.ok(r2.reasons.some((x) => x.phase === 'restore'), JSON.stringify(r2.reasons));
+  // An image the target does not have is a clear RestoreFailed.
+  m.imageRef = 'migprobe.test/not-here:1';
+  await writeFile(manifestPath, JSON.stringify(m));
+  const r3 = await targetRestoreCheck(src.bundleDir, options, { containerdAddress: tb.containerd.address, namespace: tb.containerd.namespace });
+  assert.deepEqual(r3.reasons.map((x) => x.code), ['RestoreFailed']);
+  assert.match(r3.reasons[0]?.message ?? '', /not available/);
 });
