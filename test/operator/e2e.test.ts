@@ -66,6 +66,20 @@ test('examples: kubectl apply + kubectl wait --for=condition=Migratable; blocked
   const ev = await op.kubectl(['get', 'events', '-n', op.namespace, '--field-selector', `involvedObject.name=${mig.name}`, '-o', 'jsonpath={.items[*].reason}']);
   assert.match(ev.stdout, /Started/);
   assert.match(ev.stdout, /Migratable/);
+  // Metrics: controller-runtime's and ours.
+  const m = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(op.controller.log());
+  assert.ok(m, 'metrics URL in the controller log');
+  const metrics = await (await fetch(`${m[1]}/metrics`)).text();
+  assert.match(metrics, /controller_runtime_reconcile_total\{controller="migrationprobe",result="success"\} [1-9]/);
+  assert.match(metrics, /migprobe_probe_verdicts_total\{phase="Succeeded",migratable="true",reason=""\} 1/);
+  assert.match(metrics, /migprobe_probe_verdicts_total\{phase="Succeeded",migratable="false",reason="FileLocks"\} 1/);
+  assert.match(metrics, /migprobe_probe_freeze_seconds_count 1/);
+  assert.match(metrics, /migprobe_probe_duration_seconds_count\{phase="Succeeded"\} 2/);
+  assert.equal((await fetch(`${m[1]}/readyz`)).status, 200);
+  // Logs are JSON lines carrying the probe key.
+  const finishedLine = op.controller.log().split('\n').find((l) => l.includes('"message":"probe finished"') && l.includes(`"probe":"${op.namespace}/${mig.name}"`));
+  assert.ok(finishedLine, 'a JSON log line with the probe key');
+  assert.equal((JSON.parse(finishedLine) as { migratable?: boolean }).migratable, true);
   // Deleting goes through the finalizer.
   await op.kubectl(['delete', '-n', op.namespace, `migrationprobe/${mig.name}`, '--timeout=60s']);
 });
