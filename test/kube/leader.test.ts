@@ -109,7 +109,7 @@ void test('leader: a leader that dies without releasing is replaced after the le
   await eventually('b to take over', 10_000, () => b.leading);
   const took = Date.now() - t0;
   assert.ok(took >= TIMING.leaseDurationMs - TIMING.retryPeriodMs * 2, `took over after ${took} ms`);
-  assert.ok(took <= TIMING.leaseDurationMs + TIMING.retryPeriodMs * 4, `took over after ${took} ms`);
+  assert.ok(took <= TIMING.leaseDurationMs + 3000, `took over after ${took} ms`);
   t.diagnostic(`takeover after death: ${took} ms`);
 });
 
@@ -134,7 +134,7 @@ void test('leader: a leader whose Lease is taken away stops leading within the r
   assert.equal(a.leading, false);
   assert.equal(a.leaderSignal?.aborted, true);
   assert.equal(a.stopReason, 'lost');
-  assert.ok(took <= TIMING.renewDeadlineMs + TIMING.retryPeriodMs * 3, `stopped after ${took} ms`);
+  assert.ok(took <= TIMING.renewDeadlineMs + 2500, `stopped after ${took} ms`);
   const after = await coord.readNamespacedLease({ namespace: ns, name: 'lock' });
   assert.equal(after.spec?.holderIdentity, 'intruder', 'a lost leader does not release or overwrite the lease');
 });
