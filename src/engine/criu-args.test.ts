@@ -23,17 +23,15 @@ test('dump: lazy pages, leave running, externals, cpu-cap, skip network lock', (
       { mountpoint: '/run', key: 'tmpfs-run', kind: 'tmpfs' },
     ],
     netnsInode: 4026532177,
-    lazyPages: { address: '127.0.0.1', port: 4321 },
-    statusFd: 3,
+    lazyPages: { psSocketFd: 3 },
     leaveRunning: true,
     options,
   });
   assert.deepEqual(a.slice(0, 3), ['dump', '-t', '42']);
   assert.ok(a.includes('--leave-running'));
   assert.ok(a.includes('--lazy-pages'));
-  assert.deepEqual(pairs(a, '--address'), ['127.0.0.1']);
-  assert.deepEqual(pairs(a, '--port'), ['4321']);
-  assert.deepEqual(pairs(a, '--status-fd'), ['3']);
+  assert.deepEqual(pairs(a, '--ps-socket'), ['3']);
+  assert.deepEqual(pairs(a, '--port'), [], 'no TCP page server');
   assert.deepEqual(pairs(a, '--root'), ['/proc/42/root']);
   assert.deepEqual(pairs(a, '--external'), [
     'mnt[/sys/fs/cgroup/memory]:cgroup-sys_fs_cgroup_memory',
@@ -63,6 +61,10 @@ test('dump: allowed features become CRIU flags; established TCP takes the nftabl
   assert.ok(!a.includes('--leave-running'));
   assert.ok(!a.includes('--lazy-pages'));
   assert.equal(networkLockFor({ tcpEstablished: false }), 'skip');
+  const tcp = dumpArgs({ pid: 1, imagesDir: 'i', logFile: 'l', externalMounts: [], leaveRunning: true, options, lazyPages: { address: '127.0.0.1', port: 4321 }, statusFd: 3 });
+  assert.deepEqual(pairs(tcp, '--address'), ['127.0.0.1']);
+  assert.deepEqual(pairs(tcp, '--port'), ['4321']);
+  assert.deepEqual(pairs(tcp, '--status-fd'), ['3']);
 });
 
 test('restore: detached, stopped, private root and cgroup root, key mapping, inherited netns, cpu-cap', () => {

@@ -2,8 +2,9 @@
 //
 // Choices, with the reason for each:
 // - `--leave-running`: the dump check must never stop the workload.
-// - `--lazy-pages` + `--address/--port`: memory pages stay in the workload; CRIU serves them from a page server
-//   that we tell at once that nothing will be fetched (see dump.ts). Page contents are never written.
+// - `--lazy-pages` + `--ps-socket`: memory pages stay in the workload; CRIU would serve them from a page server on
+//   a socket it inherits from us, where PS_IOV_CLOSE already waits: nothing will be fetched (see dump.ts). Page
+//   contents are never written, and no port is opened.
 // - `--network-lock skip` unless established TCP connections are allowed: with --leave-running nothing is killed
 //   and no connection changes hands, so the lock only adds freeze time (and needs nftables in the container's
 //   netns). With `tcpEstablished`, `nftables`: sockets sit in repair mode during the dump and the peers must not
@@ -37,7 +38,11 @@ export interface DumpArgsInput {
   /** Inode of the container's own network namespace, when it has one: kept out of the images. */
   netnsInode?: number;
   netnsKey?: string;
-  lazyPages?: { address: string; port: number };
+  /**
+   * Lazy pages, served from a socket CRIU inherits (`psSocketFd`, no port, nothing listening) or from a TCP
+   * page server on address:port.
+   */
+  lazyPages?: { psSocketFd: number } | { address: string; port: number };
   statusFd?: number;
   /** Freezer cgroup of the container (v1 path like /sys/fs/cgroup/freezer/k8s.io/<id>). */
   freezeCgroup?: string;
@@ -69,7 +74,9 @@ export function dumpArgs(i: DumpArgsInput): string[] {
   a.push('--ghost-limit', String(Math.max(0, Math.floor(i.options.ghostLimitBytes))));
   a.push(`--cpu-cap=${CPU_CAP}`);
   if (i.lazyPages !== undefined) {
-    a.push('--lazy-pages', '--address', i.lazyPages.address, '--port', String(i.lazyPages.port));
+    a.push('--lazy-pages');
+    if ('psSocketFd' in i.lazyPages) a.push('--ps-socket', String(i.lazyPages.psSocketFd));
+    else a.push('--address', i.lazyPages.address, '--port', String(i.lazyPages.port));
   }
   if (i.statusFd !== undefined) a.push('--status-fd', String(i.statusFd));
   return a;

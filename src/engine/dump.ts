@@ -7,7 +7,6 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createServer, connect } from 'node:net';
 import { mkdir, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -88,50 +87,12 @@ export interface FrozenMarker {
   since: string;
 }
 
-/** Pick a free TCP port on loopback for the lazy page server. */
-export async function freePort(address = '127.0.0.1'): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, address, () => {
-      const a = srv.address();
-      const port = typeof a === 'object' && a !== null ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 /** The page-server command struct (u32 cmd, 4 bytes padding, u64 nr_pages, u64 vaddr, u64 dst_id). */
 export const PS_IOV_CLOSE = 0x1023;
 export function pageServerCommand(cmd: number): Buffer {
   const b = Buffer.alloc(32);
   b.writeUInt32LE(cmd, 0);
   return b;
-}
-
-/**
- * Tell a lazy page server that nothing will be fetched. We half-close right after the command instead of waiting
- * for its (corked, ~200 ms late) reply: the server sends the reply, reads our EOF and finishes at once.
- */
-export async function closeLazyPageServer(address: string, port: number, timeoutMs: number): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const sock = connect({ host: address, port });
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`page server ${address}:${port}: no answer in ${timeoutMs} ms`));
-    }, timeoutMs);
-    sock.setNoDelay(true);
-    sock.once('connect', () => {
-      sock.end(pageServerCommand(PS_IOV_CLOSE));
-      clearTimeout(timer);
-      resolve();
-    });
-    sock.on('data', () => undefined);
-    sock.once('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-  });
 }
 
 function procState(pid: number): string | undefined {
@@ -326,8 +287,6 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   await mkdir(imagesDir, { recursive: true });
   const logPath = join(workDir, 'dump.log');
   const full = input.full === true;
-  const address = '127.0.0.1';
-  const port = full ? 0 : await freePort(address);
   const args = dumpArgs({
     pid: subject.pid,
     imagesDir,
@@ -335,7 +294,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
     root: subject.root,
     externalMounts: subject.externalMounts,
     ...(subject.netnsInode === undefined ? {} : { netnsInode: subject.netnsInode }),
-    ...(full ? {} : { lazyPages: { address, port }, statusFd: 3 }),
+    ...(full ? {} : { lazyPages: { psSocketFd: 3 } }),
     leaveRunning: true,
     options,
   });
@@ -379,14 +338,15 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
     proc.kill('SIGKILL');
   }, options.timeoutMs);
   let pageServerError: string | undefined;
-  const statusPipe = proc.stdio[3];
-  if (!full && statusPipe !== null && statusPipe !== undefined) {
-    statusPipe.on('data', () => {
-      closeLazyPageServer(address, port, Math.min(5000, options.timeoutMs)).catch((e: unknown) => {
-        pageServerError = (e as Error).message;
-      });
+  // fd 3 of CRIU is one end of a unix socket pair (node's 'pipe'). CRIU's lazy page server reads commands from it
+  // once the dump is done; the first one it will find is CLOSE: nothing will be fetched.
+  const psSocket = proc.stdio[3];
+  if (!full && psSocket !== null && psSocket !== undefined && 'write' in psSocket) {
+    psSocket.on('error', (e: Error) => {
+      pageServerError = e.message;
     });
-    statusPipe.on('error', () => undefined);
+    psSocket.on('data', () => undefined);
+    psSocket.write(pageServerCommand(PS_IOV_CLOSE));
   }
   const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     proc.once('error', (e) => {
