@@ -1,7 +1,7 @@
 // The probe engine as the agent uses it (src/engine/api.ts contract).
 
 import type { AgentEngine } from './server.ts';
-import { sourceDumpCheck, targetRestoreCheck } from '../engine/probe.ts';
+import { checkRestoreOnly, sourceDumpCheck, targetRestoreCheck } from '../engine/probe.ts';
 import { collectNodeFacts } from '../engine/facts.ts';
 import { recoverFrozen } from '../engine/dump.ts';
 
@@ -12,5 +12,6 @@ export function loadEngine(): Promise<AgentEngine> {
     sourceDumpCheck: (ref, opts, workDir) => sourceDumpCheck(ref, opts, workDir),
     targetRestoreCheck: (bundleDir, opts, target, facts) => targetRestoreCheck(bundleDir, opts, target, facts),
     collectNodeFacts: (criu) => collectNodeFacts(criu),
+    checkRestoreOnly: (src, opts, target) => checkRestoreOnly(src, opts, target),
   });
 }

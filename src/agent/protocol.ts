@@ -52,6 +52,8 @@ export interface RestoreCheckRequest {
   sourceNodeName: string;
   options: ProbeOptions;
   sourceFacts?: NodeFacts;
+  /** Set for mode RestoreOnly: the body is an existing checkpoint (image folder contents, or one archive file). */
+  restoreOnly?: { kind: 'imagesDir' } | { kind: 'archive'; name: string };
 }
 
 export type { RestoreCheckResult };
@@ -155,6 +157,12 @@ export function parseRestoreCheckRequest(v: unknown): RestoreCheckRequest {
     options: parseProbeOptions(o['options']),
   };
   if (o['sourceFacts'] !== undefined) out.sourceFacts = obj(o['sourceFacts'], 'sourceFacts') as unknown as NodeFacts;
+  if (o['restoreOnly'] !== undefined) {
+    const r = obj(o['restoreOnly'], 'restoreOnly');
+    if (r['kind'] === 'imagesDir') out.restoreOnly = { kind: 'imagesDir' };
+    else if (r['kind'] === 'archive') out.restoreOnly = { kind: 'archive', name: str(r, 'name', /^[A-Za-z0-9][A-Za-z0-9._-]*$/, 255) };
+    else throw new ValidationError('restoreOnly.kind must be imagesDir or archive');
+  }
   return out;
 }
 

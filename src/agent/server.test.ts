@@ -47,11 +47,15 @@ async function agents(t: { after(fn: () => Promise<void>): void }, engineOverrid
       return { reasons: [], timings: { restoreMs: 30 }, criuVersion: '4.2.1', facts };
     },
     collectNodeFacts: async () => facts,
+    checkRestoreOnly: async (src) => {
+      restored.push(['archive' in src ? `archive:${readdirSync(join(src.archive, '..')).join(',')}` : `images:${readdirSync(src.imagesDir).join(',')}`]);
+      return { migratable: true, reasons: [], timings: { restoreMs: 20 }, sizes: {}, criu: { target: '4.2.1' } };
+    },
     ...engineOverrides,
   };
   const mk = async (nodeName: string, host: string) => {
     const srv = new AgentServer({
-      config: { nodeName, workRoot: join(root, nodeName), criu: 'criu', containerd: { namespace: 'k8s.io' }, maxBundleBytes, maxConcurrentDumps: 1, maxConcurrentRestores: 1, retainFinishedMs: 60_000 },
+      config: { nodeName, workRoot: join(root, nodeName), checkpointDir: join(root, 'checkpoints'), criu: 'criu', containerd: { namespace: 'k8s.io' }, maxBundleBytes, maxConcurrentDumps: 1, maxConcurrentRestores: 1, retainFinishedMs: 60_000 },
       engine,
       auth: new Authenticator({ allowedUsers: ['system:serviceaccount:sys:ctl', 'system:serviceaccount:sys:agent'], review, clock: realClock }),
       pods: async (ns, name) => pods[`${ns}/${name}`],
@@ -71,7 +75,7 @@ async function agents(t: { after(fn: () => Promise<void>): void }, engineOverrid
   const dst = await mk('b', '127.0.0.1');
   const ctl = new AgentClient({ tokens: { token: async () => 'token-controller' } });
   const req: StartRequest = { namespace: 'ns', podName: 'web', containerName: 'app', containerId: 'cid1', mode: 'Check', options: opts, target: { nodeName: 'b', url: dst.url } };
-  return { src, dst, ctl, req, restored, pods };
+  return { src, dst, ctl, req, restored, pods, root };
 }
 
 async function until(ctl: AgentClient, url: string, pred: (s: OperationStatus) => boolean): Promise<OperationStatus> {
@@ -170,4 +174,22 @@ test('engine failure: Failed with InternalError, work folder removed', async (t)
   assert.equal(d.state, 'Failed');
   assert.equal(d.error?.code, 'InternalError');
   assert.deepEqual(readdirSync(src.workRoot), []);
+});
+
+test('RestoreOnly: an archive or an image folder from the checkpoint folder goes to the target restore-only check', async (t) => {
+  const { src, ctl, req, restored, root } = await agents(t);
+  await mkdir(join(root, 'checkpoints', 'folder'), { recursive: true });
+  await writeFile(join(root, 'checkpoints', 'folder', 'inventory.img'), 'x');
+  await writeFile(join(root, 'checkpoints', 'cp.tar'), 'not really a tar');
+  await ctl.start(src.url, UID, { ...req, mode: 'RestoreOnly', checkpointPath: join(root, 'checkpoints', 'cp.tar') });
+  const d = await until(ctl, src.url, (s) => s.state !== 'Running');
+  assert.equal(d.verdict?.migratable, true, JSON.stringify(d));
+  await ctl.delete(src.url, UID);
+  await ctl.start(src.url, UID, { ...req, mode: 'RestoreOnly', checkpointPath: join(root, 'checkpoints', 'folder') });
+  await until(ctl, src.url, (s) => s.state !== 'Running');
+  assert.deepEqual(restored, [['archive:cp.tar'], ['images:inventory.img']]);
+  // Outside the checkpoint folder, or missing: CheckpointNotFound.
+  await ctl.delete(src.url, UID);
+  await assert.rejects(ctl.start(src.url, UID, { ...req, mode: 'RestoreOnly', checkpointPath: join(root, 'checkpoints', 'nope') }), (e: AgentHttpError) => e.body?.code === 'CheckpointNotFound');
+  await assert.rejects(ctl.start(src.url, UID, { ...req, mode: 'RestoreOnly', checkpointPath: join(root, 'checkpoints', '..', 'a') }), AgentHttpError);
 });

@@ -7,14 +7,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from '../engine/api.ts';
 import type { Clock } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger.ts';
-import type { Reason, ReasonCode } from '../verdict.ts';
+import type { Reason, ReasonCode, Verdict } from '../verdict.ts';
+import type { CheckpointSource } from '../engine/checkpoint.ts';
 import type { Authenticator } from './auth.ts';
 import { AgentHttpError, AgentUnreachableError, type AgentClient } from './client.ts';
 import { composeVerdict, shouldShip, type TransferOutcome } from './compose.ts';
@@ -38,6 +39,14 @@ export interface AgentEngine {
   sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string): Promise<DumpCheckResult>;
   targetRestoreCheck(bundleDir: string, opts: ProbeOptions, target: TargetRoot, sourceFacts?: NodeFacts): Promise<RestoreCheckResult>;
   collectNodeFacts(criu: string): Promise<NodeFacts>;
+  /** Restore-only: would this existing full checkpoint restore here (restored stopped, killed, never run)? */
+  checkRestoreOnly(src: CheckpointSource, opts: ProbeOptions, target: TargetRoot): Promise<Verdict>;
+}
+
+/** An existing checkpoint on this node: a CRIU image folder or an archive file. */
+interface Checkpoint {
+  path: string;
+  kind: 'imagesDir' | 'archive';
 }
 
 /** What the agent needs to know about a pod (from the API server). */
@@ -240,8 +249,8 @@ export class AgentServer {
     if (pod.containerIds[req.containerName] !== `containerd://${req.containerId}`) {
       throw new HttpError(409, 'ContainerNotFound', `container ${req.containerName} of pod ${req.namespace}/${req.podName} is not containerd://${req.containerId}`);
     }
-    let checkpointDir: string | undefined;
-    if (req.mode === 'RestoreOnly') checkpointDir = await this.resolveCheckpoint(req.checkpointPath ?? '');
+    let checkpoint: Checkpoint | undefined;
+    if (req.mode === 'RestoreOnly') checkpoint = await this.resolveCheckpoint(req.checkpointPath ?? '');
     if (this.runningDumps >= this.d.config.maxConcurrentDumps) throw new HttpError(429, 'Busy', 'too many dumps running on this node', 1);
     this.runningDumps++;
     const dir = join(this.d.config.workRoot, uid);
@@ -249,13 +258,13 @@ export class AgentServer {
     const op: Operation = { status, dir, done: Promise.resolve() };
     this.ops.set(uid, op);
     log.info('source operation started', { pod: `${req.namespace}/${req.podName}`, container: req.containerId, target: req.target.nodeName, mode: req.mode });
-    op.done = this.runSource(op, req, checkpointDir, log).finally(() => {
+    op.done = this.runSource(op, req, checkpoint, log).finally(() => {
       this.runningDumps--;
     });
     return status;
   }
 
-  private async resolveCheckpoint(path: string): Promise<string> {
+  private async resolveCheckpoint(path: string): Promise<Checkpoint> {
     const base = this.d.config.checkpointDir;
     if (base === undefined) throw new HttpError(404, 'CheckpointNotFound', 'this agent has no checkpoint folder configured');
     let real: string;
@@ -267,11 +276,12 @@ export class AgentServer {
     const realBase = await realpath(base).catch(() => base);
     if (!real.startsWith(`${realBase}/`)) throw new HttpError(404, 'CheckpointNotFound', `checkpoint ${path} is outside the agent's checkpoint folder`);
     const st = await stat(real);
-    if (!st.isDirectory()) throw new HttpError(404, 'CheckpointNotFound', `checkpoint ${path} is not an image folder`);
-    return real;
+    if (st.isDirectory()) return { path: real, kind: 'imagesDir' };
+    if (st.isFile()) return { path: real, kind: 'archive' };
+    throw new HttpError(404, 'CheckpointNotFound', `checkpoint ${path} is neither an image folder nor an archive`);
   }
 
-  private async runSource(op: Operation, req: StartRequest, checkpointDir: string | undefined, log: Logger): Promise<void> {
+  private async runSource(op: Operation, req: StartRequest, checkpoint: Checkpoint | undefined, log: Logger): Promise<void> {
     const t0 = this.d.clock.now();
     const st = op.status;
     // The outcome is published only after the work folder is gone, so "Done" also means "cleaned up".
@@ -279,9 +289,9 @@ export class AgentServer {
     try {
       await mkdir(op.dir, { recursive: true, mode: 0o700 });
       let dump: DumpCheckResult;
-      if (checkpointDir !== undefined) {
+      if (checkpoint !== undefined) {
         const facts = await this.nodeFacts();
-        dump = { reasons: [], timings: {}, sizes: {}, criuVersion: facts.criuVersion, bundleDir: checkpointDir };
+        dump = { reasons: [], timings: {}, sizes: {}, criuVersion: facts.criuVersion, bundleDir: checkpoint.path };
       } else {
         st.stage = 'dump';
         const ref: ContainerRef = { containerId: req.containerId, namespace: this.d.config.containerd.namespace };
@@ -292,7 +302,7 @@ export class AgentServer {
       let restore: RestoreCheckResult | undefined;
       if (shouldShip(dump)) {
         st.stage = 'transfer';
-        const shipped = await this.ship(op, req, dump.bundleDir, log);
+        const shipped = await this.ship(op, req, checkpoint ?? { path: dump.bundleDir, kind: 'imagesDir' }, checkpoint !== undefined, log);
         transfer = shipped.transfer;
         restore = shipped.restore;
       }
@@ -316,14 +326,16 @@ export class AgentServer {
   }
 
   /** tar.gz the image set, hash it, stream it to the target agent, wait for its restore check. */
-  private async ship(op: Operation, req: StartRequest, bundleDir: string, log: Logger): Promise<{ transfer: TransferOutcome; restore?: RestoreCheckResult }> {
+  private async ship(op: Operation, req: StartRequest, what: Checkpoint, restoreOnly: boolean, log: Logger): Promise<{ transfer: TransferOutcome; restore?: RestoreCheckResult }> {
     const archive = join(op.dir, 'bundle.tar.gz');
     const t0 = this.d.clock.now();
     const fail = (code: ReasonCode, message: string, hint: string): { transfer: TransferOutcome } => ({
       transfer: { ms: this.d.clock.now() - t0, shippedBytes: 0, failure: { code, phase: 'transfer', message, hint } },
     });
     try {
-      await this.d.run('tar', ['-C', bundleDir, '-czf', archive, '.'], { timeoutMs: req.options.timeoutMs });
+      // A folder travels as its contents; an archive file as itself, named in the request.
+      const args = what.kind === 'imagesDir' ? ['-C', what.path, '-czf', archive, '.'] : ['-C', dirname(what.path), '-czf', archive, '--', basename(what.path)];
+      await this.d.run('tar', args, { timeoutMs: req.options.timeoutMs });
     } catch (e) {
       return fail('TransferFailed', `packing the image set failed: ${(e as Error).message}`.slice(0, 1024), 'see the agent log on the source node');
     }
@@ -337,6 +349,7 @@ export class AgentServer {
       log.warn('could not collect node facts', { error: (e as Error).message });
     }
     const rreq: RestoreCheckRequest = { namespace: req.namespace, podName: req.podName, sourceNodeName: this.d.config.nodeName, options: req.options };
+    if (restoreOnly) rreq.restoreOnly = what.kind === 'archive' ? { kind: 'archive', name: basename(what.path) } : { kind: 'imagesDir' };
     if (sourceFacts) rreq.sourceFacts = sourceFacts;
     const deadline = t0 + req.options.timeoutMs;
     for (;;) {
@@ -433,7 +446,16 @@ export class AgentServer {
       log.info('restore check started', { source: rreq.sourceNodeName, bytes: received });
       let result: RestoreCheckResult;
       try {
-        result = await this.d.engine.targetRestoreCheck(join(dir, 'bundle'), rreq.options, target, rreq.sourceFacts);
+        const ro = rreq.restoreOnly;
+        if (ro !== undefined) {
+          const src: CheckpointSource = ro.kind === 'archive' ? { archive: join(dir, 'bundle', ro.name) } : { imagesDir: join(dir, 'bundle') };
+          const v = await this.d.engine.checkRestoreOnly(src, rreq.options, target);
+          const facts = await this.nodeFacts();
+          result = { reasons: v.reasons, timings: v.timings.restoreMs !== undefined ? { restoreMs: v.timings.restoreMs } : {}, criuVersion: v.criu.target ?? facts.criuVersion, facts };
+          if (v.criuLogExcerpt !== undefined) result.criuLogExcerpt = v.criuLogExcerpt;
+        } else {
+          result = await this.d.engine.targetRestoreCheck(join(dir, 'bundle'), rreq.options, target, rreq.sourceFacts);
+        }
       } catch (e) {
         throw new HttpError(500, 'InternalError', `restore check failed on ${this.d.config.nodeName}: ${(e as Error).message}`.slice(0, 2048));
       }

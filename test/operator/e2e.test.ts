@@ -5,7 +5,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import { readdir } from 'node:fs/promises';
+import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
+import { resolveContainer } from '../../src/engine/container.ts';
+import { dumpCheck } from '../../src/engine/dump.ts';
+import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
 import { kube, testbed } from '../testbed/index.ts';
 import { startOperator, type Operator } from './harness.ts';
 import { createProbe, exampleFor, freezerState, taskStates, waitProbe, isFinal, workloadPod } from './lib.ts';
@@ -140,4 +148,45 @@ test('agents authenticate callers with TokenReview: wrong audience, unknown Serv
   assert.equal(await get(await token('stranger', ['migprobe-agent'])), 403, 'not on the allow-list');
   assert.equal(await get(await token('migprobe-controller', ['migprobe-agent'])), 404, 'controller: authenticated, unknown UID');
   assert.equal(await get(await token('migprobe-agent', ['migprobe-agent'])), 404, 'peer agent: authenticated');
+});
+
+test('RestoreOnly: an existing checkpoint archive on the source node is checked on the target; a missing one is CheckpointNotFound', { timeout: 240_000 }, async (t) => {
+  const op = await withOperator(t);
+  const [a, b] = op.nodes;
+  const tb = await testbed();
+  const c = track(t, await workloadPod(op, 'web', a, ['/bin/sh', '-c', 'while true; do sleep 0.05; done']));
+  // A full checkpoint (memory pages included) in the kubelet / CRI-O archive layout, in the agent's checkpoint folder.
+  const ci = await resolveContainer({ containerId: c.id, namespace: tb.containerd.namespace, containerdAddress: tb.containerd.address });
+  const work = mkdtempSync(join(tmpdir(), 'migprobe-cp-'));
+  t.after(() => rm(work, { recursive: true, force: true }));
+  const d = await dumpCheck({
+    subject: subjectFromContainer(ci, { externalTmpfs: false }),
+    options: { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 60_000 },
+    workDir: join(work, 'dump'),
+    criuVersion: 'test',
+    full: true,
+    manifest: { rootfs: { lowerdirs: ci.rootfs.lowerdirs }, addresses: addressesOf(ci), fileDigests: [] },
+  });
+  assert.deepEqual(d.result.reasons, [], d.result.criuLogExcerpt);
+  const arch = join(work, 'archive');
+  await mkdir(arch);
+  await cp(join(work, 'dump', 'bundle', 'images'), join(arch, 'checkpoint'), { recursive: true });
+  await writeFile(join(arch, 'config.dump'), JSON.stringify({ id: c.id, rootfsImageName: c.image, rootfsImageRef: c.image }));
+  await writeFile(join(arch, 'spec.dump'), JSON.stringify({ ociVersion: '1.0.2', mounts: [] }));
+  const archive = join(op.agents[0].checkpointDir, `checkpoint-web-${Date.now()}.tar.gz`);
+  await execa('tar', ['-c', '-z', '-f', archive, '-C', arch, '.']);
+
+  await createProbe(op, 'ro', { podName: 'web', targetNodeName: b, mode: 'RestoreOnly', checkpoint: { path: archive } });
+  await createProbe(op, 'ro-missing', { podName: 'web', targetNodeName: b, mode: 'RestoreOnly', checkpoint: { path: `${op.agents[0].checkpointDir}/nope.tar` } });
+  const ro = await waitProbe(op, 'ro', isFinal, 180_000);
+  assert.equal(ro.status?.phase, 'Succeeded', JSON.stringify(ro.status));
+  assert.equal(ro.status?.migratable, true, JSON.stringify(ro.status?.reasons));
+  const conds = Object.fromEntries((ro.status?.conditions ?? []).map((x) => [x.type, `${x.status}/${x.reason}`]));
+  assert.equal(conds['DumpChecked'], 'Unknown/NotRun');
+  assert.equal(conds['RestoreChecked'], 'True/Passed');
+  assert.equal(conds['Migratable'], 'True/Migratable');
+  const missing = await waitProbe(op, 'ro-missing', isFinal, 60_000);
+  assert.equal(missing.status?.phase, 'Failed');
+  assert.equal(missing.status?.reasons?.[0]?.code, 'CheckpointNotFound');
+  assert.ok(!taskStates(c.pid).includes('T'));
 });

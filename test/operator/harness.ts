@@ -3,7 +3,7 @@
 // end-to-end tests in test/operator/ and by hack/demo.ts.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -34,6 +34,8 @@ export interface AgentHandle {
   ip: string;
   url: string;
   workDir: string;
+  /** The agent's --checkpoint-dir (RestoreOnly probes read checkpoints only from below it). */
+  checkpointDir: string;
   proc: ManagedProcess;
 }
 
@@ -188,6 +190,8 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
         await core.deleteNode({ name: node }).catch(() => undefined);
       });
       const workDir = join(logDir, `work-${node}`);
+      const checkpointDir = join(logDir, `checkpoints-${node}`);
+      mkdirSync(checkpointDir, { recursive: true });
       const proc = managed(`agent-${node}`, logDir, () => [
         'src/agent/main.ts',
         '--node-name', node,
@@ -199,6 +203,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
         '--token-service-account', `${AGENT_NS}/${AGENT_SA}`,
         '--containerd-address', tb.containerd.address,
         '--containerd-namespace', tb.containerd.namespace,
+        '--checkpoint-dir', checkpointDir,
       ], env);
       cleanups.push(() => proc.stop('SIGTERM', 15_000));
       await proc.start();
@@ -216,7 +221,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
         podIP: ip,
       });
       cleanups.push(() => kube.deletePod(kc, AGENT_NS, podName));
-      agents.push({ node, ip, url: `http://${ip}:${port}`, workDir, proc });
+      agents.push({ node, ip, url: `http://${ip}:${port}`, workDir, checkpointDir, proc });
     }
 
     const controller = managed('controller', logDir, () => [
