@@ -79,6 +79,8 @@ export const MARKER_NAME = 'frozen-by-migprobe.json';
 
 export interface FrozenMarker {
   pid: number;
+  /** Tasks already stopped (T) before the dump: recovery leaves them stopped. */
+  stoppedBefore?: number[];
   /** The container's network namespace, when a network lock could be left behind. */
   netnsPath?: string;
   pids: number[];
@@ -121,6 +123,8 @@ export async function ensureRunning(
   pids: readonly number[],
   freezerCgroupDir?: string,
   waitMs = 2000,
+  /** Tasks that were already in a job-control stop before migprobe touched them: left as they were. */
+  stoppedBefore: ReadonlySet<number> = new Set(),
 ): Promise<{ actions: string[]; stillStopped: number[] }> {
   const actions: string[] = [];
   if (freezerCgroupDir !== undefined) {
@@ -142,13 +146,14 @@ export async function ensureRunning(
     for (const pid of pids) {
       for (const tid of taskIds(pid).length > 0 ? taskIds(pid) : [pid]) {
         const s = tid === pid ? procState(pid) : procStateTask(pid, tid);
-        if (s === 't' || s === 'T') stopped.push(tid);
+        if ((s === 't' || s === 'T') && !stoppedBefore.has(tid)) stopped.push(tid);
       }
     }
     if (stopped.length === 0) break;
     if (!signalled && Date.now() > deadline - waitMs / 2) {
       // Tracing stops end when the tracer dies; a job-control stop (T) needs SIGCONT.
       for (const pid of pids) {
+        if (stoppedBefore.has(pid)) continue;
         try {
           process.kill(pid, 'SIGCONT');
         } catch {
@@ -240,7 +245,7 @@ export async function recoverFrozen(workRoot: string): Promise<{ marker: string;
         }
         await new Promise((r) => setTimeout(r, 50));
       }
-      const r = await ensureRunning(m.pids.length > 0 ? m.pids : [m.pid], m.freezerCgroupDir);
+      const r = await ensureRunning(m.pids.length > 0 ? m.pids : [m.pid], m.freezerCgroupDir, 2000, new Set(m.stoppedBefore ?? []));
       actions.push(...r.actions);
       if (m.netnsPath !== undefined) actions.push(...(await releaseNetworkLock(m.netnsPath)));
       if (r.stillStopped.length > 0) actions.push(`still stopped: ${r.stillStopped.join(',')}`);
@@ -300,9 +305,24 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   });
   const reasons: Reason[] = [];
   const recovery: string[] = [];
+  // A paused container (its freezer cgroup FROZEN) cannot be dumped, and must stay paused: say so, touch nothing.
+  if (subject.freezerCgroupDir !== undefined) {
+    const st = await readFile(join(subject.freezerCgroupDir, 'freezer.state'), 'latin1').catch(() => 'THAWED');
+    if (st.trim() !== 'THAWED') {
+      reasons.push(
+        reason('DumpFailed', `the container is paused (freezer ${st.trim()}); migprobe does not dump a paused container`, 'resume the container (ctr task resume / crictl unpause) and probe again', 'dump'),
+      );
+      return {
+        result: { reasons, timings: {}, sizes: {}, criuVersion: input.criuVersion },
+        info: { recovery, criuExitCode: null, timedOut: false, logPath },
+      };
+    }
+  }
+  const stoppedBefore = subject.pids.flatMap((pid) => (taskIds(pid).length > 0 ? taskIds(pid) : [pid]).filter((tid) => procStateTask(pid, tid) === 'T'));
   const marker: FrozenMarker = {
     pid: subject.pid,
     pids: subject.pids,
+    ...(stoppedBefore.length === 0 ? {} : { stoppedBefore }),
     ...(subject.freezerCgroupDir === undefined ? {} : { freezerCgroupDir: subject.freezerCgroupDir }),
     ...(options.tcpEstablished && subject.netnsInode !== undefined ? { netnsPath: `/proc/${subject.pid}/ns/net` } : {}),
     since: new Date().toISOString(),
@@ -361,7 +381,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
 
   const ok = exit.code === 0 && !timedOut;
   // After anything but a clean exit: make sure the workload runs, whatever CRIU was doing.
-  const check = await ensureRunning(subject.pids, subject.freezerCgroupDir, ok ? 500 : 3000);
+  const check = await ensureRunning(subject.pids, subject.freezerCgroupDir, ok ? 500 : 3000, new Set(stoppedBefore));
   recovery.push(...check.actions);
   if (!ok && marker.netnsPath !== undefined) recovery.push(...(await releaseNetworkLock(marker.netnsPath)));
   if (check.stillStopped.length > 0) {

@@ -124,3 +124,18 @@ void test('recoverFrozen thaws what a crashed run left frozen (freezer cgroup an
   assert.ok(rec2[0]?.actions.some((a) => a.startsWith('SIGCONT')), JSON.stringify(rec2));
   await counterAdvances(c, await counter(c));
 });
+
+void test('a paused container is not dumped and stays paused', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '1']);
+  const ci = await info(c);
+  const subject = subjectFromContainer(ci);
+  assert.ok(subject.freezerCgroupDir !== undefined);
+  const stateFile = join(subject.freezerCgroupDir, 'freezer.state');
+  t.after(async () => await writeFile(stateFile, 'THAWED').catch(() => undefined));
+  await writeFile(stateFile, 'FROZEN');
+  const out = await dumpCheck(input(ci, await tempDir(t)));
+  assert.deepEqual(out.result.reasons.map((r) => r.code), ['DumpFailed']);
+  assert.match(out.result.reasons[0]?.message ?? '', /paused/);
+  assert.equal((await readFile(stateFile, 'utf8')).trim(), 'FROZEN', 'left as it was');
+});
