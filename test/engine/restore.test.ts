@@ -139,3 +139,38 @@ void test('a bundle from another node: the image comes from the target container
   assert.deepEqual(r3.reasons.map((x) => x.code), ['RestoreFailed']);
   assert.match(r3.reasons[0]?.message ?? '', /not available/);
 });
+
+void test('a restore that never finishes (lazy pagemap left unfixed) is killed at the timeout, leaving nothing', async (t) => {
+  const tb = await testbed();
+  const tracesBefore = await sandboxTraces();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '8']);
+  const ci = await info(c);
+  const work = await tempDir(t);
+  const d = await dumpCheck({
+    subject: subjectFromContainer(ci),
+    options,
+    workDir: join(work, 'src'),
+    criuVersion: 'test',
+    keepLazyPagemap: true,
+    manifest: {
+      rootfs: { lowerdirs: ci.rootfs.lowerdirs, ...(ci.rootfs.upperdir === undefined ? {} : { upperdir: ci.rootfs.upperdir }) },
+      addresses: [],
+      fileDigests: [],
+    },
+  });
+  assert.deepEqual(d.result.reasons, []);
+  const facts = await collectNodeFacts(tb.criu);
+  const started = Date.now();
+  const r = await restoreCheck({
+    bundleDir: join(work, 'src', 'bundle'),
+    options: { ...options, timeoutMs: 4000 },
+    target: {},
+    workDir: join(work, 'tgt'),
+    facts,
+    criuVersion: facts.criuVersion,
+  });
+  assert.deepEqual(r.result.reasons.map((x) => `${x.phase}:${x.code}`), ['restore:Timeout'], JSON.stringify(r.result.reasons));
+  assert.ok(Date.now() - started < 15_000, 'bounded by the timeout');
+  assert.deepEqual(r.proof.leftovers, []);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
+});
