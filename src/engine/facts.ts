@@ -1,0 +1,195 @@
+// Node facts (for compat.ts) and the root filesystem check: sha256 of every executable and mapped file of
+// the process tree on the source, compared against the root filesystem the target would use.
+// Signatures (for A2): collectNodeFacts(criuPath, deps?) -> NodeFacts; hashMappedFiles(info, deps?) ->
+// FileDigest[]; compareRootfs(digests, rootDir) -> Reason[] (phase 'compat').
+
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat, readFile, readlink, stat } from 'node:fs/promises';
+import { hostname, machine, release } from 'node:os';
+import { posix } from 'node:path';
+import type { Reason } from '../verdict.ts';
+import type { NodeFacts } from './api.ts';
+import type { ContainerInfo } from './container.ts';
+import { criuFeatures, parseCriuVersion } from './criu.ts';
+import { run } from './exec.ts';
+import type { Runner } from './exec.ts';
+import { mountOfPath } from './procparse.ts';
+import { reason } from './reasons.ts';
+
+export interface FileDigest {
+  /** Path relative to the container root, without a leading slash ("bin/busybox"). */
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+export interface FactsDeps {
+  runner: Runner;
+  proc: string;
+}
+
+const defaultDeps: FactsDeps = { runner: run, proc: '/proc' };
+
+/** /proc/cpuinfo (first processor) -> vendor, model name, flags. */
+export function parseCpuinfo(text: string): NodeFacts['cpu'] {
+  const first = text.split(/\n\s*\n/)[0] ?? '';
+  const field = (k: string): string => {
+    const m = new RegExp(`^${k}\\s*:\\s*(.*)$`, 'm').exec(first);
+    return (m?.[1] ?? '').trim();
+  };
+  const flags = (field('flags') || field('Features')).split(/\s+/).filter((f) => f !== '');
+  return {
+    vendor: field('vendor_id') || field('CPU implementer'),
+    model: field('model name') || field('CPU part'),
+    flags,
+  };
+}
+
+export function parseMemAvailable(meminfo: string): number {
+  const m = /^MemAvailable:\s+(\d+) kB/m.exec(meminfo);
+  return m === null ? 0 : Number(m[1]) * 1024;
+}
+
+export async function collectNodeFacts(criuPath: string, deps: Partial<FactsDeps> = {}): Promise<NodeFacts> {
+  const d: FactsDeps = { ...defaultDeps, ...deps };
+  const v = await d.runner(criuPath, ['--version'], { timeoutMs: 10_000 });
+  const criuVersion = (v.exitCode === 0 ? parseCriuVersion(v.stdout) : undefined) ?? '';
+  const criuFeats = criuVersion === '' ? {} : await criuFeatures(criuPath, d.runner);
+  return {
+    hostname: hostname(),
+    arch: machine(),
+    kernelRelease: release(),
+    criuVersion,
+    criuFeatures: criuFeats,
+    memAvailableBytes: parseMemAvailable(await readFile(`${d.proc}/meminfo`, 'utf8')),
+    cpu: parseCpuinfo(await readFile(`${d.proc}/cpuinfo`, 'utf8')),
+  };
+}
+
+async function sha256File(path: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** File-backed paths of /proc/<pid>/maps (no pseudo files, no deleted files, no /dev, no memfd). */
+export function mappedPaths(maps: string): string[] {
+  const out = new Set<string>();
+  for (const line of maps.split('\n')) {
+    const m = /^\S+\s+\S+\s+\S+\s+\S+\s+\d+\s+(\/.*)$/.exec(line);
+    const p = m?.[1];
+    if (p === undefined || p.endsWith(' (deleted)') || p.startsWith('/dev/') || p.startsWith('/memfd:')) continue;
+    if (p.startsWith('/SYSV') || p.startsWith('/secretmem') || p.startsWith('/anon_hugepage')) continue;
+    out.add(p);
+  }
+  return [...out];
+}
+
+/**
+ * sha256 of the executable and every file-backed mapping of every process, read through /proc/<pid>/root
+ * (the container's view). Only files on the container's root filesystem are hashed: a file on a bind mount
+ * or tmpfs is not part of the image the target restores from.
+ */
+export async function hashMappedFiles(info: ContainerInfo, deps: Partial<FactsDeps> = {}): Promise<FileDigest[]> {
+  const d: FactsDeps = { ...defaultDeps, ...deps };
+  const rootMountId = info.mounts.find((m) => m.kind === 'root')?.mountId;
+  const seen = new Map<string, FileDigest>();
+  for (const pid of info.pids) {
+    const paths: string[] = [];
+    try {
+      const exe = await readlink(`${d.proc}/${pid}/exe`);
+      if (exe.startsWith('/') && !exe.endsWith(' (deleted)')) paths.push(exe);
+    } catch {
+      // kernel thread or gone
+    }
+    try {
+      paths.push(...mappedPaths(await readFile(`${d.proc}/${pid}/maps`, 'utf8')));
+    } catch {
+      continue;
+    }
+    for (const p of paths) {
+      const rel = p.replace(/^\/+/, '');
+      if (seen.has(rel)) continue;
+      if (rootMountId !== undefined && mountOfPath(p, info.mounts)?.mountId !== rootMountId) continue;
+      const full = `${d.proc}/${pid}/root/${rel}`;
+      try {
+        const st = await stat(full);
+        if (!st.isFile()) continue;
+        seen.set(rel, { path: rel, sha256: await sha256File(full), size: st.size });
+      } catch {
+        // vanished or unreadable: nothing to compare
+      }
+    }
+  }
+  return [...seen.values()].sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/**
+ * Resolve `rel` inside `root` as a chroot would: symlinks (absolute or relative) never leave `root`.
+ * Returns the host path of the final file, or undefined when a component is missing.
+ */
+export async function resolveInRoot(root: string, rel: string): Promise<string | undefined> {
+  const parts = rel.split('/').filter((x) => x !== '' && x !== '.');
+  const done: string[] = [];
+  let hops = 0;
+  while (parts.length > 0) {
+    const part = parts.shift() ?? '';
+    if (part === '..') {
+      done.pop();
+      continue;
+    }
+    const candidate = posix.join(root, ...done, part);
+    let st;
+    try {
+      st = await lstat(candidate);
+    } catch {
+      return undefined;
+    }
+    if (st.isSymbolicLink()) {
+      if (++hops > 40) return undefined;
+      const target = await readlink(candidate);
+      if (target.startsWith('/')) done.length = 0;
+      parts.unshift(...target.split('/').filter((x) => x !== '' && x !== '.'));
+      continue;
+    }
+    done.push(part);
+  }
+  return posix.join(root, ...done);
+}
+
+/** RootfsMismatch for each file missing from `rootDir` or whose content differs. */
+export async function compareRootfs(digests: readonly FileDigest[], rootDir: string): Promise<Reason[]> {
+  const out: Reason[] = [];
+  for (const dg of digests) {
+    const path = await resolveInRoot(rootDir, dg.path);
+    let st;
+    try {
+      st = path === undefined ? undefined : await stat(path);
+    } catch {
+      st = undefined;
+    }
+    if (path === undefined || st === undefined || !st.isFile()) {
+      out.push(reason('RootfsMismatch', `/${dg.path} (mapped by the workload) is missing from the target root filesystem`, undefined, 'compat'));
+      continue;
+    }
+    if (st.size !== dg.size) {
+      out.push(
+        reason('RootfsMismatch', `/${dg.path} differs on the target: ${st.size} bytes, the source has ${dg.size}`, undefined, 'compat'),
+      );
+      continue;
+    }
+    const sum = await sha256File(path);
+    if (sum !== dg.sha256) {
+      out.push(
+        reason(
+          'RootfsMismatch',
+          `/${dg.path} differs on the target: sha256 ${sum.slice(0, 12)}…, the source has ${dg.sha256.slice(0, 12)}…`,
+          undefined,
+          'compat',
+        ),
+      );
+    }
+  }
+  return out;
+}
