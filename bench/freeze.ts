@@ -2,7 +2,7 @@
 // `criu dump --leave-running`, copy the images, a full `criu restore`), measured in the same run on the same
 // workloads: memhog with 10 MiB, 256 MiB and 1 GiB of dirty resident memory in real containers of the test bed.
 //
-//   eval "$(bash hack/testbed.sh env)" && node bench/freeze.ts [MiB ...]
+//   eval "$(bash hack/testbed.sh env)" && node bench/freeze.ts [--runs N] [MiB ...]
 //
 // For each size it prints the workload freeze, the bytes shipped and the time to verdict of both, and each as a
 // ratio ours / baseline. Aims: freeze <= 0.3 at 1 GiB, bytes <= 0.0001 (0.01%), time <= 0.2.
@@ -104,12 +104,54 @@ function fmtBytes(n: number): string {
   return `${n} B`;
 }
 
-const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
+}
+
+/** Median of each measure over the runs (a noisy shared VM). */
+function medianRow(runs: Row[]): Row {
+  const first = runs[0];
+  if (first === undefined) throw new Error('no runs');
+  const pick = (f: (r: Row) => number): number => median(runs.map(f));
+  return {
+    mib: first.mib,
+    rssBytes: pick((r) => r.rssBytes),
+    ours: {
+      freezeMs: pick((r) => r.ours.freezeMs),
+      shippedBytes: pick((r) => r.ours.shippedBytes),
+      verdictMs: pick((r) => r.ours.verdictMs),
+      migratable: runs.every((r) => r.ours.migratable),
+    },
+    base: {
+      freezeMs: pick((r) => r.base.freezeMs),
+      shippedBytes: pick((r) => r.base.shippedBytes),
+      verdictMs: pick((r) => r.base.verdictMs),
+      ok: runs.every((r) => r.base.ok),
+    },
+  };
+}
+
+// Usage: node bench/freeze.ts [--runs N] [MiB ...]
+const argv = process.argv.slice(2);
+let runs = 1;
+const runsAt = argv.indexOf('--runs');
+if (runsAt >= 0) {
+  runs = Math.max(1, Number(argv[runsAt + 1] ?? 1));
+  argv.splice(runsAt, 2);
+}
+const sizes = argv.map(Number).filter((n) => n > 0);
 const rows: Row[] = [];
 for (const mib of sizes.length > 0 ? sizes : [10, 256, 1024]) {
-  process.stderr.write(`bench: ${mib} MiB ...\n`);
-  rows.push(await benchOne(mib));
+  const all: Row[] = [];
+  for (let i = 0; i < runs; i++) {
+    process.stderr.write(`bench: ${mib} MiB, run ${i + 1}/${runs} ...\n`);
+    all.push(await benchOne(mib));
+  }
+  rows.push(medianRow(all));
 }
+if (runs > 1) console.log(`Medians of ${runs} runs per size.\n`);
 const lines = [
   '| workload | RSS | freeze ours / baseline (ratio) | shipped ours / baseline (ratio) | verdict ours / baseline (ratio) | ok |',
   '|---|---|---|---|---|---|',
