@@ -1,0 +1,29 @@
+// `migprobe` entry point: wires the real engine and the process streams to runCli, sets the exit code.
+
+import { readFile } from 'node:fs/promises';
+import { checkContainer, checkRestoreOnly } from '../engine/probe.ts';
+import { collectNodeFacts } from '../engine/facts.ts';
+import { resolveCriu } from '../engine/criu.ts';
+import { runCli } from './cli.ts';
+import type { CliDeps } from './cli.ts';
+
+const deps: CliDeps = {
+  checkContainer: (ref, opts, target, io) => checkContainer(ref, opts, target, io ?? {}),
+  checkRestoreOnly: (src, opts, target) => checkRestoreOnly(src, opts, target),
+  nodeFacts: async () => collectNodeFacts((await resolveCriu()).path),
+  version: async () => {
+    // src/cli/main.ts and dist/cli/main.js both sit two levels below package.json
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  },
+};
+
+try {
+  process.exitCode = await runCli(process.argv.slice(2), deps, {
+    out: (s) => process.stdout.write(s),
+    err: (s) => process.stderr.write(s),
+  });
+} catch (err) {
+  process.stderr.write(`migprobe: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 2;
+}

@@ -1,0 +1,98 @@
+// The `migprobe` command end to end on real containers: exit codes, the JSON verdict, the table.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { REASON_CODES } from '../../src/verdict.ts';
+import type { Verdict } from '../../src/verdict.ts';
+import { testbed } from '../testbed/index.ts';
+import { startWorkload } from './workloads.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/migprobe.js', import.meta.url));
+
+function migprobe(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), 180_000);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function assertVerdictShape(v: Verdict): void {
+  assert.deepEqual(Object.keys(v).filter((k) => k !== 'criuLogExcerpt').sort(), ['criu', 'migratable', 'reasons', 'sizes', 'timings']);
+  assert.equal(typeof v.migratable, 'boolean');
+  assert.equal(v.migratable, v.reasons.length === 0);
+  for (const r of v.reasons) {
+    assert.deepEqual(Object.keys(r).sort(), ['code', 'hint', 'message', 'phase']);
+    assert.ok((REASON_CODES as readonly string[]).includes(r.code), r.code);
+  }
+}
+
+void test('check --container of a migratable workload: exit 0, the JSON verdict', async (t) => {
+  const tb = await testbed();
+  const c = await startWorkload(t, ['/bin/sh', '-c', 'touch /tmp/ready; exec sleep 1000'], { ip: '10.77.3.2' });
+  const r = await migprobe(['check', '--container', c.id, '--address', tb.containerd.address, '--json']);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  const v = JSON.parse(r.stdout) as Verdict;
+  assertVerdictShape(v);
+  assert.equal(v.migratable, true);
+  assert.ok((v.timings.freezeMs ?? -1) >= 0 && (v.timings.totalMs ?? 0) > 0);
+  assert.ok((v.sizes.workloadRssBytes ?? 0) > 0);
+  assert.match(v.criu.source ?? '', /^4\./);
+  assert.equal(v.criu.target, v.criu.source);
+  // the workload still runs
+  const again = await migprobe(['check', '--pid', String(c.pid)]);
+  assert.equal(again.code, 0, again.stderr + again.stdout);
+  assert.match(again.stdout, /^MIGRATABLE/);
+});
+
+void test('check of a blocked workload: exit 1, reasons in JSON and in the table', async (t) => {
+  const c = await startWorkload(t, ['/usr/local/bin/flocker', 'flock']);
+  const r = await migprobe(['check', '--pid', String(c.pid), '--json']);
+  assert.equal(r.code, 1, r.stderr);
+  const v = JSON.parse(r.stdout) as Verdict;
+  assertVerdictShape(v);
+  assert.deepEqual(v.reasons.map((x) => x.code), ['FileLocks']);
+  assert.equal(v.reasons[0]?.phase, 'preflight');
+  const table = await migprobe(['check', '--pid', String(c.pid)]);
+  assert.equal(table.code, 1);
+  assert.match(table.stdout, /NOT MIGRATABLE \(1 blocker\)/);
+  assert.match(table.stdout, /FileLocks\s+preflight/);
+  assert.match(table.stdout, /fix: set options\.fileLocks: true/);
+});
+
+void test('usage errors exit 2 with a message on stderr; unknown containers are a verdict or an error, never a crash', async () => {
+  const tb = await testbed();
+  const bad = await migprobe(['check', '--pid', 'abc']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--pid must be a positive integer/);
+  assert.equal(bad.stdout, '');
+  const none = await migprobe(['check']);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /exactly one of --pid or --container/);
+  const gone = await migprobe(['check', '--container', 'no-such-ctr', '--address', tb.containerd.address, '--json']);
+  assert.ok(gone.code === 1 || gone.code === 2, `exit ${gone.code}`);
+  if (gone.code === 1) assert.deepEqual((JSON.parse(gone.stdout) as Verdict).reasons.map((x) => x.code), ['ContainerNotFound']);
+  else assert.match(gone.stderr, /not found/);
+});
+
+void test('facts --json and version', async () => {
+  await testbed();
+  const f = await migprobe(['facts', '--json']);
+  assert.equal(f.code, 0, f.stderr);
+  const facts = JSON.parse(f.stdout) as { criuVersion: string; criuFeatures: Record<string, boolean> };
+  assert.match(facts.criuVersion, /^4\./);
+  assert.equal(typeof facts.criuFeatures['timens'], 'boolean');
+  const v = await migprobe(['version']);
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^migprobe \d+\.\d+\.\d+\n$/);
+});
