@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addressesFromNetworkStatus, imageRefFromConfig, specMountSources } from './checkpoint.ts';
+import { addressesFromNetworkStatus, imageRefFromConfig, specMaskedPaths, specMountSources } from './checkpoint.ts';
 
 test('spec.dump mounts map destinations to sources', () => {
   const spec = { mounts: [{ destination: '/data', source: '/host/data', type: 'bind' }, { destination: '/proc', type: 'proc' }] };
@@ -18,4 +18,9 @@ test('image ref from config.dump', () => {
   assert.equal(imageRefFromConfig({ rootfsImageName: 'docker.io/library/busybox:latest' }), 'docker.io/library/busybox:latest');
   assert.equal(imageRefFromConfig({ rootfsImageRef: 'sha256:abc' }), 'sha256:abc');
   assert.equal(imageRefFromConfig({}), undefined);
+});
+
+test('masked paths from spec.dump', () => {
+  assert.deepEqual([...specMaskedPaths({ linux: { maskedPaths: ['/proc/kcore', 7] } })], ['/proc/kcore']);
+  assert.equal(specMaskedPaths({}).size, 0);
 });

@@ -45,6 +45,12 @@ export function specMountSources(spec: unknown): Map<string, string> {
   return out;
 }
 
+/** OCI spec linux.maskedPaths: runc hides them with /dev/null (files) and marks them external in the images. Pure. */
+export function specMaskedPaths(spec: unknown): Set<string> {
+  const masked = (spec as { linux?: { maskedPaths?: unknown } } | null)?.linux?.maskedPaths;
+  return new Set(Array.isArray(masked) ? masked.filter((x): x is string => typeof x === 'string') : []);
+}
+
 /** Every "a.b.c.d/n" or IPv6 "x::y/n" string found anywhere in a CNI/network status JSON. Pure. */
 export function addressesFromNetworkStatus(json: unknown): string[] {
   const out = new Set<string>();
@@ -120,11 +126,12 @@ export async function openCheckpoint(src: CheckpointSource, workDir: string, run
   const config = await readJson(join(root, 'config.dump'));
   const netStatus = await readJson(join(root, 'network.status'));
   const sources = specMountSources(spec);
+  const masked = specMaskedPaths(spec);
 
   const externalMounts: ExternalMount[] = [];
   for (const m of await readMountpoints(imagesDir)) {
     if (m.extKey === undefined) continue;
-    const hostPath = sources.get(m.extKey) ?? sources.get(m.mountpoint);
+    const hostPath = sources.get(m.extKey) ?? sources.get(m.mountpoint) ?? (masked.has(m.mountpoint) ? '/dev/null' : undefined);
     externalMounts.push({
       mountpoint: m.mountpoint,
       key: m.extKey,
