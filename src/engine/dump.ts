@@ -1,7 +1,8 @@
 // The dump check: a real `criu dump --leave-running` of the container's process tree that never writes or ships
-// memory page contents. CRIU runs with --lazy-pages; the moment its page server listens (it says so on
-// --status-fd) we connect and send PS_IOV_CLOSE: nothing will be fetched. Then the lazy entries are removed from
-// the pagemaps so a restore does not wait for pages forever. The pause is measured from the workload's side
+// memory page contents. CRIU runs with --lazy-pages and serves the pages from a page server on a socket it
+// inherits from us (--ps-socket): PS_IOV_CLOSE is already queued on it, so the server ends as soon as it starts
+// (nothing will be fetched), and no port is opened. Then the lazy entries are removed from the pagemaps so a
+// restore does not wait for pages forever (CRIU's restorer would spin at 100% CPU). The pause is measured from the workload's side
 // (freeze-watch.ts). Every CRIU call has a hard timeout; after any failure or kill the workload is verified
 // running (thawed, SIGCONT'ed if needed) and what was done is recorded.
 
