@@ -41,6 +41,8 @@ export interface AgentClientOptions {
   timeoutMs?: number;
   /** CA for https agent URLs (PEM). */
   ca?: string;
+  /** Name the agents' serving certificate carries (checked instead of the pod IP). Default `migprobe-agent`. */
+  serverName?: string;
 }
 
 interface RawResponse {
@@ -55,11 +57,13 @@ export class AgentClient {
   private readonly tokens: TokenSource;
   private readonly timeoutMs: number;
   private readonly ca: string | undefined;
+  private readonly serverName: string;
 
   constructor(opts: AgentClientOptions) {
     this.tokens = opts.tokens;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.ca = opts.ca;
+    this.serverName = opts.serverName ?? 'migprobe-agent';
   }
 
   /** Starts (or finds, same UID) the source operation. */
@@ -106,11 +110,13 @@ export class AgentClient {
   private async send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | string | undefined, timeoutMs: number): Promise<RawResponse> {
     const token = await this.tokens.token();
     const url = new URL(path, baseUrl);
-    const requestFn = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const tls = url.protocol === 'https:';
+    const requestFn = tls ? httpsRequest : httpRequest;
+    const tlsOpts = tls ? { servername: this.serverName, ...(this.ca ? { ca: this.ca } : {}) } : {};
     return new Promise<RawResponse>((resolve, reject) => {
       const req = requestFn(
         url,
-        { method, headers: { ...headers, authorization: `Bearer ${token}`, accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs), ...(this.ca ? { ca: this.ca } : {}) },
+        { method, headers: { ...headers, authorization: `Bearer ${token}`, accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs), ...tlsOpts },
         (res) => {
           const chunks: Buffer[] = [];
           let n = 0;

@@ -4,7 +4,9 @@
 //     --allow-service-account migprobe-system/migprobe-controller --allow-service-account migprobe-system/migprobe-agent \
 //     [--token-service-account migprobe-system/migprobe-agent | --token-file /var/run/secrets/migprobe/token] \
 //     [--kubeconfig F] [--containerd-address SOCK] [--containerd-namespace k8s.io] [--checkpoint-dir DIR]
+//     [--tls-cert-file F --tls-key-file F] [--agent-ca-file F] [--agent-server-name migprobe-agent]
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { loadKubeConfig } from '../kube/client.ts';
@@ -31,6 +33,10 @@ const { values } = parseArgs({
     'max-bundle-bytes': { type: 'string', default: String(256 * 1024 * 1024) },
     'max-concurrent-dumps': { type: 'string', default: '2' },
     'max-concurrent-restores': { type: 'string', default: '2' },
+    'tls-cert-file': { type: 'string' },
+    'tls-key-file': { type: 'string' },
+    'agent-ca-file': { type: 'string' },
+    'agent-server-name': { type: 'string', default: 'migprobe-agent' },
   },
   strict: true,
 });
@@ -73,7 +79,11 @@ async function main(): Promise<void> {
     engine,
     auth: new Authenticator({ allowedUsers: allowed, review: kubeTokenReviewer(kc), clock: realClock }),
     pods: kubePodLookup(kc),
-    peer: new AgentClient({ tokens }),
+    peer: new AgentClient({
+      tokens,
+      serverName: values['agent-server-name'] ?? 'migprobe-agent',
+      ...(values['agent-ca-file'] !== undefined ? { ca: readFileSync(values['agent-ca-file'], 'utf8') } : {}),
+    }),
     run: async (file, args, o) => {
       await execa(file, args, { timeout: o.timeoutMs, stdin: 'ignore' });
     },
@@ -82,8 +92,12 @@ async function main(): Promise<void> {
   });
   const swept = await server.sweepWorkRoot();
   if (swept.length > 0) log.info('removed leftovers of a previous run', { entries: swept });
-  const addr = await server.listen(m[1] ?? '0.0.0.0', Number(m[2]));
-  log.info('agent listening', { address: addr.address, port: addr.port, workRoot, criu });
+  const certFile = values['tls-cert-file'];
+  const keyFile = values['tls-key-file'];
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error('--tls-cert-file and --tls-key-file go together');
+  const tls = certFile !== undefined && keyFile !== undefined ? { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') } : undefined;
+  const addr = await server.listen(m[1] ?? '0.0.0.0', Number(m[2]), tls);
+  log.info('agent listening', { address: addr.address, port: addr.port, tls: tls !== undefined, workRoot, criu });
 
   let stopping = false;
   const stop = (sig: string): void => {

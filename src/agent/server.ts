@@ -4,6 +4,7 @@
 // memory (a restarted agent answers 404 for an old UID, and the controller fails that probe).
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, realpath, rm, stat } from 'node:fs/promises';
@@ -120,14 +121,16 @@ export class AgentServer {
     this.d = deps;
   }
 
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    const srv = createServer((req, res) => {
+  /** Serves HTTP, or HTTPS when `tls` (PEM cert chain and key) is given. */
+  async listen(host: string, port: number, tls?: { cert: string; key: string }): Promise<AddressInfo> {
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((e: unknown) => {
         this.d.log.error('request handler failed', { error: (e as Error).message });
         if (!res.headersSent) sendJson(res, 500, { code: 'InternalError', message: 'internal error' });
         else res.destroy();
       });
-    });
+    };
+    const srv: Server = tls ? createTlsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, handler) : createServer(handler);
     srv.requestTimeout = 0; // restore-check bodies are bounded by our own timeout
     srv.headersTimeout = 30_000;
     this.server = srv;

@@ -3,8 +3,10 @@
 //
 //   node src/controller/main.ts [--kubeconfig F] [--agent-namespace migprobe-system] [--agent-port 9443]
 //     [--max-dumps-per-node 2] [--token-service-account ns/name | --token-file F] [--metrics-bind 127.0.0.1:8080]
+//     [--agent-ca-file F] [--agent-server-name migprobe-agent] [--agent-scheme http|https]
 //     [--leader-elect] [--lease-namespace NS] [--lease-name migprobe-controller] [--workers 2] [--watch-namespace NS]
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
 import type { KubernetesObject, V1Node, V1Pod } from '@kubernetes/client-node';
@@ -30,7 +32,9 @@ const { values } = parseArgs({
     kubeconfig: { type: 'string' },
     'agent-namespace': { type: 'string', default: process.env.MIGPROBE_AGENT_NAMESPACE ?? 'migprobe-system' },
     'agent-port': { type: 'string', default: '9443' },
-    'agent-scheme': { type: 'string', default: 'http' },
+    'agent-scheme': { type: 'string', default: '' },
+    'agent-ca-file': { type: 'string' },
+    'agent-server-name': { type: 'string', default: 'migprobe-agent' },
     'max-dumps-per-node': { type: 'string', default: '2' },
     'agent-grace-seconds': { type: 'string', default: '20' },
     'poll-interval-ms': { type: 'string', default: '1000' },
@@ -103,7 +107,11 @@ async function main(): Promise<void> {
     nodes,
     agentPods,
     writer: kubeProbeWriter(kc),
-    agents: new AgentClient({ tokens }),
+    agents: new AgentClient({
+      tokens,
+      serverName: values['agent-server-name'] ?? 'migprobe-agent',
+      ...(values['agent-ca-file'] !== undefined ? { ca: readFileSync(values['agent-ca-file'], 'utf8') } : {}),
+    }),
     events: recorderEventSink(recorder),
     metrics: probeMetrics(registry),
     clock,
@@ -111,7 +119,8 @@ async function main(): Promise<void> {
     config: {
       agentNamespace,
       agentPort: Number(values['agent-port']),
-      agentScheme: values['agent-scheme'] === 'https' ? 'https' : 'http',
+      // https when asked, or when a CA for the agents' certificate is given.
+      agentScheme: values['agent-scheme'] === 'https' || (values['agent-scheme'] === '' && values['agent-ca-file'] !== undefined) ? 'https' : 'http',
       maxDumpsPerNode: Number(values['max-dumps-per-node']),
       agentGraceMs: Number(values['agent-grace-seconds']) * 1000,
       pollMs: Number(values['poll-interval-ms']),

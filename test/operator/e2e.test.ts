@@ -141,8 +141,8 @@ test('agents authenticate callers with TokenReview: wrong audience, unknown Serv
     const r = await core.createNamespacedServiceAccountToken({ name: sa, namespace: op.agentNamespace, body: { spec: { audiences, expirationSeconds: 600 } } });
     return r.status?.token ?? '';
   };
-  const url = `${op.agents[0].url}/v1/probes/0f8fad5b-d9cb-469f-a165-70867728950e`;
-  const get = async (tok?: string): Promise<number> => (await fetch(url, tok ? { headers: { authorization: `Bearer ${tok}` } } : {})).status;
+  assert.match(op.agents[0].url, /^https:/, 'agents serve HTTPS');
+  const get = (tok?: string): Promise<number> => op.agentGet(op.agents[0], '/v1/probes/0f8fad5b-d9cb-469f-a165-70867728950e', tok);
   assert.equal(await get(), 401, 'no token');
   assert.equal(await get(await token('migprobe-controller', ['https://kubernetes.default.svc'])), 401, 'API-server audience');
   assert.equal(await get(await token('stranger', ['migprobe-agent'])), 403, 'not on the allow-list');

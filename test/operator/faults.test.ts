@@ -76,7 +76,7 @@ test('agent killed mid-dump: the workload is not left frozen, the probe fails wi
   assert.ok(['AgentUnavailable', 'Timeout'].includes(done.status?.reasons?.[0]?.code ?? ''), JSON.stringify(done.status?.reasons));
   // The agent comes back (DaemonSet restart): it thaws leftovers, sweeps its work folder, and serves again.
   await src.proc.start();
-  await waitFor('the agent to serve', 30_000, async () => ((await fetch(`${src.url}/healthz`).catch(() => undefined))?.ok ? true : undefined), 200);
+  await waitFor('the agent to serve', 30_000, async () => ((await op.agentGet(src, '/healthz').catch(() => 0)) === 200 ? true : undefined), 200);
   assertRunning(c);
   assert.deepEqual(readdirSync(src.workDir).filter((n) => n.startsWith(uid)), [], 'leftovers swept');
   // And a new probe of the same workload works.

@@ -3,7 +3,9 @@
 // end-to-end tests in test/operator/ and by hack/demo.ts.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -47,6 +49,8 @@ export interface Operator {
   agents: [AgentHandle, AgentHandle];
   controller: ManagedProcess;
   kubectl(args: string[], opts?: { input?: string; reject?: boolean }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  /** GET on an agent (HTTPS with the test CA when on); resolves the HTTP status. */
+  agentGet(agent: AgentHandle, path: string, token?: string): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -62,6 +66,8 @@ export interface StartOperatorOptions {
   kubeconfigPath?: string;
   /** Extra controller flags. */
   controllerArgs?: string[];
+  /** Serve the agent API over HTTPS with a test CA (default true). */
+  tls?: boolean;
   /** Namespace of the agent pods and ServiceAccounts; default `<namespace>-sys` (a namespace cannot be reused
    * once deleted here: with no namespace controller it stays Terminating). */
   agentNamespace?: string;
@@ -117,12 +123,36 @@ async function portFreeOn(hosts: string[], port: number): Promise<boolean> {
   return true;
 }
 
-async function waitHttp(url: string, timeoutMs: number, proc: ManagedProcess): Promise<void> {
+/** GET `url` (https with `ca` and the agents' server name), resolving the status code. */
+export function httpGetStatus(url: string, ca?: string, headers: Record<string, string> = {}): Promise<number> {
+  const u = new URL(url);
+  const fn = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const r = fn(u, { headers, signal: AbortSignal.timeout(5000), ...(u.protocol === 'https:' ? { ca, servername: 'migprobe-agent' } : {}) }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+/** A throwaway CA and one serving certificate for every agent, named `migprobe-agent`. */
+async function makeAgentCerts(dir: string): Promise<{ ca: string; cert: string; key: string }> {
+  const p = (n: string): string => join(dir, n);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  await execa('openssl', ['req', '-x509', ...ec, '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '2', '-subj', '/CN=migprobe-test-agent-ca']);
+  await execa('openssl', ['req', ...ec, '-keyout', p('agent.key'), '-out', p('agent.csr'), '-subj', '/CN=migprobe-agent']);
+  writeFileSync(p('ext.cnf'), 'subjectAltName=DNS:migprobe-agent\nextendedKeyUsage=serverAuth\n');
+  await execa('openssl', ['x509', '-req', '-in', p('agent.csr'), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p('agent.crt'), '-days', '2', '-extfile', p('ext.cnf')]);
+  return { ca: p('ca.crt'), cert: p('agent.crt'), key: p('agent.key') };
+}
+
+async function waitHttp(url: string, timeoutMs: number, proc: ManagedProcess, ca?: string): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     try {
-      const r = await fetch(url, { signal: AbortSignal.timeout(1000) });
-      if (r.ok) return;
+      if ((await httpGetStatus(url, ca)) === 200) return;
     } catch {
       // not yet
     }
@@ -181,6 +211,9 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
     }
     if (port === 0) throw new Error('no free agent port on 127.0.0.2/127.0.0.3');
 
+    const tls = o.tls === false ? undefined : await makeAgentCerts(logDir);
+    const caPem = tls ? readFileSync(tls.ca, 'utf8') : undefined;
+    const scheme = tls ? 'https' : 'http';
     const env = { MIGPROBE_CRIU: tb.criu, MIGPROBE_LOG_LEVEL: process.env.MIGPROBE_LOG_LEVEL ?? 'info' };
     const agents: AgentHandle[] = [];
     for (const [i, node] of nodes.entries()) {
@@ -204,10 +237,11 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
         '--containerd-address', tb.containerd.address,
         '--containerd-namespace', tb.containerd.namespace,
         '--checkpoint-dir', checkpointDir,
+        ...(tls ? ['--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--agent-ca-file', tls.ca] : []),
       ], env);
       cleanups.push(() => proc.stop('SIGTERM', 15_000));
       await proc.start();
-      await waitHttp(`http://${ip}:${port}/healthz`, 30_000, proc);
+      await waitHttp(`${scheme}://${ip}:${port}/healthz`, 30_000, proc, caPem);
       const podName = `migprobe-agent-${node}`;
       await kube.deletePod(kc, AGENT_NS, podName);
       await kube.createRunningPod(kc, {
@@ -221,7 +255,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
         podIP: ip,
       });
       cleanups.push(() => kube.deletePod(kc, AGENT_NS, podName));
-      agents.push({ node, ip, url: `http://${ip}:${port}`, workDir, checkpointDir, proc });
+      agents.push({ node, ip, url: `${scheme}://${ip}:${port}`, workDir, checkpointDir, proc });
     }
 
     const controller = managed('controller', logDir, () => [
@@ -234,6 +268,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
       '--watch-namespace', o.namespace,
       '--max-dumps-per-node', String(o.maxDumpsPerNode ?? 2),
       '--agent-grace-seconds', String(o.agentGraceSeconds ?? 10),
+      ...(tls ? ['--agent-ca-file', tls.ca] : []),
       '--leader-elect',
       '--lease-namespace', AGENT_NS,
       ...(o.controllerArgs ?? []),
@@ -248,7 +283,8 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
       const r = await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, ...args], { reject: opts.reject ?? true, ...(opts.input !== undefined ? { input: opts.input } : {}) });
       return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
     };
-    return { kc, namespace: o.namespace, agentNamespace: AGENT_NS, nodes, agents: [agents[0]!, agents[1]!], controller, kubectl, stop };
+    const agentGet: Operator['agentGet'] = (agent, path, token) => httpGetStatus(`${agent.url}${path}`, caPem, token ? { authorization: `Bearer ${token}` } : {});
+    return { agentGet, kc, namespace: o.namespace, agentNamespace: AGENT_NS, nodes, agents: [agents[0]!, agents[1]!], controller, kubectl, stop };
   } catch (e) {
     await stop();
     throw e;
