@@ -43,6 +43,51 @@ void test('dump errors map to stable codes', () => {
   assert.deepEqual(codes('Error (criu/sockets.c:448): Sockets (family 38 proto 0) are not collected'), ['UnsupportedSocket']);
 });
 
+// Lines captured from CRIU 4.2.1 on this machine, dumping the test programs with the preflight turned off.
+void test('real CRIU 4.2.1 dump logs', () => {
+  assert.deepEqual(
+    codes(
+      [
+        'Error (criu/proc_parse.c:502): Unknown shit 100600 (/secretmem (deleted))',
+        'Error (criu/proc_parse.c:738): Can\'t open 28875\'s mapfile link 7f6cd5756000: No such device or address',
+        'Error (criu/cr-dump.c:1440): Collect mappings (pid: 28875) failed with -1',
+        'Error (criu/cr-dump.c:1975): Dumping FAILED.',
+      ].join('\n'),
+    ),
+    ['MemfdSecret'],
+  );
+  assert.deepEqual(
+    codes(
+      [
+        'Error (criu/sockets.c:767): sockets: BUG! Unknown socket collected (family 40)',
+        'Error (criu/cr-dump.c:1545): Dump files (pid: 30878) failed with -1',
+        'Error (criu/cr-dump.c:1975): Dumping FAILED.',
+      ].join('\n'),
+    ),
+    ['UnsupportedSocket'],
+  );
+  const ptrace = reasonsFromCriuLog(
+    [
+      'Error (compel/src/lib/infect.c:262): Unseizable non-zombie 31993 found, state S, err -1/10',
+      'Error (compel/src/lib/infect.c:262): Unseizable non-zombie 31993 found, state S, err -1/10',
+      'Error (criu/cr-dump.c:1975): Dumping FAILED.',
+    ].join('\n'),
+    'dump',
+  );
+  assert.deepEqual(ptrace.reasons.map((r) => r.code), ['Ptraced']);
+  assert.deepEqual(
+    codes(
+      [
+        'pie: 1: Error (criu/pie/parasite.c:588): send_fds failed (-22)',
+        'Error (criu/parasite-syscall.c:280): Can\'t retrieve FDs from socket',
+        'Error (compel/src/lib/infect-rpc.c:44): Message reply from daemon is trimmed (12/0)',
+        'Error (criu/cr-dump.c:1975): Dumping FAILED.',
+      ].join('\n'),
+    ),
+    ['IoUring'],
+  );
+});
+
 void test('ghost file: the hint names the size to exceed', () => {
   const { reasons } = reasonsFromCriuLog(
     '(00.2) Error (criu/files-reg.c:1031): Can\'t dump ghost file /tmp/big of 5242880 size, increase limit',

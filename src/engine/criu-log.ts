@@ -48,7 +48,8 @@ const RULES: readonly Rule[] = [
   { re: /Can't dump ghost file (.+) of (\d+) size, increase limit/, code: 'GhostFileTooLarge',
     message: (m) => `deleted-but-open file ${m[1] ?? '?'} uses ${m[2] ?? '?'} bytes, over the ghost limit`,
     hint: (m) => `raise options.ghostLimitBytes (CLI --ghost-limit) above ${m[2] ?? 'the file size'}, or close the file` },
-  { re: /path=\/secretmem/, code: 'MemfdSecret' },
+  { re: /\/secretmem/, code: 'MemfdSecret',
+    message: (_m, text) => `CRIU cannot read a memfd_secret area: ${text}` },
   { re: /has bad size (\d+) \(expect (\d+)\)/, code: 'RootfsMismatch' },
   { re: /^cpu: |CPU instruction capabilities do not match|CPU xfeatures has unsupported bits|CPU capabilities do not match|xsave (max )?size mismatch|FPU feature required by image/,
     code: 'CPUIncompatible' },
@@ -56,9 +57,10 @@ const RULES: readonly Rule[] = [
     code: 'KernelFeatureMissing' },
   { re: /Can't dump file (\d+) of that type \[(\d+)\] \((chr|blk) ([^)]*)\)/, code: 'DeviceFile' },
   { re: /Can't dump file (\d+) of that type \[(\d+)\] \(anon \[io_uring\]\)/, code: 'IoUring' },
-  { re: /Sockets \(family \d+ proto \d+\) are not collected|Unknown pair family|Unsupported socket family|Unsupported proto \d+ for socket|Only stream, dgram and raw are supported/,
+  { re: /Unknown socket collected|Sockets \(family \d+ proto \d+\) are not collected|Unknown pair family|Unsupported socket family|Unsupported proto \d+ for socket|Only stream, dgram and raw are supported/,
     code: 'UnsupportedSocket' },
-  { re: /Unable to (seize|interrupt) task|is already being traced|ptrace\(PTRACE_SEIZE/, code: 'Ptraced',
+  { re: /Unseizable non-zombie \d+ found|Unable to (seize|interrupt) task|is already being traced/, code: 'Ptraced',
+    message: (_m, text) => `CRIU could not attach to a task: ${text.replace(/ \d+ found/, ' found')}`,
     hint: () => 'CRIU could not attach to a task: detach any debugger or tracer and probe again' },
 ];
 

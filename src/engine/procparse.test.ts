@@ -32,18 +32,19 @@ const MOUNTINFO = [
   '1412 1411 0:30 /k8s.io/abc /sys/fs/cgroup/freezer ro,nosuid - cgroup cgroup rw,freezer',
   '1413 1406 8:1 /srv/data\\040dir /data rw,relatime - ext4 /dev/sda1 rw',
   '1414 1406 0:40 / /run rw - tmpfs tmpfs rw',
+  '1415 1406 0:5 /loop-control /hostdev/loop-control rw - devtmpfs udev rw,size=100k',
 ].join('\n');
 
 void test('mountinfo: fields, escapes, root, kinds, overlay dirs', () => {
   const ms = parseMountinfo(MOUNTINFO);
-  assert.equal(ms.length, 8);
+  assert.equal(ms.length, 9);
   const root = rootMount(ms);
   assert.equal(root?.mountId, 1406);
   assert.deepEqual(root?.propagation, ['master:1']);
   assert.equal(ms[6]?.root, '/srv/data dir');
   assert.deepEqual(
     ms.map((m) => classifyMount(m, root?.mountId)),
-    ['root', 'proc', 'dev', 'devpts', 'sysfs', 'cgroup', 'bind', 'tmpfs'],
+    ['root', 'proc', 'dev', 'devpts', 'sysfs', 'cgroup', 'bind', 'tmpfs', 'bind'],
   );
   assert.deepEqual(overlayDirs(root ?? ms[0]!), {
     lowerdirs: ['/var/lib/c/snapshots/1/fs', '/var/lib/c/snapshots/0/fs'],

@@ -84,8 +84,10 @@ export function classifyMount(m: MountEntry, rootMountId: number | undefined): M
     case 'overlay':
       return 'overlay';
     case 'tmpfs':
-    case 'devtmpfs':
       return m.mountpoint === '/dev' ? 'dev' : 'tmpfs';
+    case 'devtmpfs':
+      // there is one devtmpfs, the host's: inside a container it is always a bind of host device nodes
+      return m.mountpoint === '/dev' ? 'dev' : 'bind';
   }
   // A disk (or other block-backed) filesystem inside a container is a bind of a host path.
   if (!BLOCKLESS_FS.has(m.fstype)) return 'bind';

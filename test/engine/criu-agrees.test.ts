@@ -1,0 +1,91 @@
+// The preflight and CRIU agree: for each blocker kind, the preflight's reason code is also what the real
+// `criu dump` says when the preflight is skipped (its log mapped by criu-log.ts), and the failed dump leaves
+// the workload running and thawed.
+
+import { test } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
+import { resolveContainer } from '../../src/engine/container.ts';
+import { preflightScan } from '../../src/engine/preflight.ts';
+import { checkContainer, defaultProbeDeps } from '../../src/engine/probe.ts';
+import type { RunningContainer } from '../testbed/index.ts';
+import { runContainer, testbed } from '../testbed/index.ts';
+import { startWorkload, waitReady } from './workloads.ts';
+
+const BIN = '/usr/local/bin';
+
+async function taskState(pid: number): Promise<string> {
+  const st = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
+}
+
+async function agree(c: RunningContainer, expected: string): Promise<void> {
+  const info = await resolveContainer({ pid: c.pid });
+  const pre = await preflightScan(info, DEFAULT_PROBE_OPTIONS);
+  assert.deepEqual([...new Set(pre.reasons.map((r) => r.code))], [expected], JSON.stringify(pre.reasons));
+
+  const v = await checkContainer({ pid: c.pid }, DEFAULT_PROBE_OPTIONS, {}, {
+    deps: { ...defaultProbeDeps, preflightScan: () => Promise.resolve({ reasons: [], rssBytes: pre.rssBytes }) },
+  });
+  assert.equal(v.migratable, false);
+  const dumpCodes = v.reasons.filter((r) => r.phase === 'dump').map((r) => r.code);
+  assert.deepEqual(dumpCodes, [expected], `CRIU said: ${JSON.stringify(v.reasons)}\n${v.criuLogExcerpt ?? ''}`);
+  assert.ok((v.criuLogExcerpt ?? '').includes('Error ('), 'the excerpt carries CRIU error lines');
+
+  // the failed dump left every task running and the freezer thawed
+  for (const pid of info.pids) assert.ok(['S', 'R', 't'].includes(await taskState(pid)), `task ${pid} state`);
+  const freezer = await readFile(`/sys/fs/cgroup/freezer/k8s.io/${c.id}/freezer.state`, 'utf8').catch(() => 'THAWED');
+  assert.equal(freezer.trim(), 'THAWED');
+}
+
+async function hostDir(t: TestContext): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'mp-agree-'));
+  t.after(async () => await rm(d, { recursive: true, force: true }));
+  return d;
+}
+
+const simple: [string, string[]][] = [
+  ['TCPEstablished', [`${BIN}/tcppair`, '7004']],
+  ['IoUring', [`${BIN}/iouring`]],
+  ['MemfdSecret', [`${BIN}/secretmem`]],
+  ['FileLocks', [`${BIN}/flocker`, 'posix']],
+  ['GhostFileTooLarge', [`${BIN}/ghost`, '3000000', '/tmp/big.dat']],
+  ['UnsupportedSocket', [`${BIN}/oddsock`]],
+  ['Ptraced', [`${BIN}/ptracer`]],
+];
+
+for (const [code, args] of simple) {
+  void test(`${code}: preflight and criu dump agree`, async (t) => {
+    await testbed();
+    await agree(await startWorkload(t, args), code);
+  });
+}
+
+void test('ExternalUnixSocket: preflight and criu dump agree', async (t) => {
+  const dir = await hostDir(t);
+  const conns = new Set<Socket>();
+  const server = createServer((s) => conns.add(s));
+  await new Promise<void>((resolve) => server.listen(join(dir, 'ext.sock'), resolve));
+  t.after(async () => {
+    for (const s of conns) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  await agree(await startWorkload(t, [`${BIN}/unixpeer`, '/ext/ext.sock'], { mounts: [{ host: dir, container: '/ext' }] }), 'ExternalUnixSocket');
+});
+
+void test('DeviceFile: preflight and criu dump agree', async (t) => {
+  const c = await runContainer({
+    args: [`${BIN}/devfile`, '/hostdev/loop-control'],
+    mounts: [{ host: '/dev/loop-control', container: '/hostdev/loop-control' }],
+  });
+  t.after(async () => await c.remove());
+  await writeFile(`/sys/fs/cgroup/devices/k8s.io/${c.id}/devices.allow`, 'c 10:237 r');
+  await waitReady(c.pid);
+  await agree(c, 'DeviceFile');
+});
