@@ -24,6 +24,16 @@ void test('dump errors map to stable codes', () => {
     ['ExternalUnixSocket'],
   );
   assert.deepEqual(codes('Error (criu/sk-inet.c:200): inet: Connected TCP socket, consider using --tcp-established option.'), ['TCPEstablished']);
+  const inflight = reasonsFromCriuLog(
+    [
+      'Error (criu/sk-inet.c:185): inet: In-flight connection (l) for 1a4d8a',
+      'Error (criu/sk-inet.c:186): inet: In-flight connections can be ignored with the --skip-in-flight option.',
+      'Error (criu/cr-dump.c:1975): Dumping FAILED.',
+    ].join('\n'),
+    'dump',
+  );
+  assert.deepEqual(inflight.reasons.map((r) => r.code), ['TCPEstablished']);
+  assert.match(inflight.reasons[0]?.hint ?? '', /skip-in-flight/);
   assert.deepEqual(
     codes('Error (criu/parasite-syscall.c:1): send_fds failed (-22)\nError (criu/parasite-syscall.c:280): Can\'t retrieve FDs from socket'),
     ['IoUring'],

@@ -17,6 +17,8 @@ const NOISE: readonly RegExp[] = [
   /iptables-restore -V failed/,
   /Hardware breakpoints don't seem to work/,
   /cgroupd: recv req error: File exists/,
+  // the second line of the in-flight TCP error: the first one is the reason
+  /In-flight connections can be ignored with/,
 ];
 
 interface Rule {
@@ -37,7 +39,9 @@ const RULES: readonly Rule[] = [
     hint: () => 'CRIU cannot carry an external unix socket without a name; close it before the migration' },
   { re: /Connected TCP socket, consider using --tcp-established/, code: 'TCPEstablished' },
   { re: /In-flight connection/, code: 'TCPEstablished',
-    hint: () => 'a listening socket has connections not yet accepted: CRIU --skip-in-flight, or probe again when idle' },
+    hint: () =>
+      'a listening socket has connections not yet accepted; CRIU refuses them without --skip-in-flight, which ' +
+      'migprobe does not pass: probe again once the workload has accepted them' },
   { re: /Can't connect inet socket back/, code: 'TCPEstablished',
     hint: () =>
       'the restored TCP connection needs the container IP address in the target network namespace; ' +

@@ -4,7 +4,9 @@
 //
 // What is a blocker (and which ProbeOptions allow it):
 // - TCPEstablished: a TCP socket in ESTABLISHED, SYN_SENT, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK or CLOSING
-//   (CRIU refuses exactly these without --tcp-established). Allowed by tcpEstablished.
+//   (CRIU refuses exactly these without --tcp-established). Allowed by tcpEstablished. Also a listening
+//   socket with connections waiting in its accept queue: CRIU refuses those in-flight connections without
+//   --skip-in-flight, which migprobe does not pass, so no option allows it.
 // - ExternalUnixSocket: a unix socket whose peer inode is held by no task of the dump tree. Allowed by
 //   extUnixSockets for datagram sockets only: CRIU's --ext-unix-sk cannot carry half of a stream connection.
 // - IoUring: an fd or a mapping of anon_inode:[io_uring]. Never allowed.
@@ -48,6 +50,7 @@ const CMD_TIMEOUT_MS = 15_000;
 
 /** TCP states CRIU refuses without --tcp-established (criu/sk-inet.c). */
 const CONNECTED_TCP = new Set([1, 2, 4, 5, 8, 9, 11]);
+const TCP_LISTEN = 10;
 
 const CRIU_SOCKET_PROTOS = /^(TCP|TCPv6|UDP|UDPv6|UDP-Lite|UDPLITEv6|RAW|RAWv6|PING|PINGv6|UNIX(-STREAM|-DGRAM)?|NETLINK|PACKET)$/;
 
@@ -212,7 +215,16 @@ export async function preflightScan(
     if (t === undefined) continue;
     const tcp = t.tcp.get(s.inode);
     if (tcp !== undefined) {
-      if (CONNECTED_TCP.has(tcp.state) && !opts.tcpEstablished) {
+      if (tcp.state === TCP_LISTEN && tcp.rxQueue > 0) {
+        reasons.push(
+          reason(
+            'TCPEstablished',
+            `${where(s)}: TCP listener ${tcp.local} has ${tcp.rxQueue} connection(s) not yet accepted (in flight)`,
+            'CRIU refuses in-flight connections of a listening socket without --skip-in-flight, which migprobe ' +
+              'does not pass (whatever options.tcpEstablished says): probe again once the workload has accepted them',
+          ),
+        );
+      } else if (CONNECTED_TCP.has(tcp.state) && !opts.tcpEstablished) {
         reasons.push(
           reason(
             'TCPEstablished',

@@ -84,12 +84,12 @@ void test('cgroup, stat, status, ctr task ls', () => {
 void test('/proc/net tables', () => {
   const tcp = [
     '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
-    '   0: 0100007F:1B59 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0',
+    '   0: 0100007F:1B59 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0',
     '   1: 0100007F:1B59 0100007F:A1B2 01 00000000:00000000 00:00000000 00000000     0        0 1002 1 0000000000000000 20 4 30 10 -1',
   ].join('\n');
   assert.deepEqual(parseProcNetInet(tcp), [
-    { inode: 1001, state: 10, local: '127.0.0.1:7001', remote: '0.0.0.0:0' },
-    { inode: 1002, state: 1, local: '127.0.0.1:7001', remote: '127.0.0.1:41394' },
+    { inode: 1001, state: 10, local: '127.0.0.1:7001', remote: '0.0.0.0:0', rxQueue: 2 },
+    { inode: 1002, state: 1, local: '127.0.0.1:7001', remote: '127.0.0.1:41394', rxQueue: 0 },
   ]);
   assert.equal(decodeProcAddr('00000000000000000000000001000000:0050'), '[::1]:80');
   assert.equal(decodeProcAddr('0000000000000000FFFF00000100007F:0050'), '[::ffff:127.0.0.1]:80');

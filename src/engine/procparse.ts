@@ -192,6 +192,8 @@ export interface InetSocket {
   state: number;
   local: string;
   remote: string;
+  /** For a listening TCP socket: connections waiting in its accept queue. */
+  rxQueue: number;
 }
 
 export const TCP_STATES: Readonly<Record<number, string>> = {
@@ -238,6 +240,7 @@ export function parseProcNetInet(text: string): InetSocket[] {
       state: Number.parseInt(t[3] ?? '0', 16),
       local: decodeProcAddr(t[1] ?? ''),
       remote: decodeProcAddr(t[2] ?? ''),
+      rxQueue: Number.parseInt((t[4] ?? '0:0').split(':')[1] ?? '0', 16) || 0,
     });
   }
   return out;

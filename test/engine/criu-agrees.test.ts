@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
+import type { ProbeOptions } from '../../src/engine/api.ts';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { preflightScan } from '../../src/engine/preflight.ts';
 import { checkContainer, defaultProbeDeps } from '../../src/engine/probe.ts';
@@ -25,12 +26,13 @@ async function taskState(pid: number): Promise<string> {
   return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
 }
 
-async function agree(c: RunningContainer, expected: string): Promise<void> {
+async function agree(c: RunningContainer, expected: string, options: Partial<ProbeOptions> = {}): Promise<void> {
+  const opts: ProbeOptions = { ...DEFAULT_PROBE_OPTIONS, ...options };
   const info = await resolveContainer({ pid: c.pid });
-  const pre = await preflightScan(info, DEFAULT_PROBE_OPTIONS);
+  const pre = await preflightScan(info, opts);
   assert.deepEqual([...new Set(pre.reasons.map((r) => r.code))], [expected], JSON.stringify(pre.reasons));
 
-  const v = await checkContainer({ pid: c.pid }, DEFAULT_PROBE_OPTIONS, {}, {
+  const v = await checkContainer({ pid: c.pid }, opts, {}, {
     deps: { ...defaultProbeDeps, preflightScan: () => Promise.resolve({ reasons: [], rssBytes: pre.rssBytes }) },
   });
   assert.equal(v.migratable, false);
@@ -66,6 +68,10 @@ for (const [code, args] of simple) {
     await agree(await startWorkload(t, args), code);
   });
 }
+
+void test('TCPEstablished (in flight, with tcpEstablished allowed): preflight and criu dump agree', async (t) => {
+  await agree(await startWorkload(t, [`${BIN}/tcppair`, '7008', 'noaccept']), 'TCPEstablished', { tcpEstablished: true });
+});
 
 void test('ExternalUnixSocket: preflight and criu dump agree', async (t) => {
   const dir = await hostDir(t);

@@ -63,6 +63,14 @@ void test('established TCP -> TCPEstablished per socket; tcpEstablished allows i
   assert.deepEqual((await scan(c.pid, { tcpEstablished: true })).reasons, []);
 });
 
+void test('a connection in flight in a listener\'s accept queue -> TCPEstablished, whatever tcpEstablished says', async (t) => {
+  const c = await startWorkload(t, [`${BIN}/tcppair`, '7006', 'noaccept']);
+  const rs = only((await scan(c.pid, { tcpEstablished: true })).reasons, 'TCPEstablished');
+  assert.equal(rs.length, 1, JSON.stringify(rs));
+  assert.match(rs[0]?.message ?? '', /TCP listener 127\.0\.0\.1:7006 has 1 connection\(s\) not yet accepted/);
+  assert.equal((await scan(c.pid)).reasons.length, 2, 'and the client end is an established connection');
+});
+
 void test('io_uring -> IoUring', async (t) => {
   const c = await startWorkload(t, [`${BIN}/iouring`]);
   const rs = only((await scan(c.pid)).reasons, 'IoUring');
