@@ -3,7 +3,7 @@
 // restore check -> one Verdict. Also the two halves for the node agent (source and target run on different
 // nodes) and the restore-only mode. Everything it creates lives under one work dir that is always removed.
 
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
@@ -81,7 +81,8 @@ function setupReason(e: unknown): Reason {
 interface SourceOutcome {
   result: DumpCheckResult;
   info?: ContainerInfo;
-  sourceFacts?: NodeFacts;
+  /** Source node facts: collected after the dump (never while the workload is frozen), written into the manifest. */
+  sourceFacts?: Promise<NodeFacts | undefined>;
   detail: ProbeDetail;
   /** True when there are images to restore. */
   dumped: boolean;
@@ -99,10 +100,6 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   if (old !== undefined) {
     return { result: { reasons: [{ ...old, phase: 'setup' }], timings: {}, sizes: {}, criuVersion: criu.version }, detail, dumped: false };
   }
-  // Node facts take a few hundred ms of `criu check`: collect them while the container is looked at, never
-  // during the dump (two cores: they would lengthen the freeze).
-  const factsP = deps.collectNodeFacts(criu);
-  factsP.catch(() => undefined);
   let info: ContainerInfo;
   try {
     info = await deps.resolveContainer(ref);
@@ -121,7 +118,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
       dumped: false,
     };
   }
-  const [sourceFacts, fileDigests] = await Promise.all([factsP, deps.hashMappedFiles(info)]);
+  const fileDigests = await deps.hashMappedFiles(info);
   const subject = subjectFromContainer(info, { externalTmpfs: deps.externalTmpfs !== false });
   const out = await dumpCheck({
     subject,
@@ -136,7 +133,6 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
       },
       addresses: addressesOf(info),
       fileDigests,
-      sourceFacts,
       workloadRssBytes: pre.rssBytes,
     },
     ...(deps.dumpHooks === undefined ? {} : { hooks: deps.dumpHooks }),
@@ -149,7 +145,25 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   if (out.info.pagemap !== undefined) detail.pagemap = out.info.pagemap;
   out.result.timings.preflightMs = preflightMs;
   out.result.sizes.workloadRssBytes = pre.rssBytes;
+  // Node facts take a few hundred ms of `criu check`: collected now, after the freeze (on a small node they would
+  // lengthen it), while the bundle travels and the target works.
+  const bundleDir = out.result.bundleDir;
+  const sourceFacts = deps.collectNodeFacts(criu).then(
+    async (f) => {
+      if (bundleDir !== undefined) await updateManifest(bundleDir, { sourceFacts: f }).catch(() => undefined);
+      return f;
+    },
+    () => undefined,
+  );
   return { result: out.result, info, sourceFacts, detail, dumped };
+}
+
+/** Merge fields into a bundle's manifest.json (written to a temporary file, then renamed: readers see old or new). */
+export async function updateManifest(bundleDir: string, fields: Partial<Manifest>): Promise<void> {
+  const path = join(bundleDir, 'manifest.json');
+  const manifest = { ...(JSON.parse(await readFile(path, 'utf8')) as Manifest), ...fields };
+  await writeFile(`${path}.tmp`, JSON.stringify(manifest, null, 2));
+  await rename(`${path}.tmp`, path);
 }
 
 /** Largest writable layer shipped with a bundle; a bigger one is left out (the target then needs it locally). */
@@ -161,25 +175,23 @@ export const ROOTFS_DIFF_CAP = 64 * 1024 * 1024;
  */
 export async function shipRootfsDiff(upperdir: string, bundleDir: string, runner: Runner, cap = ROOTFS_DIFF_CAP): Promise<void> {
   const tarball = join(bundleDir, ROOTFS_DIFF);
-  const manifestPath = join(bundleDir, 'manifest.json');
-  const manifest = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
   const r = await runner('tar', ['-c', '-f', tarball, '-C', upperdir, '--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner', '.'], {
     timeoutMs: 120_000,
   });
   const bytes = r.exitCode === 0 ? (await stat(tarball)).size : -1;
   if (bytes < 0 || bytes > cap) {
     await rm(tarball, { force: true });
-    manifest.rootfsDiff = { omittedBytes: bytes };
+    await updateManifest(bundleDir, { rootfsDiff: { omittedBytes: bytes } });
   } else {
-    manifest.rootfsDiff = { bytes };
+    await updateManifest(bundleDir, { rootfsDiff: { bytes } });
   }
-  await writeFile(manifestPath, JSON.stringify(manifest, null, 2));
 }
 
 /** Source half, for the node agent: preflight + dump check. The bundle lands in `<workDir>/bundle`; the caller owns workDir. */
 export async function sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps = defaultProbeDeps): Promise<DumpCheckResult> {
   await mkdir(workDir, { recursive: true });
   const s = await runSource(ref, opts, workDir, deps);
+  await s.sourceFacts;
   if (!s.dumped) delete s.result.bundleDir;
   return s.result;
 }
@@ -193,7 +205,7 @@ async function runTarget(
   bundleDir: string,
   opts: ProbeOptions,
   target: TargetRoot,
-  sourceFacts: NodeFacts | undefined,
+  sourceFacts: NodeFacts | Promise<NodeFacts | undefined> | undefined,
   deps: ProbeDeps,
   workDir: string,
 ): Promise<TargetOutcome> {
@@ -233,7 +245,7 @@ async function runTarget(
     await restoreP;
     return { result: { reasons: [setupReason(e)], timings: {}, criuVersion: criu.version, facts: empty } };
   }
-  const src = sourceFacts ?? manifest.sourceFacts;
+  const src = (await sourceFacts) ?? manifest.sourceFacts;
   const reasons: Reason[] = [];
   if (src !== undefined) reasons.push(...compareFacts(src, facts, manifest.workloadRssBytes ?? 0));
   const r = await restoreP;
@@ -321,8 +333,10 @@ export async function checkContainer(
   const deps = io.deps ?? defaultProbeDeps;
   const started = performance.now();
   const work = await newWorkDir(io.workDir);
+  let pending: Promise<unknown> | undefined;
   try {
     const src = await runSource(ref, opts, join(work, 'source'), deps);
+    pending = src.sourceFacts;
     Object.assign(io.detail ?? {}, src.detail);
     const reasons: Reason[] = [...src.result.reasons];
     const timings: Verdict['timings'] = { ...src.result.timings };
@@ -348,6 +362,7 @@ export async function checkContainer(
     timings.totalMs = Math.round(performance.now() - started);
     return makeVerdict({ reasons: dedupe(reasons), timings, sizes, criu, ...(excerpt === undefined ? {} : { criuLogExcerpt: excerpt }) });
   } finally {
+    await pending;
     await rm(work, { recursive: true, force: true });
   }
 }

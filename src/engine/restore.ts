@@ -229,7 +229,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
         if (t !== undefined) proof.cpuTicksBefore[String(p)] = t;
         proof.states[String(p)] = taskState(p) ?? '?';
       }
-      await new Promise((r) => setTimeout(r, input.tickPauseMs ?? 200));
+      await new Promise((r) => setTimeout(r, input.tickPauseMs ?? 100));
       for (const p of pids) {
         const t = cpuTicks(p);
         if (t !== undefined) proof.cpuTicksAfter[String(p)] = t;

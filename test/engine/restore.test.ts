@@ -119,6 +119,7 @@ void test('a bundle from another node: the image comes from the target container
   const manifestPath = join(src.bundleDir, 'manifest.json');
   const m = JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest;
   assert.equal(m.imageRef, c.image);
+  assert.match(m.sourceFacts?.criuVersion ?? '', /^4\./, 'source node facts travel in the manifest');
   assert.ok(m.rootfsDiff !== undefined && 'bytes' in m.rootfsDiff && m.rootfsDiff.bytes > 0, JSON.stringify(m.rootfsDiff));
   // Pretend the source's layers and writable layer are on another node.
   m.rootfs = { lowerdirs: ['/nonexistent/source-node/layer'], upperdir: '/nonexistent/source-node/upper' };
