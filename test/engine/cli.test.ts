@@ -96,3 +96,15 @@ void test('facts --json and version', async () => {
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^migprobe \d+\.\d+\.\d+\n$/);
 });
+
+void test('restore-check: a missing checkpoint is a CheckpointNotFound verdict, a bad archive name a usage error', async () => {
+  await testbed();
+  const r = await migprobe(['restore-check', '--images', '/nonexistent/migprobe-images', '--json']);
+  assert.equal(r.code, 1, r.stderr);
+  const v = JSON.parse(r.stdout) as Verdict;
+  assertVerdictShape(v);
+  assert.deepEqual(v.reasons.map((x) => x.code), ['CheckpointNotFound']);
+  const bad = await migprobe(['restore-check', '--archive', '/tmp/x.zip']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--archive must name a \.tar or \.tar\.gz file/);
+});
