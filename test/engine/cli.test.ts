@@ -2,8 +2,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { appendFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
+import { resolveContainer } from '../../src/engine/container.ts';
+import { dumpCheck } from '../../src/engine/dump.ts';
+import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
 import { REASON_CODES } from '../../src/verdict.ts';
 import type { Verdict } from '../../src/verdict.ts';
 import { testbed } from '../testbed/index.ts';
@@ -107,4 +115,35 @@ void test('restore-check: a missing checkpoint is a CheckpointNotFound verdict, 
   const bad = await migprobe(['restore-check', '--archive', '/tmp/x.zip']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--archive must name a \.tar or \.tar\.gz file/);
+});
+
+void test('restore-check of a real full checkpoint: exit 0 on its own root, exit 1 RootfsMismatch on a changed root', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/bin/sh', '-c', 'touch /tmp/ready; while true; do sleep 0.05; done']);
+  const info = await resolveContainer({ pid: c.pid });
+  const work = await mkdtemp(join(tmpdir(), 'mp-cli-rc-'));
+  t.after(async () => await rm(work, { recursive: true, force: true }));
+  // a full dump (memory pages included), as a user's existing checkpoint would be
+  const d = await dumpCheck({
+    subject: subjectFromContainer(info, { externalTmpfs: false }),
+    options: DEFAULT_PROBE_OPTIONS,
+    workDir: join(work, 'dump'),
+    criuVersion: 'test',
+    full: true,
+    manifest: { rootfs: { lowerdirs: info.rootfs.lowerdirs }, addresses: addressesOf(info), fileDigests: [] },
+  });
+  assert.deepEqual(d.result.reasons, [], d.result.criuLogExcerpt);
+  const images = join(work, 'dump', 'bundle', 'images');
+  const root = join(work, 'root');
+  await promisify(execFile)('cp', ['-a', `${info.rootfs.lowerdirs[0] ?? '/nonexistent'}/.`, root]);
+
+  const ok = await migprobe(['restore-check', '--images', images, '--target-root', root, '--json']);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.equal((JSON.parse(ok.stdout) as Verdict).migratable, true);
+
+  await appendFile(join(root, 'bin/busybox'), 'x');
+  const bad = await migprobe(['restore-check', '--images', images, '--target-root', root]);
+  assert.equal(bad.code, 1, bad.stdout + bad.stderr);
+  assert.match(bad.stdout, /RootfsMismatch\s+restore\s+.*busybox/);
+  assert.match(bad.stdout, /CRIU log excerpt:\n.*has bad size/);
 });
