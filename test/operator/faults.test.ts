@@ -59,8 +59,9 @@ test('agent killed mid-dump: the workload is not left frozen, the probe fails wi
   // the workload is frozen (the engine's marker file).
   const opDir = join(src.workDir, uid);
   await waitFor('the dump to start', 60_000, () => (existsSync(opDir) ? true : undefined), 2);
-  await waitFor('the freeze marker', 2_000, () => (existsSync(join(opDir, 'frozen-by-migprobe.json')) ? true : undefined), 1).catch(() => undefined);
+  const frozenAtKill = await waitFor('the freeze marker', 2_000, () => (existsSync(join(opDir, 'frozen-by-migprobe.json')) ? true : undefined), 1).catch(() => false);
   await src.proc.stop('SIGKILL');
+  t.diagnostic(`agent killed ${frozenAtKill ? 'while the workload was frozen (marker present)' : 'during the dump, before the freeze marker was seen'}`);
   // Without its agent, nothing may stay frozen: CRIU finishes (or the engine's watchdog thaws).
   await waitFor('the workload to run again', 20_000, () => {
     try {
@@ -104,6 +105,11 @@ test('controller killed mid-probe: the restarted controller finishes it', { time
   assert.equal(done.status?.phase, 'Succeeded', `killed in ${active} (status then ${JSON.stringify(before?.status?.phase)}): ${JSON.stringify(done.status)}`);
   assert.equal(done.status?.migratable, true);
   assert.equal(done.status?.startTime, before?.status?.startTime ?? done.status?.startTime, 'the same run, not a second one');
+  // Graceful shutdown: SIGTERM drains, releases the Lease and exits 0.
+  await op.controller.stop('SIGTERM', 30_000);
+  assert.equal(op.controller.exitCode, 0, op.controller.log().slice(-2000));
+  const lease = await op.kubectl(['get', 'lease', '-n', op.agentNamespace, 'migprobe-controller', '-o', 'jsonpath={.spec.holderIdentity}']);
+  assert.equal(lease.stdout, '', 'lease released');
 });
 
 test('API server restarted under a running controller: the watch recovers', { timeout: 300_000 }, async (t) => {

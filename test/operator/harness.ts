@@ -25,6 +25,8 @@ export interface ManagedProcess {
   logFile: string;
   readonly pid: number | undefined;
   readonly child: ChildProcess | undefined;
+  /** Exit code of the last run (null while running or when killed by a signal). */
+  readonly exitCode: number | null | undefined;
   start(): Promise<void>;
   /** Sends `signal` and waits for the exit (SIGKILL after `graceMs`). */
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
@@ -85,6 +87,9 @@ function managed(name: string, logDir: string, args: () => string[], env: Record
     },
     get child() {
       return child;
+    },
+    get exitCode() {
+      return child?.exitCode;
     },
     async start() {
       const out = createWriteStream(logFile, { flags: 'a' });
@@ -187,9 +192,11 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
   const logDir = mkdtempSync(join(tmpdir(), 'migprobe-operator-'));
   const AGENT_NS = o.agentNamespace ?? `${o.namespace}-sys`;
   const cleanups: (() => Promise<void>)[] = [];
+  const controllerRef: { current?: ManagedProcess } = {};
   const stop = async (): Promise<void> => {
     // Probes first, while the controller still runs their finalizer; strip what is left after that.
-    await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'delete', 'migrationprobes', '--all', '-n', o.namespace, '--timeout=60s'], { reject: false });
+    const controllerUp = controllerRef.current?.child !== undefined && controllerRef.current.child.exitCode === null && controllerRef.current.child.signalCode === null;
+    await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'delete', 'migrationprobes', '--all', '-n', o.namespace, ...(controllerUp ? ['--timeout=60s'] : ['--wait=false'])], { reject: false });
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
     const left = await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'get', 'migrationprobes', '-n', o.namespace, '-o', 'name'], { reject: false });
     for (const n of String(left.stdout).split('\n').filter((x) => x !== '')) {
@@ -273,6 +280,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
       '--lease-namespace', AGENT_NS,
       ...(o.controllerArgs ?? []),
     ], env);
+    controllerRef.current = controller;
     cleanups.push(() => controller.stop('SIGTERM', 25_000));
     await controller.start();
     cleanups.push(() => rm(logDir, { recursive: true, force: true }).then(() => undefined));
