@@ -16,7 +16,7 @@ import { dumpCheck } from '../../src/engine/dump.ts';
 import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
 import { kube, testbed } from '../testbed/index.ts';
 import { startOperator, type Operator } from './harness.ts';
-import { createProbe, exampleFor, freezerState, taskStates, waitProbe, isFinal, workloadPod } from './lib.ts';
+import { createProbe, exampleFor, freezerState, getProbe, taskStates, waitProbe, isFinal, workloadPod } from './lib.ts';
 import type { RunningContainer } from '../testbed/index.ts';
 import type { Condition } from '../../src/api/v1alpha1.ts';
 
@@ -127,6 +127,14 @@ test('bad input ends Failed with its reason and no side effect', { timeout: 240_
     const m = p.status?.conditions?.find((x) => x.type === 'Migratable');
     assert.equal(m?.status, 'False');
     assert.equal(m?.reason, code);
+  }
+  // TTL: a finished probe with ttlSecondsAfterFinished goes away by itself (through its finalizer).
+  await createProbe(op, 'ttl', { podName: 'does-not-exist', targetNodeName: b, ttlSecondsAfterFinished: 2 });
+  await waitProbe(op, 'ttl', isFinal, 60_000);
+  const gone = Date.now() + 30_000;
+  while ((await getProbe(op, 'ttl')) !== undefined) {
+    assert.ok(Date.now() < gone, 'probe with ttlSecondsAfterFinished: 2 still there after 30 s');
+    await new Promise((r) => setTimeout(r, 250));
   }
   // No side effect: the agents never saw an operation (their work folders hold nothing).
   for (const ag of op.agents) assert.deepEqual(await readdir(ag.workDir).catch(() => []), []);
