@@ -208,6 +208,8 @@ async function runTarget(
   sourceFacts: NodeFacts | Promise<NodeFacts | undefined> | undefined,
   deps: ProbeDeps,
   workDir: string,
+  /** This node's facts when already being collected (one-host check: source and target are this node). */
+  sameNodeFacts?: Promise<NodeFacts | undefined>,
 ): Promise<TargetOutcome> {
   const started = performance.now();
   const empty: NodeFacts = { hostname: '', arch: '', kernelRelease: '', criuVersion: '', criuFeatures: {}, memAvailableBytes: 0, cpu: { vendor: '', model: '', flags: [] } };
@@ -240,7 +242,7 @@ async function runTarget(
   });
   let facts: NodeFacts;
   try {
-    facts = await deps.collectNodeFacts(criu);
+    facts = (await sameNodeFacts) ?? (await deps.collectNodeFacts(criu));
   } catch (e) {
     await restoreP;
     return { result: { reasons: [setupReason(e)], timings: {}, criuVersion: criu.version, facts: empty } };
@@ -351,7 +353,8 @@ export async function checkContainer(
       if (t !== undefined) {
         sizes.shippedBytes = t.shippedBytes;
         timings.transferMs = t.transferMs;
-        const tgt = await runTarget(join(work, 'target-bundle'), opts, target, src.sourceFacts, deps, work);
+        // One host: the target node is this node, whose facts the source side is collecting already.
+        const tgt = await runTarget(join(work, 'target-bundle'), opts, target, src.sourceFacts, deps, work, src.sourceFacts);
         reasons.push(...tgt.result.reasons);
         if (tgt.result.timings.restoreMs !== undefined) timings.restoreMs = tgt.result.timings.restoreMs;
         if (tgt.result.criuVersion !== '') criu.target = tgt.result.criuVersion;
