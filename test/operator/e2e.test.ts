@@ -18,6 +18,7 @@ import { kube, testbed } from '../testbed/index.ts';
 import { startOperator, type Operator } from './harness.ts';
 import { createProbe, exampleFor, freezerState, getProbe, taskStates, waitProbe, isFinal, workloadPod } from './lib.ts';
 import type { RunningContainer } from '../testbed/index.ts';
+import { AgentClient, AgentHttpError } from '../../src/agent/client.ts';
 import type { Condition } from '../../src/api/v1alpha1.ts';
 
 async function withOperator(t: { after(fn: () => Promise<void>): void }, opts: { maxDumpsPerNode?: number } = {}): Promise<Operator> {
@@ -156,6 +157,23 @@ test('agents authenticate callers with TokenReview: wrong audience, unknown Serv
   assert.equal(await get(await token('stranger', ['migprobe-agent'])), 403, 'not on the allow-list');
   assert.equal(await get(await token('migprobe-controller', ['migprobe-agent'])), 404, 'controller: authenticated, unknown UID');
   assert.equal(await get(await token('migprobe-agent', ['migprobe-agent'])), 404, 'peer agent: authenticated');
+  // An authenticated caller still cannot make an agent dump a pod that is not on its node.
+  const [a, b] = op.nodes;
+  const c = track(t, await workloadPod(op, 'web', a, ['sleep', '100000']));
+  const ctl = new AgentClient({ tokens: { token: async () => await token('migprobe-controller', ['migprobe-agent']) }, ...(op.agentCa ? { ca: op.agentCa } : {}) });
+  const req = {
+    namespace: op.namespace,
+    podName: 'web',
+    containerName: 'app',
+    containerId: c.id,
+    mode: 'Check' as const,
+    options: { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 1048576, freezeBudgetMs: 2000, timeoutMs: 60000 },
+    target: { nodeName: a, url: op.agents[0].url },
+  };
+  await assert.rejects(ctl.start(op.agents[1].url, '0f8fad5b-d9cb-469f-a165-70867728950e', req), (e: AgentHttpError) => e.status === 403 && e.body?.code === 'PodNotOnNode');
+  await assert.rejects(ctl.start(op.agents[0].url, '0f8fad5b-d9cb-469f-a165-70867728950e', { ...req, containerId: 'someone-else', target: { nodeName: b, url: op.agents[1].url } }), (e: AgentHttpError) => e.body?.code === 'ContainerNotFound');
+  assert.deepEqual(await readdir(op.agents[0].workDir), []);
+  assert.deepEqual(await readdir(op.agents[1].workDir), []);
 });
 
 test('RestoreOnly: an existing checkpoint archive on the source node is checked on the target; a missing one is CheckpointNotFound', { timeout: 240_000 }, async (t) => {

@@ -51,6 +51,8 @@ export interface Operator {
   agents: [AgentHandle, AgentHandle];
   controller: ManagedProcess;
   kubectl(args: string[], opts?: { input?: string; reject?: boolean }): Promise<{ stdout: string; stderr: string; exitCode: number }>;
+  /** The agents' CA (PEM) when they serve HTTPS. */
+  agentCa: string | undefined;
   /** GET on an agent (HTTPS with the test CA when on); resolves the HTTP status. */
   agentGet(agent: AgentHandle, path: string, token?: string): Promise<number>;
   stop(): Promise<void>;
@@ -292,7 +294,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
       return { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
     };
     const agentGet: Operator['agentGet'] = (agent, path, token) => httpGetStatus(`${agent.url}${path}`, caPem, token ? { authorization: `Bearer ${token}` } : {});
-    return { agentGet, kc, namespace: o.namespace, agentNamespace: AGENT_NS, nodes, agents: [agents[0]!, agents[1]!], controller, kubectl, stop };
+    return { agentGet, agentCa: caPem, kc, namespace: o.namespace, agentNamespace: AGENT_NS, nodes, agents: [agents[0]!, agents[1]!], controller, kubectl, stop };
   } catch (e) {
     await stop();
     throw e;
