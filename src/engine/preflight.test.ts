@@ -1,0 +1,126 @@
+// preflightScan's decisions on a fake /proc (symlinks and text files in a temp folder) with a fake runner
+// for `ss` and the perl getxattr bridge. The real kernel side is covered by test/engine/preflight.test.ts.
+
+import { test } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_PROBE_OPTIONS } from './api.ts';
+import type { ContainerInfo } from './container.ts';
+import type { RunResult, Runner } from './exec.ts';
+import { preflightScan } from './preflight.ts';
+
+const TCP_HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+const tcpLine = (ino: number, st: string, rx = '00000000'): string =>
+  `   0: 0100007F:1B59 0100007F:A1B2 ${st} 00000000:${rx} 00:00000000 00000000     0        0 ${ino} 1 0 20 4 30 10 -1\n`;
+
+async function fakeProc(t: TestContext): Promise<{ proc: string; info: ContainerInfo }> {
+  const root = await mkdtemp(join(tmpdir(), 'mp-fakeproc-'));
+  t.after(async () => await rm(root, { recursive: true, force: true }));
+  const proc = join(root, 'proc');
+  const p = (pid: number, ...rest: string[]): string => join(proc, String(pid), ...rest);
+  for (const pid of [100, 101]) {
+    await mkdir(p(pid, 'fd'), { recursive: true });
+    await mkdir(p(pid, 'fdinfo'), { recursive: true });
+    await mkdir(p(pid, 'ns'), { recursive: true });
+    await mkdir(p(pid, 'net'), { recursive: true });
+    await mkdir(p(pid, 'task', String(pid)), { recursive: true });
+    await symlink('net:[77]', p(pid, 'ns', 'net'));
+    await writeFile(p(pid, 'maps'), '00400000-00500000 r-xp 00000000 00:2e 12 /bin/app\n');
+    await writeFile(p(pid, 'smaps_rollup'), 'Rss:  2000 kB\nPss:  1000 kB\n');
+  }
+  await writeFile(p(100, 'task', '100', 'status'), 'Name:\tapp\nTracerPid:\t0\n');
+  await writeFile(p(101, 'task', '101', 'status'), 'Name:\tkid\nTracerPid:\t555\n');
+  const fds: [number, number, string][] = [
+    [100, 3, 'socket:[1001]'], // TCP established
+    [100, 4, 'anon_inode:[io_uring]'],
+    [100, 5, '/secretmem (deleted)'],
+    [100, 6, 'socket:[2001]'], // unix stream, external peer
+    [100, 7, 'socket:[3001]'], // unix dgram, external peer
+    [100, 8, 'socket:[4001]'], // AF_VSOCK
+    [100, 9, '/nonexistent-locked-file'],
+    [100, 10, 'socket:[1002]'], // TCP listener with an in-flight connection
+    [101, 3, 'socket:[2002]'], // unix stream whose peer 2003 is held by 101 fd 4: internal
+    [101, 4, 'socket:[2003]'],
+    [101, 5, 'pipe:[5]'],
+  ];
+  for (const [pid, fd, link] of fds) {
+    await symlink(link, p(pid, 'fd', String(fd)));
+    await writeFile(p(pid, 'fdinfo', String(fd)), 'pos:\t0\nflags:\t02\n');
+  }
+  await writeFile(p(100, 'fdinfo', '9'), 'pos:\t0\nflags:\t02\nlock:\t1: OFDLCK ADVISORY  WRITE -1 00:2e:99 0 EOF\n');
+  await writeFile(p(100, 'net', 'tcp'), TCP_HEADER + tcpLine(1001, '01') + tcpLine(1002, '0A', '00000001'));
+  await writeFile(join(proc, 'locks'), '1: OFDLCK ADVISORY  WRITE -1 00:2e:99 0 EOF\n2: POSIX  ADVISORY  WRITE 101 00:2e:98 0 EOF\n');
+  const info = {
+    initPid: 100,
+    pids: [100, 101],
+    threads: { 100: [100], 101: [101] },
+  } as unknown as ContainerInfo;
+  return { proc, info };
+}
+
+function fakeRunner(proc: string): Runner {
+  const ok = (stdout: string): Promise<RunResult> =>
+    Promise.resolve({ exitCode: 0, signal: null, stdout, stderr: '', timedOut: false, durationMs: 1 });
+  return (cmd, args) => {
+    if (cmd === 'nsenter') {
+      return ok(
+        [
+          'Netid State Recv-Q Send-Q Local Address:Port Peer Address:Port',
+          'u_str ESTAB 0 0 * 2001 * 9999',
+          'u_dgr ESTAB 0 0 * 3001 * 9998',
+          'u_str ESTAB 0 0 * 2002 * 2003',
+          'u_str ESTAB 0 0 * 2003 * 2002',
+        ].join('\n'),
+      );
+    }
+    if (cmd === 'perl') {
+      const paths = args.slice(3);
+      return ok(paths.map((x) => `${x}\t${x === join(proc, '100', 'fd', '8') ? 'AF_VSOCK' : x.endsWith('/3') && x.includes('/100/') ? 'TCP' : 'UNIX'}`).join('\n') + '\n');
+    }
+    throw new Error(`unexpected ${cmd}`);
+  };
+}
+
+void test('every blocker kind is found at once, with task, fd and what was found', async (t) => {
+  const { proc, info } = await fakeProc(t);
+  const r = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
+  const got = r.reasons.map((x) => `${x.code}: ${x.message}`);
+  const want = [
+    /^TCPEstablished: task 100 fd 3: TCP 127\.0\.0\.1:7001 -> 127\.0\.0\.1:41394 ESTABLISHED$/,
+    /^ExternalUnixSocket: task 100 fd 6: unix stream socket unnamed \(inode 2001\) is connected to peer inode 9999/,
+    /^ExternalUnixSocket: task 100 fd 7: unix datagram socket/,
+    /^UnsupportedSocket: task 100 fd 8: AF_VSOCK socket \(inode 4001\)/,
+    /^TCPEstablished: task 100 fd 10: TCP listener 127\.0\.0\.1:7001 has 1 connection\(s\) not yet accepted/,
+    /^IoUring: task 100 fd 4: io_uring instance$/,
+    /^MemfdSecret: task 100 fd 5: memfd_secret area/,
+    /^FileLocks: task 100 fd 9: holds a OFDLCK WRITE lock on \/nonexistent-locked-file$/,
+    /^FileLocks: task 101: holds a POSIX WRITE lock on file 00:2e:98/,
+    /^Ptraced: task 101 thread 101: traced by PID 555 \(outside the container\)$/,
+  ];
+  assert.equal(got.length, want.length, got.join('\n'));
+  for (const re of want) assert.ok(got.some((g) => re.test(g)), `${re}\n${got.join('\n')}`);
+  assert.ok(r.reasons.every((x) => x.phase === 'preflight'));
+  assert.equal(r.rssBytes, 2 * 1000 * 1024, 'Pss summed over the processes');
+});
+
+void test('options allow what CRIU can carry, and only that', async (t) => {
+  const { proc, info } = await fakeProc(t);
+  const r = await preflightScan(
+    info,
+    { ...DEFAULT_PROBE_OPTIONS, tcpEstablished: true, fileLocks: true, extUnixSockets: true },
+    { proc, runner: fakeRunner(proc) },
+  );
+  const codes = r.reasons.map((x) => `${x.code} ${/fd \d+/.exec(x.message)?.[0] ?? ''}`.trim()).sort();
+  assert.deepEqual(codes, [
+    'ExternalUnixSocket fd 6', // stream: --ext-unix-sk cannot carry it
+    'IoUring fd 4',
+    'MemfdSecret fd 5',
+    'Ptraced',
+    'TCPEstablished fd 10', // in flight: no option allows it
+    'UnsupportedSocket fd 8',
+  ]);
+  assert.match(r.reasons.find((x) => x.code === 'ExternalUnixSocket')?.hint ?? '', /only carries datagram sockets/);
+});
