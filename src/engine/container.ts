@@ -17,6 +17,7 @@ import {
   parseMountinfo,
   parseStatPpid,
   rootMount,
+  statusField,
 } from './procparse.ts';
 import type { CgroupEntry, InterfaceAddrs, MountEntry, MountKind } from './procparse.ts';
 
@@ -235,6 +236,10 @@ export async function resolveContainer(ref: ContainerRef, deps: Partial<Containe
   }
   if (!(await exists(`${d.proc}/${initPid}/stat`))) {
     throw new ContainerNotFoundError(`no process with PID ${initPid}`);
+  }
+  const tgid = statusField(await readFile(`${d.proc}/${initPid}/status`, 'utf8'), 'Tgid');
+  if (tgid !== undefined && Number(tgid) !== initPid) {
+    throw new ContainerNotFoundError(`PID ${initPid} is a thread of process ${tgid}; give the process PID`);
   }
   const namespaces = await nsInodes(d.proc, initPid);
   // The host's namespaces: PID 1's; where PID 1 cannot be inspected (some sandboxes), our own.

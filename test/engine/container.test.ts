@@ -2,6 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
 import { testbed } from '../testbed/index.ts';
 import { ContainerNotFoundError, resolveContainer } from '../../src/engine/container.ts';
 import { startWorkload } from './workloads.ts';
@@ -59,6 +60,10 @@ void test('unknown PID and unknown container ID are ContainerNotFound errors', a
   const tb = await testbed();
   await assert.rejects(resolveContainer({ pid: 2 ** 22 + 7 }), ContainerNotFoundError);
   await assert.rejects(resolveContainer({ pid: 0 }), ContainerNotFoundError);
+  // a thread ID is not a process: this test runner has worker threads
+  const tid = (await readdir(`/proc/${process.pid}/task`)).map(Number).find((x) => x !== process.pid);
+  assert.ok(tid !== undefined, 'node has threads');
+  await assert.rejects(resolveContainer({ pid: tid }), /is a thread of process/);
   await assert.rejects(
     resolveContainer({ containerId: 'no-such-container', namespace: tb.containerd.namespace, containerdAddress: tb.containerd.address }),
     (err: unknown) => err instanceof ContainerNotFoundError && /not found/.test(err.message),
