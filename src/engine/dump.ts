@@ -8,7 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, writeFile, stat } from 'node:fs/promises';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DumpCheckResult, NodeFacts, ProbeOptions } from './api.ts';
@@ -88,6 +88,12 @@ export interface FrozenMarker {
   freezerCgroupDir?: string;
   criuPid?: number;
   since: string;
+}
+
+/** Write the marker atomically: a crash mid-write must not leave an empty marker. */
+async function writeMarker(path: string, marker: FrozenMarker): Promise<void> {
+  await writeFile(`${path}.tmp`, JSON.stringify(marker));
+  await rename(`${path}.tmp`, path);
 }
 
 /** The page-server command struct (u32 cmd, 4 bytes padding, u64 nr_pages, u64 vaddr, u64 dst_id). */
@@ -331,7 +337,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
     since: new Date().toISOString(),
   };
   const markerPath = join(workDir, MARKER_NAME);
-  await writeFile(markerPath, JSON.stringify(marker));
+  await writeMarker(markerPath, marker);
 
   const criu: { proc?: ChildProcess } = {};
   const watch = watchFreeze(subject.pids, {
@@ -352,7 +358,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   proc.stdout?.on('data', () => undefined);
   if (proc.pid !== undefined) {
     marker.criuPid = proc.pid;
-    await writeFile(markerPath, JSON.stringify(marker));
+    await writeMarker(markerPath, marker);
     input.hooks?.onCriuStarted?.(proc.pid);
   }
   let timedOut = false;
@@ -416,6 +422,9 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   let pagemap: LazyFixReport | undefined;
   if (ok && !full && input.keepLazyPagemap !== true) {
     pagemap = await fixLazyPagemaps(imagesDir);
+  }
+  if (ok && freeze.error !== undefined) {
+    reasons.push(reason('InternalError', `the freeze could not be measured (${freeze.error}); the freeze budget was not checked`, undefined, 'dump'));
   }
   if (ok && freeze.longestMs > options.freezeBudgetMs) {
     reasons.push(

@@ -14,6 +14,8 @@ export interface FreezeSample {
 }
 
 export interface FreezeStats {
+  /** Set when the watcher itself failed: then the freeze was not measured. */
+  error?: string;
   /** Longest continuous interval with at least one task stopped, ms. */
   longestMs: number;
   /** Sum of all stopped intervals, ms. */
@@ -174,12 +176,16 @@ export function watchFreeze(pids: readonly number[], opts: { intervalMs?: number
     readyResolve?.();
     failed?.(e);
   });
+  // A failing watcher must never take the process down mid-dump: stop() reports the error instead.
+  done.catch(() => undefined);
   return {
     ready,
     async stop() {
       worker.postMessage('stop');
       try {
         return await done;
+      } catch (e) {
+        return { longestMs: 0, totalMs: 0, samples: 0, worstGapMs: 0, error: (e as Error).message };
       } finally {
         await worker.terminate();
       }
