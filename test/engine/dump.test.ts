@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, stat, writeFile, readFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { dumpCheck, recoverFrozen, MARKER_NAME } from '../../src/engine/dump.ts';
@@ -138,4 +139,44 @@ void test('a paused container is not dumped and stays paused', async (t) => {
   assert.deepEqual(out.result.reasons.map((r) => r.code), ['DumpFailed']);
   assert.match(out.result.reasons[0]?.message ?? '', /paused/);
   assert.equal((await readFile(stateFile, 'utf8')).trim(), 'FROZEN', 'left as it was');
+});
+
+void test('the process running the dump dies mid-dump (a dying agent): the workload runs on, recoverFrozen cleans up', async (t) => {
+  const tb = await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '256']);
+  const ci = await info(c);
+  const root = await tempDir(t);
+  const workDir = join(root, 'probe-1');
+  const child = spawn(process.execPath, [join(import.meta.dirname, 'dump-child.ts'), tb.containerd.address, c.id, workDir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => {
+    child.kill('SIGKILL');
+  });
+  // Kill the agent the moment CRIU holds the workload.
+  const held = async (): Promise<boolean> => {
+    const s = await readFile(`/proc/${ci.initPid}/status`, 'utf8');
+    return !/\nTracerPid:\s+0\n/.test(s);
+  };
+  const deadline = Date.now() + 20_000;
+  let killedWhileHeld = false;
+  while (Date.now() < deadline && child.exitCode === null) {
+    if (await held()) {
+      child.kill('SIGKILL');
+      killedWhileHeld = true;
+      break;
+    }
+  }
+  assert.ok(killedWhileHeld, 'the agent was killed while CRIU held the workload');
+  // CRIU finishes on its own (the page server's CLOSE was queued before the dump began) and lets go.
+  const until = Date.now() + 15_000;
+  while (Date.now() < until && (await held())) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await held(), false, 'no tracer holds the workload');
+  const states = await taskStates(ci.pids);
+  assert.ok(!states.some((s) => s === 't' || s === 'T'), states.join(','));
+  await counterAdvances(c, await counter(c));
+  // The agent's restart finds the marker it left and makes sure, then removes it.
+  assert.ok(existsSync(join(workDir, MARKER_NAME)), 'the dead agent left its marker');
+  const rec = await recoverFrozen(root);
+  assert.equal(rec.length, 1);
+  assert.ok(!existsSync(join(workDir, MARKER_NAME)));
+  await counterAdvances(c, await counter(c));
 });
