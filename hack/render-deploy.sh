@@ -37,6 +37,10 @@ trap 'rm -f "$tmp"' EXIT
 #
 # The namespace allows privileged pods: the agent DaemonSet runs CRIU with hostPID, host paths and
 # privileges (see charts/migprobe/values.yaml for the reason of each).
+#
+# The agents talk HTTPS. They (and the controller) wait for their certificate: create it once with
+#
+#   hack/agent-tls.sh $namespace migprobe-agent-tls | kubectl apply -f -
 ---
 apiVersion: v1
 kind: Namespace
@@ -48,7 +52,8 @@ metadata:
     pod-security.kubernetes.io/warn: privileged
     pod-security.kubernetes.io/audit: privileged
 HEADER
-  "$helm" template "$release" "$chart" --namespace "$namespace" --include-crds
+  # tls.mode=secret: a rendering must be reproducible, so the certificate is not generated here.
+  "$helm" template "$release" "$chart" --namespace "$namespace" --include-crds --set tls.mode=secret
 } >"$tmp"
 mv "$tmp" "$out/migprobe.yaml"
 trap - EXIT

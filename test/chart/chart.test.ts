@@ -18,6 +18,8 @@ import {
   findObject,
   helmTemplate,
   parseObjects,
+  tlsHandshake,
+  tlsPems,
   valuesArgs,
   valuesCases,
   type KObject,
@@ -40,8 +42,10 @@ test('helm lint passes with Helm 4 and Helm 3 for every values case', async () =
 test('Helm 4 and Helm 3 render the same objects', async () => {
   const tb = await testbed();
   for (const c of valuesCases()) {
-    const a = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
-    const b = parseObjects(await helmTemplate(tb.helm3, { args: valuesArgs(c) }));
+    // The generated TLS Secret is new on every rendering: compare everything else.
+    const withoutKeys = (objs: KObject[]): KObject[] => objs.map((o) => (o.kind === 'Secret' ? { ...o, data: '<generated>' } : o));
+    const a = withoutKeys(parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) })));
+    const b = withoutKeys(parseObjects(await helmTemplate(tb.helm3, { args: valuesArgs(c) })));
     assert.deepEqual(a, b, `Helm 4 and Helm 3 disagree for ${c.name}`);
   }
 });
@@ -315,5 +319,36 @@ test("every flag the chart passes is one the controller's and the agent's main.t
         else assert.ok(m[2], `${component}: --${m[1]} needs a value`);
       }
     }
+  }
+});
+
+test('TLS: generated, or from your Secret, or off; the controller mounts the CA only', async () => {
+  const tb = await testbed();
+  for (const mode of ['generate', 'secret', 'none'] as const) {
+    const objs = parseObjects(await helmTemplate(tb.helm, { args: ['--set', `tls.mode=${mode}`] }));
+    const secrets = objs.filter((o) => o.kind === 'Secret');
+    const ctl = at(findObject(objs, 'Deployment', '-controller'), 'spec', 'template', 'spec');
+    const agent = at(findObject(objs, 'DaemonSet', '-agent'), 'spec', 'template', 'spec');
+    const ctlArgs = at(ctl, 'containers', 0, 'args') as string[];
+    const agentArgs = at(agent, 'containers', 0, 'args') as string[];
+    const probeScheme = at(agent, 'containers', 0, 'livenessProbe', 'httpGet', 'scheme');
+    if (mode === 'none') {
+      assert.equal(secrets.length, 0);
+      assert.ok(ctlArgs.includes('--agent-scheme=http'));
+      assert.ok(!agentArgs.some((x) => x.startsWith('--tls-')));
+      assert.equal(probeScheme, 'HTTP');
+      continue;
+    }
+    assert.equal(secrets.length, mode === 'generate' ? 1 : 0, `${mode}: the chart renders the Secret only when it generates it`);
+    if (mode === 'generate') await tlsHandshake(tlsPems(secrets[0] as { data?: Record<string, string> }), 'migprobe-agent');
+    assert.ok(ctlArgs.includes('--agent-scheme=https') && ctlArgs.includes('--agent-ca-file=/etc/migprobe/tls/ca.crt'));
+    for (const f of ['--tls-cert-file=/etc/migprobe/tls/tls.crt', '--tls-key-file=/etc/migprobe/tls/tls.key', '--agent-ca-file=/etc/migprobe/tls/ca.crt']) {
+      assert.ok(agentArgs.includes(f), `agent ${f}`);
+    }
+    assert.equal(probeScheme, 'HTTPS');
+    const ctlTls = (at(ctl, 'volumes') as { name: string; secret?: { secretName: string; items?: { key: string }[] } }[]).find((v) => v.secret);
+    assert.deepEqual(ctlTls?.secret?.items?.map((i) => i.key), ['ca.crt'], 'the controller never sees the agents\' private key');
+    const agentTls = (at(agent, 'volumes') as { name: string; secret?: { secretName: string } }[]).find((v) => v.secret);
+    assert.equal(agentTls?.secret?.secretName, ctlTls?.secret?.secretName);
   }
 });

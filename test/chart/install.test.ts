@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testbed, startApiServer, stopApiServer, type ApiServerState } from '../testbed/index.ts';
 import { run, type RunResult } from '../testbed/proc.ts';
-import { CHART_DIR, CRDS_DIR, FIXTURES, at, findObject, helmTemplate, parseObjects, valuesArgs, valuesCases } from './lib.ts';
+import { CHART_DIR, CRDS_DIR, FIXTURES, ROOT, at, findObject, helmTemplate, parseObjects, tlsHandshake, tlsPems, valuesArgs, valuesCases } from './lib.ts';
 
 let api: ApiServerState | undefined;
 let dir = '';
@@ -131,6 +131,12 @@ for (const major of ['Helm 4', 'Helm 3'] as const) {
       assert.equal(got.stdout, 'some-pod');
       await kubectl(['-n', ns, 'delete', 'mprobe', 'chart-smoke', '--wait=false']);
 
+      // The generated TLS Secret: a working certificate for migprobe-agent, kept across upgrades.
+      const secretJson = async (): Promise<{ data?: Record<string, string> }> =>
+        JSON.parse((await kubectl(['-n', ns, 'get', 'secret', `${name}-agent-tls`, '-o', 'json'])).stdout) as { data?: Record<string, string> };
+      const tlsBefore = tlsPems(await secretJson());
+      await tlsHandshake(tlsBefore, 'migprobe-agent');
+
       // Upgrade: two controller replicas and a ServiceMonitor, then the agent with explicit capabilities.
       const up1 = await helm(bin, ['upgrade', release, CHART_DIR, '--namespace', ns, '-f', join(CHART_DIR, 'ci', 'metrics-ha-values.yaml')], true);
       assert.equal(up1.exitCode, 0, `helm upgrade (metrics-ha) failed:\n${up1.stderr}`);
@@ -143,13 +149,14 @@ for (const major of ['Helm 4', 'Helm 3'] as const) {
       assert.equal(priv.stdout, 'false');
       const gone = await kubectl(['-n', ns, 'get', 'servicemonitor', `${name}-controller`], { allowFail: true });
       assert.notEqual(gone.exitCode, 0, 'the upgrade without the flag removed the ServiceMonitor');
+      assert.deepEqual(tlsPems(await secretJson()), tlsBefore, 'helm upgrade kept the generated CA and certificate');
       const hist = await helm(bin, ['history', release, '--namespace', ns, '-o', 'json']);
       assert.equal((JSON.parse(hist.stdout) as unknown[]).length, 3);
 
       // Uninstall removes everything the release made; the CRD stays (Helm never deletes crds/).
       const un = await helm(bin, ['uninstall', release, '--namespace', ns, '--wait', '--timeout', '60s'], true);
       assert.equal(un.exitCode, 0, `helm uninstall failed:\n${un.stderr}`);
-      const left = await kubectl(['-n', ns, 'get', 'deployment,daemonset,serviceaccount,role,rolebinding,networkpolicy,service', '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']);
+      const left = await kubectl(['-n', ns, 'get', 'deployment,daemonset,serviceaccount,role,rolebinding,networkpolicy,service,secret', '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']);
       assert.equal(left.stdout.trim(), '', `left behind: ${left.stdout}`);
       const cr = await kubectl(['get', 'clusterrole,clusterrolebinding', '-l', `app.kubernetes.io/instance=${release}`, '-o', 'name']);
       assert.equal(cr.stdout.trim(), '', `left behind: ${cr.stdout}`);
@@ -218,6 +225,11 @@ test('kubectl apply --dry-run=server accepts the rendering of every values case;
   assert.equal(ds.stdout, 'true');
   const label = await kubectl(['get', 'namespace', 'migprobe-system', '-o', 'jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}']);
   assert.equal(label.stdout, 'privileged');
+  // The certificate its header tells users to create.
+  const secret = await run('bash', [join(ROOT, 'hack', 'agent-tls.sh'), 'migprobe-system', 'migprobe-agent-tls']);
+  await kubectl(['apply', '--server-side', '-f', '-'], { input: secret.stdout });
+  const stored = JSON.parse((await kubectl(['-n', 'migprobe-system', 'get', 'secret', 'migprobe-agent-tls', '-o', 'json'])).stdout) as { data?: Record<string, string> };
+  await tlsHandshake(tlsPems(stored), 'migprobe-agent');
   const del = await kubectl(['delete', '-f', deploy, '--wait=false'], { allowFail: true });
   assert.equal(del.exitCode, 0, del.stderr);
 });

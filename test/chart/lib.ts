@@ -4,6 +4,7 @@
 import { readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { parseAllDocuments } from 'yaml';
 import { run } from '../testbed/proc.ts';
 
@@ -76,4 +77,35 @@ export function at(o: unknown, ...path: (string | number)[]): unknown {
     cur = (cur as Record<string | number, unknown>)[p];
   }
   return cur;
+}
+
+/**
+ * A real TLS handshake on loopback: a server with `cert`/`key`, a client that trusts only `ca` and checks
+ * `serverName`. Resolves when the client accepts the server; rejects with the TLS error otherwise.
+ */
+export async function tlsHandshake(pem: { ca: string; cert: string; key: string }, serverName: string): Promise<void> {
+  const server = createTlsServer({ cert: pem.cert, key: pem.key }, (s) => s.end());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  try {
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : 0;
+    await new Promise<void>((resolve, reject) => {
+      const sock = tlsConnect({ host: '127.0.0.1', port, ca: pem.ca, servername: serverName }, () => {
+        sock.end();
+        resolve();
+      });
+      sock.once('error', reject);
+    });
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+}
+
+/** The three PEMs of a Secret in the chart's TLS layout (base64 data). */
+export function tlsPems(secret: { data?: Record<string, string> }): { ca: string; cert: string; key: string } {
+  const get = (k: string): string => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');
+  return { ca: get('ca.crt'), cert: get('tls.crt'), key: get('tls.key') };
 }

@@ -34,9 +34,9 @@ function tokenKubeconfig(tb: Testbed, token: string): string {
 /** The controller's flags as the chart renders them, with the pod's environment substituted. */
 function chartControllerArgs(objs: ReturnType<typeof parseObjects>, namespace: string): string[] {
   const args = at(findObject(objs, 'Deployment', '-controller'), 'spec', 'template', 'spec', 'containers', 0, 'args') as string[];
-  // The harness chooses the agents' port and the metrics address; the token comes from a file we write
-  // (the kubelet would project it).
-  const ours = ['--agent-port', '--metrics-bind', '--token-file'];
+  // The harness chooses the agents' port, their TLS certificate (and so the CA file and scheme) and the
+  // metrics address; the token comes from a file we write (the kubelet would project it).
+  const ours = ['--agent-port', '--agent-scheme', '--agent-ca-file', '--metrics-bind', '--token-file'];
   return args.filter((a) => !ours.some((f) => a.startsWith(`${f}=`))).map((a) => a.replaceAll('$(POD_NAMESPACE)', namespace));
 }
 
@@ -96,16 +96,18 @@ test('the controller as its ServiceAccount, with only the chart\'s RBAC, runs a 
   t.after(() => c.remove());
   await createProbe(op, 'rbac', { podName: 'app', targetNodeName: b });
   const log = (): string => op.controller.log();
+  const logs = (): string =>
+    [`controller log:\n${log().slice(-3000)}`, ...op.agents.map((x) => `agent ${x.node} log:\n${x.proc.log().slice(-3000)}`)].join('\n');
   let p: MigrationProbe | undefined;
   for (const end = Date.now() + 150_000; ; ) {
     p = await getProbe(op, 'rbac');
     if (p && isFinal(p)) break;
     const ctl = op.controller.child;
-    if (ctl && (ctl.exitCode !== null || ctl.signalCode !== null)) assert.fail(`the controller exited:\n${log().slice(-4000)}`);
-    if (Date.now() > end) assert.fail(`the probe did not finish in 150 s: ${JSON.stringify(p?.status)}\n${log().slice(-4000)}`);
+    if (ctl && (ctl.exitCode !== null || ctl.signalCode !== null)) assert.fail(`the controller exited:\n${logs()}`);
+    if (Date.now() > end) assert.fail(`the probe did not finish in 150 s: ${JSON.stringify(p?.status)}\n${logs()}`);
     await new Promise((r) => setTimeout(r, 300));
   }
-  assert.equal(p?.status?.phase, 'Succeeded', `status: ${JSON.stringify(p.status)}\ncontroller log:\n${log().slice(-4000)}`);
+  assert.equal(p?.status?.phase, 'Succeeded', `status: ${JSON.stringify(p?.status)}\n${logs()}`);
   assert.equal(p?.status?.migratable, true, JSON.stringify(p?.status?.reasons));
 
   // Events were written by the controller (create on events).

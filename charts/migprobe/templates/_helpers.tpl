@@ -74,3 +74,19 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "migprobe.leaseName" -}}
 {{- default (include "migprobe.componentName" (dict "root" . "component" "controller")) .Values.controller.leaderElection.leaseName -}}
 {{- end -}}
+
+{{- define "migprobe.tlsEnabled" -}}
+{{- if ne .Values.tls.mode "none" -}}true{{- end -}}
+{{- end -}}
+
+{{- define "migprobe.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "migprobe.componentName" (dict "root" . "component" "agent"))) .Values.tls.secretName -}}
+{{- end -}}
+
+{{/* The agent's liveness/readiness probe: values give path and timings, TLS decides port name and scheme. */}}
+{{- define "migprobe.agentProbe" -}}
+{{- $probe := deepCopy .probe -}}
+{{- $_ := set $probe.httpGet "port" "api" -}}
+{{- $_ := set $probe.httpGet "scheme" (ternary "HTTPS" "HTTP" (eq (include "migprobe.tlsEnabled" .root) "true")) -}}
+{{- toYaml $probe -}}
+{{- end -}}
