@@ -39,7 +39,7 @@ test('beneath', () => {
   assert.ok(beneath('/run/x', '/run') && beneath('/run', '/run') && !beneath('/running', '/run') && beneath('/a', '/'));
 });
 
-test('addresses skip loopback and host networking; freezer folder from the v1 freezer line', () => {
+test('addresses skip loopback and link-local; freezer folder from the v1 freezer line', () => {
   const network = {
     netnsPath: '/proc/1/ns/net',
     inode: 1,
@@ -53,7 +53,7 @@ test('addresses skip loopback and host networking; freezer folder from the v1 fr
     { ifname: 'eth0', cidr: '10.0.0.5/24' },
     { ifname: 'eth0', cidr: 'fd00::5/64' },
   ]);
-  assert.deepEqual(addressesOf({ network: { ...network, hostNetwork: true } }), []);
+  assert.deepEqual(addressesOf({ network: { ...network, hostNetwork: true } }).length, 2, 'a host-network container carries the node addresses');
   const cgroups = [
     { hierarchy: 6, controllers: ['freezer'], path: '/k8s.io/abc' },
     { hierarchy: 0, controllers: [], path: '/k8s.io/abc' },

@@ -78,9 +78,11 @@ export function tmpfsInUse(pids: readonly number[], candidates: readonly string[
   return used;
 }
 
-/** Addresses the sandbox must carry: every non-loopback address of the container's own netns. */
+/**
+ * Addresses the sandbox must carry: every non-loopback address of the container's network namespace (for a
+ * host-network container, the node's own: sockets bound to them must find them in the isolated sandbox too).
+ */
 export function addressesOf(info: Pick<ContainerInfo, 'network'>): { ifname: string; cidr: string }[] {
-  if (info.network.hostNetwork) return [];
   const out: { ifname: string; cidr: string }[] = [];
   for (const i of info.network.interfaces) {
     if (i.name === 'lo') continue;
