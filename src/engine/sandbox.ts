@@ -100,14 +100,21 @@ export async function createSandbox(spec: SandboxSpec, runner: Runner = run): Pr
     const r = await runner('ip', args, { timeoutMs: 10_000 });
     if (r.exitCode !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
   };
-  await ip(['netns', 'add', sb.netnsName]);
-  await ip(['-n', sb.netnsName, 'link', 'set', 'lo', 'up']);
-  if (spec.addresses.length > 0) {
-    // Both ends of the pair live in the sandbox: the addresses exist, nothing leaves (no dummy driver here).
-    await ip(['-n', sb.netnsName, 'link', 'add', 'mpsb0', 'type', 'veth', 'peer', 'name', 'mpsb1']);
-    for (const a of spec.addresses) await ip(['-n', sb.netnsName, 'addr', 'add', a, 'dev', 'mpsb0']);
-    await ip(['-n', sb.netnsName, 'link', 'set', 'mpsb0', 'up']);
-    await ip(['-n', sb.netnsName, 'link', 'set', 'mpsb1', 'up']);
+  try {
+    await ip(['netns', 'add', sb.netnsName]);
+    await ip(['-n', sb.netnsName, 'link', 'set', 'lo', 'up']);
+    if (spec.addresses.length > 0) {
+      // Both ends of the pair live in the sandbox: the addresses exist, nothing leaves (no dummy driver here).
+      await ip(['-n', sb.netnsName, 'link', 'add', 'mpsb0', 'type', 'veth', 'peer', 'name', 'mpsb1']);
+      // nodad: an IPv6 address must be usable at once, not after duplicate address detection.
+      for (const a of spec.addresses) await ip(['-n', sb.netnsName, 'addr', 'add', a, 'dev', 'mpsb0', ...(a.includes(':') ? ['nodad'] : [])]);
+      await ip(['-n', sb.netnsName, 'link', 'set', 'mpsb0', 'up']);
+      await ip(['-n', sb.netnsName, 'link', 'set', 'mpsb1', 'up']);
+    }
+  } catch (e) {
+    if (existsSync(sb.netnsPath)) await runner('ip', ['netns', 'del', sb.netnsName], { timeoutMs: 10_000 });
+    await rm(dir, { recursive: true, force: true });
+    throw e;
   }
   return sb;
 }
