@@ -10,6 +10,7 @@ void test('check --pid with defaults', () => {
     opts: DEFAULT_PROBE_OPTIONS,
     target: {},
     json: false,
+    verbose: false,
   });
 });
 
@@ -17,7 +18,7 @@ void test('check --container with every option', () => {
   const c = parseArgs([
     'check', '--container=abc-1.x', '--namespace', 'default', '--address', '/run/c.sock', '--target-root', '/r',
     '--tcp-established', '--file-locks', '--ext-unix-sk', '--ghost-limit', '5M', '--freeze-budget', '300',
-    '--timeout', '20', '--work-dir', '/w', '--json',
+    '--timeout', '20', '--work-dir', '/w', '--json', '--verbose',
   ]);
   assert.deepEqual(c, {
     kind: 'check',
@@ -26,6 +27,7 @@ void test('check --container with every option', () => {
     target: { rootfs: '/r', containerdAddress: '/run/c.sock', namespace: 'default' },
     workDir: '/w',
     json: true,
+    verbose: true,
   });
 });
 
@@ -72,6 +74,7 @@ void test('usage errors', () => {
     ['restore-check', '--archive', '/b.zip'],
     ['restore-check', '--images', '/a', '--work-dir', '/w'],
     ['facts', '--pid', '1'],
+    ['facts', '--verbose'],
     ['version', 'extra'],
   ];
   for (const argv of bad) assert.throws(() => parseArgs(argv), UsageError, argv.join(' '));

@@ -15,6 +15,7 @@ export type Command =
       target: TargetRoot;
       workDir?: string;
       json: boolean;
+      verbose: boolean;
     }
   | {
       kind: 'restore-check';
@@ -22,6 +23,7 @@ export type Command =
       opts: ProbeOptions;
       target: TargetRoot;
       json: boolean;
+      verbose: boolean;
     }
   | { kind: 'facts'; json: boolean }
   | { kind: 'version' }
@@ -50,6 +52,7 @@ Options:
   --timeout SEC         bound on every CRIU call (default ${DEFAULT_PROBE_OPTIONS.timeoutMs / 1000})
   --work-dir DIR        where the probe keeps its images while it runs (check only)
   --json                print the verdict as JSON
+  --verbose             also print the probe's evidence to stderr (restore proof, dump recovery, pagemap fix)
 
 Exit status: 0 migratable, 1 not migratable, 2 usage or internal error.
 Environment: MIGPROBE_CRIU names the criu binary (default: criu on PATH).
@@ -61,17 +64,17 @@ const VALUE_FLAGS = new Set([
   '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
   '--timeout', '--work-dir', '--images', '--archive',
 ]);
-const BOOL_FLAGS = new Set(['--tcp-established', '--file-locks', '--ext-unix-sk', '--json', '--help', '-h']);
+const BOOL_FLAGS = new Set(['--tcp-established', '--file-locks', '--ext-unix-sk', '--json', '--verbose', '--help', '-h']);
 
 /** Which flags each command accepts. */
 const ALLOWED: Record<'check' | 'restore-check' | 'facts' | 'version', ReadonlySet<string>> = {
   check: new Set([
     '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
-    '--timeout', '--work-dir', '--tcp-established', '--file-locks', '--ext-unix-sk', '--json',
+    '--timeout', '--work-dir', '--tcp-established', '--file-locks', '--ext-unix-sk', '--json', '--verbose',
   ]),
   'restore-check': new Set([
     '--images', '--archive', '--target-root', '--namespace', '--address', '--ghost-limit', '--freeze-budget',
-    '--timeout', '--tcp-established', '--file-locks', '--ext-unix-sk', '--json',
+    '--timeout', '--tcp-established', '--file-locks', '--ext-unix-sk', '--json', '--verbose',
   ]),
   facts: new Set(['--json']),
   version: new Set([]),
@@ -168,6 +171,7 @@ export function parseArgs(argv: readonly string[]): Command {
     if (!allowed.has(f)) throw new UsageError(`${f} is not an option of ${cmd}`);
   }
   const json = bools.has('--json');
+  const verbose = bools.has('--verbose');
 
   if (cmd === 'facts') return { kind: 'facts', json };
 
@@ -195,7 +199,7 @@ export function parseArgs(argv: readonly string[]): Command {
       ref = r;
     }
     const workDir = values.get('--work-dir');
-    return { kind: 'check', ref, opts, target, json, ...(workDir === undefined ? {} : { workDir }) };
+    return { kind: 'check', ref, opts, target, json, verbose, ...(workDir === undefined ? {} : { workDir }) };
   }
 
   const images = values.get('--images');
@@ -207,5 +211,5 @@ export function parseArgs(argv: readonly string[]): Command {
     throw new UsageError(`--archive must name a .tar or .tar.gz file, got '${archive}'`);
   }
   const src = images !== undefined ? { imagesDir: images } : { archive: archive ?? '' };
-  return { kind: 'restore-check', src, opts, target, json };
+  return { kind: 'restore-check', src, opts, target, json, verbose };
 }

@@ -4,7 +4,7 @@ import { makeVerdict } from '../verdict.ts';
 import type { Verdict } from '../verdict.ts';
 import type { NodeFacts } from '../engine/api.ts';
 import { reason } from '../engine/reasons.ts';
-import { runCli } from './cli.ts';
+import { formatDetail, runCli } from './cli.ts';
 import type { CliDeps } from './cli.ts';
 
 const ok: Verdict = makeVerdict({
@@ -31,6 +31,10 @@ function harness(verdict: Verdict | Error) {
   const deps: CliDeps = {
     checkContainer: (...a) => {
       calls.push(['check', ...a]);
+      const det = a[3].detail;
+      if (det !== undefined) {
+        det.restoreProof = { cpuTicksBefore: { '42': 7 }, cpuTicksAfter: { '42': 7 }, states: { '42': 'T' }, leftovers: [] };
+      }
       return verdict instanceof Error ? Promise.reject(verdict) : Promise.resolve(verdict);
     },
     checkRestoreOnly: (...a) => {
@@ -91,4 +95,21 @@ void test('facts, version, help', async () => {
   const u = harness(ok);
   assert.equal(await runCli(['--help'], u.deps, u.io), 0);
   assert.match(u.out.join(''), /Exit status: 0 migratable, 1 not migratable, 2 usage or internal error/);
+});
+
+void test('--verbose prints the restore proof on stderr and leaves stdout to the verdict', async () => {
+  const h = harness(ok);
+  assert.equal(await runCli(['check', '--pid', '7', '--json', '--verbose'], h.deps, h.io), 0);
+  assert.deepEqual(JSON.parse(h.out.join('')), ok);
+  assert.match(h.err.join(''), /restore proof: 1 restored task\(s\), states T, CPU time unchanged/);
+  assert.match(h.err.join(''), /leftovers after teardown: none/);
+  const quiet = harness(ok);
+  await runCli(['check', '--pid', '7', '--json'], quiet.deps, quiet.io);
+  assert.deepEqual(quiet.err, []);
+  assert.equal((quiet.calls[0] as unknown[])[4] !== undefined && 'detail' in ((quiet.calls[0] as unknown[])[4] as object), false);
+  assert.match(formatDetail({}), /no restore ran/);
+  assert.match(
+    formatDetail({ restoreProof: { cpuTicksBefore: { '1': 1 }, cpuTicksAfter: { '1': 2 }, states: { '1': 'T' }, leftovers: ['mount /x'] } }),
+    /CPU time MOVED[\s\S]*leftovers after teardown: mount \/x/,
+  );
 });

@@ -3,12 +3,23 @@
 
 import type { Verdict } from '../verdict.ts';
 import type { ContainerRef, NodeFacts, ProbeOptions, TargetRoot } from '../engine/api.ts';
+import type { ProbeDetail } from '../engine/probe.ts';
 import { formatFacts, formatVerdict } from '../engine/format.ts';
 import { USAGE, UsageError, parseArgs } from './args.ts';
 
 export interface CliDeps {
-  checkContainer(ref: ContainerRef, opts: ProbeOptions, target: TargetRoot, io?: { workDir?: string }): Promise<Verdict>;
-  checkRestoreOnly(src: { imagesDir: string } | { archive: string }, opts: ProbeOptions, target: TargetRoot): Promise<Verdict>;
+  checkContainer(
+    ref: ContainerRef,
+    opts: ProbeOptions,
+    target: TargetRoot,
+    io: { workDir?: string; detail?: ProbeDetail },
+  ): Promise<Verdict>;
+  checkRestoreOnly(
+    src: { imagesDir: string } | { archive: string },
+    opts: ProbeOptions,
+    target: TargetRoot,
+    io: { detail?: ProbeDetail },
+  ): Promise<Verdict>;
   nodeFacts(): Promise<NodeFacts>;
   version(): Promise<string>;
 }
@@ -54,11 +65,17 @@ export async function runCli(argv: readonly string[], deps: CliDeps, io: CliIo):
       }
       case 'check':
       case 'restore-check': {
+        const detail: ProbeDetail = {};
+        const withDetail = cmd.verbose ? { detail } : {};
         const v =
           cmd.kind === 'check'
-            ? await deps.checkContainer(cmd.ref, cmd.opts, cmd.target, cmd.workDir === undefined ? {} : { workDir: cmd.workDir })
-            : await deps.checkRestoreOnly(cmd.src, cmd.opts, cmd.target);
+            ? await deps.checkContainer(cmd.ref, cmd.opts, cmd.target, {
+                ...withDetail,
+                ...(cmd.workDir === undefined ? {} : { workDir: cmd.workDir }),
+              })
+            : await deps.checkRestoreOnly(cmd.src, cmd.opts, cmd.target, withDetail);
         io.out(cmd.json ? `${JSON.stringify(v, null, 2)}\n` : formatVerdict(v, process.stdout.columns ?? 100));
+        if (cmd.verbose) io.err(formatDetail(detail));
         return v.migratable ? EXIT_MIGRATABLE : EXIT_NOT_MIGRATABLE;
       }
     }
@@ -66,4 +83,25 @@ export async function runCli(argv: readonly string[], deps: CliDeps, io: CliIo):
     io.err(`migprobe: ${describe(err)}\n`);
     return EXIT_ERROR;
   }
+}
+
+/** The evidence behind a verdict, for --verbose (stderr, so --json output stays exactly the Verdict). */
+export function formatDetail(d: ProbeDetail): string {
+  const out: string[] = [];
+  const p = d.restoreProof;
+  if (p !== undefined) {
+    const pids = Object.keys(p.cpuTicksBefore);
+    const still = pids.every((pid) => p.cpuTicksAfter[pid] === p.cpuTicksBefore[pid]);
+    const states = [...new Set(Object.values(p.states))].join(' ') || '-';
+    out.push(
+      `restore proof: ${pids.length} restored task(s), states ${states}, CPU time ${still ? 'unchanged' : 'MOVED'}` +
+        ` (ticks ${JSON.stringify(p.cpuTicksBefore)} -> ${JSON.stringify(p.cpuTicksAfter)})`,
+      `leftovers after teardown: ${p.leftovers.length === 0 ? 'none' : p.leftovers.join(', ')}`,
+    );
+  } else {
+    out.push('restore proof: none (no restore ran)');
+  }
+  if (d.dumpRecovery !== undefined && d.dumpRecovery.length > 0) out.push(`dump recovery: ${d.dumpRecovery.join('; ')}`);
+  if (d.pagemap !== undefined) out.push(`pagemap fix: ${JSON.stringify(d.pagemap)}`);
+  return out.join('\n') + '\n';
 }

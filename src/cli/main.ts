@@ -8,8 +8,8 @@ import { runCli } from './cli.ts';
 import type { CliDeps } from './cli.ts';
 
 const deps: CliDeps = {
-  checkContainer: (ref, opts, target, io) => checkContainer(ref, opts, target, io ?? {}),
-  checkRestoreOnly: (src, opts, target) => checkRestoreOnly(src, opts, target),
+  checkContainer: (ref, opts, target, io) => checkContainer(ref, opts, target, io),
+  checkRestoreOnly: (src, opts, target, io) => checkRestoreOnly(src, opts, target, io),
   nodeFacts: async () => collectNodeFacts((await resolveCriu()).path),
   version: async () => {
     // src/cli/main.ts and dist/cli/main.js both sit two levels below package.json

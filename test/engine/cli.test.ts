@@ -58,9 +58,12 @@ void test('check --container of a migratable workload: exit 0, the JSON verdict'
   assert.match(v.criu.source ?? '', /^4\./);
   assert.equal(v.criu.target, v.criu.source);
   // the workload still runs
-  const again = await migprobe(['check', '--pid', String(c.pid)]);
+  const again = await migprobe(['check', '--pid', String(c.pid), '--verbose']);
   assert.equal(again.code, 0, again.stderr + again.stdout);
   assert.match(again.stdout, /^MIGRATABLE/);
+  // --verbose: the restored tasks stayed stopped, never ran, and nothing was left behind
+  assert.match(again.stderr, /restore proof: [1-9]\d* restored task\(s\), states T, CPU time unchanged/);
+  assert.match(again.stderr, /leftovers after teardown: none/);
 });
 
 void test('check of a blocked workload: exit 1, reasons in JSON and in the table', async (t) => {
