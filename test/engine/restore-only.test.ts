@@ -81,6 +81,10 @@ void test('restore-only from a kubelet/CRI-O checkpoint archive, with its rootfs
   assert.ok(detail.restoreProof !== undefined);
   assert.deepEqual(detail.restoreProof.cpuTicksAfter, detail.restoreProof.cpuTicksBefore);
   assert.deepEqual(detail.restoreProof.leftovers, []);
+  // Without an explicit root: the image named in config.dump, from this node's containerd.
+  const tb = await testbed();
+  const v2 = await checkRestoreOnly({ archive: tarball }, options, { containerdAddress: tb.containerd.address, namespace: tb.containerd.namespace });
+  assert.equal(v2.migratable, true, `${JSON.stringify(v2.reasons)}\n${v2.criuLogExcerpt ?? ''}`);
   assert.deepEqual(await newSandboxTraces(tracesBefore), []);
   await counterAdvances(c, await counter(c));
 });
