@@ -2,6 +2,15 @@
 // image set as a transfer would (tar+gzip) -> compatibility (node facts, file digests vs the target root) ->
 // restore check -> one Verdict. Also the two halves for the node agent (source and target run on different
 // nodes) and the restore-only mode. Everything it creates lives under one work dir that is always removed.
+//
+// For the node agent:
+//   source: sourceDumpCheck(ref, opts, <workRoot>/<probe>) -> result.bundleDir = <workRoot>/<probe>/bundle:
+//             images/         CRIU images without memory contents (lazy entries already removed from the pagemaps)
+//             manifest.json   image ref, rootfs layers, external mount keys, addresses, file digests, source facts
+//             rootfs-diff.tar the container's writable layer (absent when over ROOTFS_DIFF_CAP)
+//           ship that folder (tar it), then remove <workRoot>/<probe>.
+//   target: unpack it anywhere, targetRestoreCheck(dir, opts, { containerdAddress, namespace }), remove it.
+//   start-up: recoverFrozen(<workRoot>) (dump.ts) thaws whatever a crashed run left frozen.
 
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
