@@ -195,6 +195,8 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
   const AGENT_NS = o.agentNamespace ?? `${o.namespace}-sys`;
   const cleanups: (() => Promise<void>)[] = [];
   const controllerRef: { current?: ManagedProcess } = {};
+  // Cleanups run in reverse: the log folder goes last.
+  cleanups.push(() => rm(logDir, { recursive: true, force: true }).then(() => undefined));
   const stop = async (): Promise<void> => {
     // Probes first, while the controller still runs their finalizer; strip what is left after that.
     const controllerUp = controllerRef.current?.child !== undefined && controllerRef.current.child.exitCode === null && controllerRef.current.child.signalCode === null;
@@ -285,9 +287,6 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
     controllerRef.current = controller;
     cleanups.push(() => controller.stop('SIGTERM', 25_000));
     await controller.start();
-    cleanups.push(() => rm(logDir, { recursive: true, force: true }).then(() => undefined));
-    // keep the log folder until the very end (cleanups run in reverse): move its removal first
-    cleanups.unshift(cleanups.pop()!);
 
     const kubectl: Operator['kubectl'] = async (args, opts = {}) => {
       const r = await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, ...args], { reject: opts.reject ?? true, ...(opts.input !== undefined ? { input: opts.input } : {}) });
