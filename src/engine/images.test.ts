@@ -20,6 +20,7 @@ import {
   stripLazyPagemap,
   decodePstree,
   decodeMountpoints,
+  decodeDumpStats,
 } from './images.ts';
 import type { PbField } from './images.ts';
 
@@ -147,4 +148,17 @@ test('mountpoints: external key from ext_key or, in old images, from root', () =
   assert.equal(a?.extKey, 'tmpfs-run');
   assert.equal(b?.extKey, '/');
   assert.equal(c?.extKey, undefined);
+});
+
+test('stats-dump: the dump counters of CRIU', () => {
+  const dump = encodeMessage([
+    { no: 1, wire: 0, v: 300n },
+    { no: 2, wire: 0, v: 187000n },
+    { no: 5, wire: 0, v: 65556n },
+    { no: 7, wire: 0, v: 65549n },
+    { no: 9, wire: 0, v: 0n },
+  ]);
+  const st = decodeDumpStats({ head: [], entries: [encodeMessage([{ no: 1, wire: 2, v: dump }])] });
+  assert.deepEqual(st, { freezingUs: 300, frozenUs: 187000, memdumpUs: 0, memwriteUs: 0, pagesScanned: 65556, pagesWritten: 65549, pagesLazy: 0 });
+  assert.equal(decodeDumpStats({ head: [], entries: [] }), undefined);
 });

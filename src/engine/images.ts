@@ -527,3 +527,43 @@ export async function readNetnsExtKey(dir: string): Promise<string | undefined> 
   }
   return undefined;
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// stats-dump (CRIU's own counters; times in microseconds)
+
+export const STATS_MAGIC = 0x57093306;
+
+export interface DumpStats {
+  freezingUs: number;
+  /** Meaningless in lazy mode (CRIU measures it wrongly there: about the uptime). */
+  frozenUs: number;
+  memdumpUs: number;
+  memwriteUs: number;
+  pagesScanned: number;
+  pagesWritten: number;
+  pagesLazy: number;
+}
+
+export function decodeDumpStats(img: ImageFile): DumpStats | undefined {
+  const e = img.entries[0];
+  if (e === undefined) return undefined;
+  const dump = getBytes(decodeMessage(e), 1)[0];
+  if (dump === undefined) return undefined;
+  const f = decodeMessage(dump);
+  const n = (no: number): number => Number(getVarint(f, no) ?? 0n);
+  return {
+    freezingUs: n(1),
+    frozenUs: n(2),
+    memdumpUs: n(3),
+    memwriteUs: n(4),
+    pagesScanned: n(5),
+    pagesWritten: n(7),
+    pagesLazy: n(9),
+  };
+}
+
+export async function readDumpStats(dir: string): Promise<DumpStats | undefined> {
+  const img = parseImage(await readFile(join(dir, 'stats-dump')));
+  if (img.head[1] !== STATS_MAGIC) throw new Error('stats-dump: wrong magic');
+  return decodeDumpStats(img);
+}

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { dumpCheck, recoverFrozen, MARKER_NAME } from '../../src/engine/dump.ts';
 import type { DumpCheckInput } from '../../src/engine/dump.ts';
 import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
+import { readDumpStats } from '../../src/engine/images.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ProbeOptions } from '../../src/engine/api.ts';
 import { testbed } from '../testbed/index.ts';
@@ -179,4 +180,19 @@ void test('the process running the dump dies mid-dump (a dying agent): the workl
   assert.equal(rec.length, 1);
   assert.ok(!existsSync(join(workDir, MARKER_NAME)));
   await counterAdvances(c, await counter(c));
+});
+
+void test('the freeze measured from the workload side agrees with CRIU\'s own frozen time (full dump)', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '128']);
+  const ci = await info(c);
+  const work = await tempDir(t);
+  const out = await dumpCheck({ ...input(ci, work), full: true });
+  assert.deepEqual(out.result.reasons, []);
+  const stats = await readDumpStats(join(work, 'bundle', 'images'));
+  assert.ok(stats !== undefined);
+  assert.ok(stats.pagesWritten >= 128 * 256, `a full dump writes the pages: ${stats.pagesWritten}`);
+  const criuMs = (stats.freezingUs + stats.frozenUs) / 1000;
+  const ours = out.info.freeze?.longestMs ?? 0;
+  assert.ok(Math.abs(ours - criuMs) <= 25 + 0.2 * criuMs, `ours ${ours.toFixed(1)} ms vs CRIU ${criuMs.toFixed(1)} ms`);
 });
