@@ -5,8 +5,9 @@ import { readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { run } from '../testbed/proc.ts';
+import type { Testbed } from '../testbed/index.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CHART_DIR = join(ROOT, 'charts', 'migprobe');
@@ -109,3 +110,30 @@ export function tlsPems(secret: { data?: Record<string, string> }): { ca: string
   const get = (k: string): string => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');
   return { ca: get('ca.crt'), cert: get('tls.crt'), key: get('tls.key') };
 }
+
+/** A kubeconfig that authenticates with `token` against the test bed's API server. */
+export function tokenKubeconfig(tb: Pick<Testbed, 'apiserverUrl' | 'apiserver'>, token: string): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'testbed', cluster: { server: tb.apiserverUrl, 'certificate-authority': tb.apiserver.caFile } }],
+    users: [{ name: 'sa', user: { token } }],
+    contexts: [{ name: 'sa', context: { cluster: 'testbed', user: 'sa' } }],
+    'current-context': 'sa',
+  });
+}
+
+/** The controller's flags as the chart renders them, with the pod's environment substituted. */
+export function chartControllerArgs(objs: KObject[], namespace: string, drop = ['--agent-port', '--agent-scheme', '--agent-ca-file', '--metrics-bind', '--token-file']): string[] {
+  const args = at(findObject(objs, 'Deployment', '-controller'), 'spec', 'template', 'spec', 'containers', 0, 'args') as string[];
+  // By default the caller (test/operator/harness.ts) chooses the agents' port, their TLS certificate (and so
+  // the CA file and scheme) and the metrics address; the token comes from a file the test writes (the kubelet
+  // would project it).
+  return args.filter((a) => !drop.some((f) => a.startsWith(`${f}=`))).map((a) => a.replaceAll('$(POD_NAMESPACE)', namespace));
+}
+
+/**
+ * An RBAC denial as the API server words it ('pods is forbidden: User "system:serviceaccount:ns:sa" cannot
+ * list resource "pods" ...'). Other 403s (e.g. writing into a terminating namespace) are not RBAC's.
+ */
+export const RBAC_DENIAL = /forbidden: User \\?"[^"\\]+\\?" cannot [a-z]+ resource/;

@@ -11,34 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
-import { kube, testbed, type Testbed } from '../testbed/index.ts';
+import { kube, testbed } from '../testbed/index.ts';
 import { run } from '../testbed/proc.ts';
 import { AGENT_SA, CONTROLLER_SA, startOperator } from '../operator/harness.ts';
 import { createProbe, getProbe, isFinal, workloadPod } from '../operator/lib.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
-import { CHART_DIR, at, findObject, helmTemplate, parseObjects } from './lib.ts';
-
-/** A kubeconfig that authenticates with `token` against the test bed's API server. */
-function tokenKubeconfig(tb: Testbed, token: string): string {
-  return stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'testbed', cluster: { server: tb.apiserverUrl, 'certificate-authority': tb.apiserver.caFile } }],
-    users: [{ name: 'sa', user: { token } }],
-    contexts: [{ name: 'sa', context: { cluster: 'testbed', user: 'sa' } }],
-    'current-context': 'sa',
-  });
-}
-
-/** The controller's flags as the chart renders them, with the pod's environment substituted. */
-function chartControllerArgs(objs: ReturnType<typeof parseObjects>, namespace: string): string[] {
-  const args = at(findObject(objs, 'Deployment', '-controller'), 'spec', 'template', 'spec', 'containers', 0, 'args') as string[];
-  // The harness chooses the agents' port, their TLS certificate (and so the CA file and scheme) and the
-  // metrics address; the token comes from a file we write (the kubelet would project it).
-  const ours = ['--agent-port', '--agent-scheme', '--agent-ca-file', '--metrics-bind', '--token-file'];
-  return args.filter((a) => !ours.some((f) => a.startsWith(`${f}=`))).map((a) => a.replaceAll('$(POD_NAMESPACE)', namespace));
-}
+import { CHART_DIR, RBAC_DENIAL, chartControllerArgs, helmTemplate, parseObjects, tokenKubeconfig } from './lib.ts';
 
 test('the controller as its ServiceAccount, with only the chart\'s RBAC, runs a probe end to end without a 403', { timeout: 300_000 }, async (t) => {
   const tb = await testbed();
@@ -126,7 +104,7 @@ test('the controller as its ServiceAccount, with only the chart\'s RBAC, runs a 
 
   const denials = log()
     .split('\n')
-    .filter((l) => /\b403\b|forbidden/i.test(l));
+    .filter((l) => RBAC_DENIAL.test(l));
   assert.deepEqual(denials, [], 'RBAC denials in the controller log');
 });
 
