@@ -416,6 +416,13 @@ export async function checkRestoreOnly(
       reasons.push(
         reason('InsufficientMemory', `the checkpoint holds ${cp.pageBytes} bytes of memory pages; this node has ${facts.memAvailableBytes} bytes available (need ${need} with margin)`, undefined, 'compat'),
       );
+      // A full checkpoint's restore allocates all of that memory: never squeeze the node for a check.
+      return makeVerdict({
+        reasons,
+        timings: { totalMs: Math.round(performance.now() - started) },
+        sizes: { imageBytes: cp.imageBytes, workloadRssBytes: cp.pageBytes },
+        criu: criuVersions,
+      });
     }
     const r = await restoreCheck({
       bundleDir: work,

@@ -7,7 +7,8 @@ import { cp, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { dumpCheck } from '../../src/engine/dump.ts';
-import { checkRestoreOnly } from '../../src/engine/probe.ts';
+import { checkRestoreOnly, defaultProbeDeps } from '../../src/engine/probe.ts';
+import { collectNodeFacts } from '../../src/engine/facts.ts';
 import type { ProbeDetail } from '../../src/engine/probe.ts';
 import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
 import { imageDirSize } from '../../src/engine/images.ts';
@@ -98,4 +99,18 @@ void test('restore-only of something that is not a checkpoint is CheckpointNotFo
   execFileSync('tar', ['-c', '-f', bogus, '-C', work, '.']);
   const v2 = await checkRestoreOnly({ archive: bogus }, options, {});
   assert.deepEqual(v2.reasons.map((r) => r.code), ['CheckpointNotFound']);
+});
+
+void test('restore-only does not restore a checkpoint bigger than the memory this node has free', async (t) => {
+  await testbed();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '16']);
+  const ci = await info(c);
+  const work = await tempDir(t);
+  const images = await fullDump(ci, join(work, 'dump'));
+  const facts = await collectNodeFacts((await testbed()).criu);
+  const deps = { ...defaultProbeDeps, collectNodeFacts: () => Promise.resolve({ ...facts, memAvailableBytes: 8 * 1024 * 1024 }) };
+  const detail: ProbeDetail = {};
+  const v = await checkRestoreOnly({ imagesDir: images }, options, { rootfs: ci.rootfs.lowerdirs[0] ?? '/' }, { deps, detail });
+  assert.deepEqual(v.reasons.map((r) => `${r.phase}:${r.code}`), ['compat:InsufficientMemory']);
+  assert.equal(detail.restoreProof, undefined, 'nothing was restored');
 });
