@@ -352,3 +352,40 @@ test('TLS: generated, or from your Secret, or off; the controller mounts the CA 
     assert.equal(agentTls?.secret?.secretName, ctlTls?.secret?.secretName);
   }
 });
+
+test('checkpointDir (RestoreOnly): a read-only typed hostPath and the agent flag, only when set', async () => {
+  const tb = await testbed();
+  const objs = parseObjects(await helmTemplate(tb.helm, { args: ['--set', 'agent.hostPaths.checkpointDir=/var/lib/kubelet/checkpoints'] }));
+  const spec = at(findObject(objs, 'DaemonSet', '-agent'), 'spec', 'template', 'spec');
+  const vol = (at(spec, 'volumes') as Volume[]).find((v) => v.name === 'checkpoints');
+  assert.deepEqual(vol?.hostPath, { path: '/var/lib/kubelet/checkpoints', type: 'Directory' });
+  const mount = (at(spec, 'containers', 0, 'volumeMounts') as { name: string; mountPath: string; readOnly?: boolean }[]).find((m) => m.name === 'checkpoints');
+  assert.deepEqual(mount, { name: 'checkpoints', mountPath: '/var/lib/kubelet/checkpoints', readOnly: true });
+  assert.ok((at(spec, 'containers', 0, 'args') as string[]).includes('--checkpoint-dir=/var/lib/kubelet/checkpoints'));
+  const def = parseObjects(await helmTemplate(tb.helm, {}));
+  const defSpec = at(findObject(def, 'DaemonSet', '-agent'), 'spec', 'template', 'spec');
+  assert.ok(!(at(defSpec, 'volumes') as Volume[]).some((v) => v.name === 'checkpoints'));
+  assert.ok(!(at(defSpec, 'containers', 0, 'args') as string[]).some((a) => a.startsWith('--checkpoint-dir')));
+});
+
+test('values.schema.json refuses values that could never work', async () => {
+  const tb = await testbed();
+  const bad: [string[], RegExp][] = [
+    [['--set', 'tls.mode=maybe'], /tls/],
+    [['--set', 'agent.privileged=false', '--set', 'agent.capabilities={NET_ADMIN}'], /capabilities/],
+    [['--set', 'agent.capabilities={CAP_SYS_ADMIN}'], /capabilities/],
+    [['--set', 'agent.hostPaths.workDir=/'], /workDir/],
+    [['--set', 'agent.hostPaths.cgroup=sys/fs/cgroup'], /cgroup/],
+    [['--set', 'controller.securityContext.allowPrivilegeEscalation=true'], /allowPrivilegeEscalation/],
+    [['--set', 'controller.podSecurityContext.runAsNonRoot=false'], /runAsNonRoot/],
+    [['--set', 'agent.port=70000'], /port/],
+    [['--set', 'nosuchvalue=1'], /nosuchvalue|additional/i],
+  ];
+  for (const helm of [tb.helm, tb.helm3]) {
+    for (const [args, why] of bad) {
+      const res = await run(helm, ['template', 'x', CHART_DIR, ...args], { allowFail: true });
+      assert.notEqual(res.exitCode, 0, `${helm} accepted ${args.join(' ')}`);
+      assert.match(res.stderr, why, `${args.join(' ')}: ${res.stderr}`);
+    }
+  }
+});
