@@ -95,7 +95,7 @@ function setupReason(e: unknown): Reason {
 interface SourceOutcome {
   result: DumpCheckResult;
   info?: ContainerInfo;
-  /** Source node facts: collected after the dump (never while the workload is frozen), written into the manifest. */
+  /** Source node facts, possibly still being collected (sourceDumpCheck writes them into the manifest). */
   sourceFacts?: Promise<NodeFacts | undefined>;
   detail: ProbeDetail;
   /** True when there are images to restore. */
@@ -170,15 +170,11 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   if (out.info.pagemap !== undefined) detail.pagemap = out.info.pagemap;
   out.result.timings.preflightMs = preflightMs;
   out.result.sizes.workloadRssBytes = pre.rssBytes;
-  // The facts go into the manifest when they are in (the transfer may already be on its way: the one-host check
-  // hands them to the target side directly).
-  const bundleDir = out.result.bundleDir;
+  // The facts may still be coming: sourceDumpCheck waits for them and writes them into the manifest before the
+  // bundle leaves; the one-host check hands them to the target side directly (never rewriting the manifest while
+  // the transfer packs it).
   factsP ??= collect();
-  const sourceFacts = factsP.then(async (f) => {
-    if (f !== undefined && bundleDir !== undefined) await updateManifest(bundleDir, { sourceFacts: f }).catch(() => undefined);
-    return f;
-  });
-  return { result: out.result, info, sourceFacts, detail, dumped };
+  return { result: out.result, info, sourceFacts: factsP, detail, dumped };
 }
 
 /** Merge fields into a bundle's manifest.json (written to a temporary file, then renamed: readers see old or new). */
@@ -214,7 +210,8 @@ export async function shipRootfsDiff(upperdir: string, bundleDir: string, runner
 export async function sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps = defaultProbeDeps): Promise<DumpCheckResult> {
   await mkdir(workDir, { recursive: true });
   const s = await runSource(ref, opts, workDir, deps);
-  await s.sourceFacts;
+  const facts = await s.sourceFacts;
+  if (facts !== undefined && s.dumped && s.result.bundleDir !== undefined) await updateManifest(s.result.bundleDir, { sourceFacts: facts });
   if (!s.dumped) delete s.result.bundleDir;
   return s.result;
 }
