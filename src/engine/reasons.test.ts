@@ -27,7 +27,7 @@ void test('hints of the options-driven codes name the option', () => {
   assert.match(REASON_CATALOG.FileLocks.hint, /options\.fileLocks/);
   assert.match(REASON_CATALOG.ExternalUnixSocket.hint, /options\.extUnixSockets/);
   assert.match(REASON_CATALOG.GhostFileTooLarge.hint, /options\.ghostLimitBytes/);
-  assert.match(REASON_CATALOG.FreezeBudgetExceeded.hint, /options\.freezeBudgetMs/);
+  assert.match(REASON_CATALOG.FreezeBudgetExceeded.hint, /options\.freezeBudgetMilliseconds/);
 });
 
 void test('catalog markdown has one row per code', () => {

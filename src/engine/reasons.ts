@@ -69,7 +69,7 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
   FreezeBudgetExceeded: {
     phase: 'dump',
     description: 'The dump check froze the workload longer than the freeze budget allows.',
-    hint: 'raise options.freezeBudgetMs (CLI --freeze-budget) if the workload tolerates it, or reduce its memory and mounts',
+    hint: 'raise spec.options.freezeBudgetMilliseconds (CLI --freeze-budget) if the workload tolerates it, or reduce its memory and mounts',
   },
   DumpFailed: {
     phase: 'dump',
@@ -129,7 +129,7 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
   Timeout: {
     phase: 'dump',
     description: 'A step of the probe did not finish within its time bound and was stopped.',
-    hint: 'raise options.timeoutMs (CLI --timeout) if the node is slow; the CRIU log excerpt shows where it stopped',
+    hint: 'raise spec.timeoutSeconds (CLI --timeout) if the node is slow; the CRIU log excerpt shows where it stopped',
   },
   InternalError: {
     phase: 'setup',
