@@ -7,16 +7,19 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { kube, testbed } from '../testbed/index.ts';
-import { run } from '../testbed/proc.ts';
+import { freePort, kube, testbed } from '../testbed/index.ts';
+import { run, waitFor } from '../testbed/proc.ts';
+import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { AGENT_SA, CONTROLLER_SA, startOperator } from '../operator/harness.ts';
 import { createProbe, getProbe, isFinal, workloadPod } from '../operator/lib.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
-import { CHART_DIR, RBAC_DENIAL, chartControllerArgs, helmTemplate, parseObjects, tokenKubeconfig } from './lib.ts';
+import { CHART_DIR, RBAC_DENIAL, ROOT, at, chartControllerArgs, findObject, helmTemplate, parseObjects, tlsPems, tokenKubeconfig } from './lib.ts';
 
 test('the controller as its ServiceAccount, with only the chart\'s RBAC, runs a probe end to end without a 403', { timeout: 300_000 }, async (t) => {
   const tb = await testbed();
@@ -150,4 +153,155 @@ test('the agent ServiceAccount may do exactly its two API calls; neither Service
   for (const [who, args, want] of expectations) {
     assert.equal(await can(who, ...args), want, `${who.split(':').pop() ?? who} ${want ? 'may' : 'may not'} ${args.join(' ')}`);
   }
+});
+
+interface AgentAnswer {
+  status: number;
+  body: { code?: string; message?: string };
+}
+
+/** One HTTPS call to an agent, verifying its certificate against `ca` for the chart's server name. */
+async function callAgent(url: string, ca: string, method: string, token: string | undefined, body?: unknown): Promise<AgentAnswer> {
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return await new Promise<AgentAnswer>((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        method,
+        ca,
+        servername: 'migprobe-agent',
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(payload ? { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) } : {}),
+        },
+        timeout: 30_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: AgentAnswer['body'] = {};
+          try {
+            parsed = JSON.parse(text) as AgentAnswer['body'];
+          } catch {
+            parsed = { message: text };
+          }
+          resolve({ status: res.statusCode ?? 0, body: parsed });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url} timed out`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+test('the agent as its ServiceAccount, with the chart\'s flags, certificate and RBAC: TokenReview and pod checks work', { timeout: 120_000 }, async (t) => {
+  const tb = await testbed();
+  const id = randomBytes(3).toString('hex');
+  const ns = `mp-agent-${id}`;
+  const release = `ag${id}`;
+  const node = `mp-agent-node-${id}`;
+  const tmp = mkdtempSync(join(tmpdir(), 'migprobe-agent-sa-'));
+  const kc = kube.client(tb);
+  const kubectl = async (args: string[]) => await run(tb.kubectl, ['--kubeconfig', tb.kubeconfigPath, ...args], { timeoutMs: 60_000 });
+  const procs: { agent?: ChildProcess } = {};
+  t.after(async () => {
+    const a = procs.agent;
+    if (a && a.exitCode === null && a.signalCode === null) {
+      a.kill('SIGTERM');
+      const killer = setTimeout(() => a.kill('SIGKILL'), 15_000);
+      await new Promise((r) => a.once('exit', r));
+      clearTimeout(killer);
+    }
+    await run(tb.helm, ['uninstall', release, '-n', ns, '--ignore-not-found', '--kubeconfig', tb.kubeconfigPath], { allowFail: true });
+    await kube.deletePod(kc, ns, 'elsewhere');
+    await kube.deleteNamespace(kc, ns);
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  await run(tb.helm, ['install', release, CHART_DIR, '-n', ns, '--create-namespace', '--kubeconfig', tb.kubeconfigPath], { timeoutMs: 120_000 });
+  const objs = parseObjects(await helmTemplate(tb.helm, { release, namespace: ns }));
+  const ds = findObject(objs, 'DaemonSet', '-agent');
+  const agentSa = at(ds, 'spec', 'template', 'spec', 'serviceAccountName') as string;
+  const controllerSa = at(findObject(objs, 'Deployment', '-controller'), 'spec', 'template', 'spec', 'serviceAccountName') as string;
+
+  // What the agent pod would have: its API token, its projected agent-audience token, the TLS Secret's files.
+  const token = async (sa: string, audience?: string): Promise<string> =>
+    (await kubectl(['create', 'token', sa, '-n', ns, '--duration=3600s', ...(audience ? [`--audience=${audience}`] : [])])).stdout.trim();
+  writeFileSync(join(tmp, 'kubeconfig'), tokenKubeconfig(tb, await token(agentSa)), { mode: 0o600 });
+  writeFileSync(join(tmp, 'token'), await token(agentSa, 'migprobe-agent'), { mode: 0o600 });
+  const secret = JSON.parse((await kubectl(['-n', ns, 'get', 'secret', `${release}-migprobe-agent-tls`, '-o', 'json'])).stdout) as { data?: Record<string, string> };
+  const pems = tlsPems(secret);
+  writeFileSync(join(tmp, 'ca.crt'), pems.ca);
+  writeFileSync(join(tmp, 'tls.crt'), pems.cert);
+  writeFileSync(join(tmp, 'tls.key'), pems.key, { mode: 0o600 });
+
+  // The chart's agent flags, with the pod's paths replaced by this test's files.
+  const port = await freePort();
+  const replace: Record<string, string> = {
+    '--node-name': node,
+    '--listen': `127.0.0.1:${port}`,
+    '--work-dir': join(tmp, 'work'),
+    '--token-file': join(tmp, 'token'),
+    '--tls-cert-file': join(tmp, 'tls.crt'),
+    '--tls-key-file': join(tmp, 'tls.key'),
+    '--agent-ca-file': join(tmp, 'ca.crt'),
+    '--containerd-address': tb.containerd.address,
+  };
+  const chartArgs = at(ds, 'spec', 'template', 'spec', 'containers', 0, 'args') as string[];
+  const args = chartArgs.map((a) => {
+    const flag = a.split('=')[0] ?? a;
+    const v = replace[flag];
+    return v === undefined ? a : `${flag}=${v}`;
+  });
+  for (const flag of Object.keys(replace)) assert.ok(chartArgs.some((a) => a.startsWith(`${flag}=`)), `the chart passes ${flag}`);
+  const logFile = join(tmp, 'agent.log');
+  const fd = openSync(logFile, 'a');
+  const agent = spawn(process.execPath, [join(ROOT, 'src', 'agent', 'main.ts'), ...args, '--kubeconfig', join(tmp, 'kubeconfig')], {
+    cwd: ROOT,
+    stdio: ['ignore', fd, fd],
+    env: { ...process.env, MIGPROBE_CRIU: tb.criu },
+  });
+  procs.agent = agent;
+  closeSync(fd);
+  const log = (): string => readFileSync(logFile, 'utf8');
+  const url = `https://127.0.0.1:${port}`;
+  await waitFor('the agent to answer /healthz over TLS', 30_000, async () => {
+    if (agent.exitCode !== null) throw new Error(`the agent exited: ${log().slice(-3000)}`);
+    return (await callAgent(`${url}/healthz`, pems.ca, 'GET', undefined)).status === 200 ? true : undefined;
+  });
+
+  // A pod on another node: the agent must read it (GET pods) and refuse.
+  await kube.createRunningPod(kc, { namespace: ns, name: 'elsewhere', nodeName: `${node}-other`, containerName: 'app', containerId: 'c0ffee', image: tb.image.ref });
+  const start = (podName: string): unknown => ({
+    namespace: ns,
+    podName,
+    containerName: 'app',
+    containerId: 'c0ffee',
+    mode: 'Check',
+    options: { ...DEFAULT_PROBE_OPTIONS },
+    target: { nodeName: `${node}-other`, url: 'https://127.0.0.1:1' },
+  });
+  const probeUrl = `${url}/v1/probes/${randomUUID()}`;
+  const controllerToken = await token(controllerSa, 'migprobe-agent');
+
+  const refused = await callAgent(probeUrl, pems.ca, 'PUT', controllerToken, start('elsewhere'));
+  assert.equal(refused.body.code, 'PodNotOnNode', `${JSON.stringify(refused)}\n${log().slice(-3000)}`);
+  const missing = await callAgent(probeUrl, pems.ca, 'PUT', controllerToken, start('no-such-pod'));
+  assert.equal(missing.body.code, 'PodNotFound', `${JSON.stringify(missing)}\n${log().slice(-3000)}`);
+  // Authentication: no token, a token for another audience, and a ServiceAccount not on the allow-list.
+  const anonymous = await callAgent(probeUrl, pems.ca, 'PUT', undefined, start('elsewhere'));
+  assert.equal(anonymous.status, 401);
+  const apiAudience = await callAgent(probeUrl, pems.ca, 'PUT', await token(controllerSa), start('elsewhere'));
+  assert.ok(apiAudience.status === 401 || apiAudience.status === 403, `a token for the API server's audience is refused: ${JSON.stringify(apiAudience)}`);
+  await kubectl(['create', 'serviceaccount', 'intruder', '-n', ns]);
+  const intruder = await callAgent(probeUrl, pems.ca, 'PUT', await token('intruder', 'migprobe-agent'), start('elsewhere'));
+  assert.ok(intruder.status === 401 || intruder.status === 403, `an unlisted ServiceAccount is refused: ${JSON.stringify(intruder)}`);
+
+  const denials = log()
+    .split('\n')
+    .filter((l) => RBAC_DENIAL.test(l));
+  assert.deepEqual(denials, [], 'RBAC denials in the agent log');
 });
