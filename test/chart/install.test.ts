@@ -218,9 +218,14 @@ test('kubectl apply --dry-run=server accepts the rendering of every values case;
   }
   // deploy/ for real: it carries its own labelled Namespace and the CRD, and applies in one go.
   const deploy = join(CHART_DIR, '..', '..', 'deploy', 'migprobe.yaml');
-  const res = await kubectl(['apply', '--server-side', '-f', deploy], { allowFail: true });
-  assert.equal(res.exitCode, 0, `kubectl apply -f deploy/migprobe.yaml failed:\n${res.stderr}`);
-  assert.equal(res.stdout.split('\n').filter((l) => l.includes('serverside-applied')).length, parseObjects(readFileSync(deploy, 'utf8')).length);
+  // As the README says (client-side apply of the folder), then server-side apply over it.
+  const count = parseObjects(readFileSync(deploy, 'utf8')).length;
+  const csa = await kubectl(['apply', '-f', join(CHART_DIR, '..', '..', 'deploy')], { allowFail: true });
+  assert.equal(csa.exitCode, 0, `kubectl apply -f deploy/ failed:\n${csa.stderr}`);
+  assert.equal(csa.stdout.split('\n').filter((l) => / (created|configured|unchanged)$/.test(l)).length, count, csa.stdout);
+  const res = await kubectl(['apply', '--server-side', '--force-conflicts', '-f', deploy], { allowFail: true });
+  assert.equal(res.exitCode, 0, `kubectl apply --server-side -f deploy/migprobe.yaml failed:\n${res.stderr}`);
+  assert.equal(res.stdout.split('\n').filter((l) => l.includes('serverside-applied')).length, count);
   const ds = await kubectl(['-n', 'migprobe-system', 'get', 'daemonset', 'migprobe-agent', '-o', 'jsonpath={.spec.template.spec.hostPID}']);
   assert.equal(ds.stdout, 'true');
   const label = await kubectl(['get', 'namespace', 'migprobe-system', '-o', 'jsonpath={.metadata.labels.pod-security\\.kubernetes\\.io/enforce}']);
