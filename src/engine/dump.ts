@@ -90,6 +90,15 @@ export interface FrozenMarker {
   since: string;
 }
 
+/** SIGKILL a process group (CRIU and its helpers); quiet when it is gone. */
+export function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // no such group any more
+  }
+}
+
 /** Write the marker atomically: a crash mid-write must not leave an empty marker. */
 async function writeMarker(path: string, marker: FrozenMarker): Promise<void> {
   await writeFile(`${path}.tmp`, JSON.stringify(marker));
@@ -244,12 +253,13 @@ export async function recoverFrozen(workRoot: string): Promise<{ marker: string;
     try {
       const m = JSON.parse(await readFile(marker, 'utf8')) as FrozenMarker;
       if (m.criuPid !== undefined && isCriu(m.criuPid)) {
+        killGroup(m.criuPid);
         try {
           process.kill(m.criuPid, 'SIGKILL');
-          actions.push(`SIGKILL to leftover criu ${m.criuPid}`);
         } catch {
-          // gone
+          // gone with its group
         }
+        actions.push(`SIGKILL to leftover criu ${m.criuPid} and its process group`);
         await new Promise((r) => setTimeout(r, 50));
       }
       const r = await ensureRunning(m.pids.length > 0 ? m.pids : [m.pid], m.freezerCgroupDir, 2000, new Set(m.stoppedBefore ?? []));
@@ -343,13 +353,15 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   const watch = watchFreeze(subject.pids, {
     ...(subject.freezerCgroupDir === undefined ? {} : { freezerStatePath: join(subject.freezerCgroupDir, 'freezer.state') }),
     onFirstStop: () => {
-      if (input.hooks?.killCriuWhenFrozen === true) criu.proc?.kill('SIGKILL');
+      if (input.hooks?.killCriuWhenFrozen === true && criu.proc?.pid !== undefined) killGroup(criu.proc.pid);
     },
   });
   await watch.ready;
 
   const started = performance.now();
-  const proc = spawn(criuPath(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+  // Its own process group: a timeout kills CRIU with every helper it forked (a helper left stopped by a killed
+  // CRIU would otherwise hold our pipes open forever).
+  const proc = spawn(criuPath(), args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'], detached: true });
   criu.proc = proc;
   let stderr = '';
   proc.stderr?.on('data', (b: Buffer) => {
@@ -364,7 +376,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
-    proc.kill('SIGKILL');
+    if (proc.pid !== undefined) killGroup(proc.pid);
   }, options.timeoutMs);
   let pageServerError: string | undefined;
   // fd 3 of CRIU is one end of a unix socket pair (node's 'pipe'). CRIU's lazy page server reads commands from it
@@ -382,7 +394,11 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
       stderr += `${e.message}\n`;
       resolve({ code: 127, signal: null });
     });
-    proc.once('close', (code, signal) => resolve({ code, signal }));
+    // 'exit', not 'close': a forked helper could hold the pipes after CRIU is gone.
+    proc.once('exit', (code, signal) => {
+      if (proc.pid !== undefined) killGroup(proc.pid);
+      resolve({ code, signal });
+    });
   });
   clearTimeout(timer);
   const dumpMs = performance.now() - started;

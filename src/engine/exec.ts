@@ -84,6 +84,14 @@ export const run: Runner = (cmd, args, opts = {}) =>
     };
     child.on('error', (err) => finish(127, null, err));
     child.on('close', (code, sig) => finish(code, sig));
+    // A helper the command forked may keep our pipes open after it is gone: do not wait for 'close' forever.
+    child.on('exit', (code, sig) => {
+      setTimeout(() => {
+        finish(code, sig);
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, timedOut ? 100 : 2000).unref();
+    });
     if (opts.input !== undefined && child.stdin !== null) {
       child.stdin.on('error', () => undefined);
       child.stdin.end(opts.input);

@@ -86,11 +86,17 @@ void test('a CRIU call over the timeout is killed, reported as Timeout, and the 
   await testbed();
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '16']);
   const ci = await info(c);
-  const out = await dumpCheck(input(ci, await tempDir(t), { timeoutMs: 30 }));
-  assert.deepEqual(out.result.reasons.map((r) => r.code), ['Timeout']);
-  assert.ok(out.info.timedOut);
-  const states = await taskStates(ci.pids);
-  assert.ok(!states.some((s) => s === 't' || s === 'T'), `states: ${states.join(',')}`);
+  // Several timeouts, to hit CRIU at different points (its start-up checks fork helpers that stop themselves).
+  for (const timeoutMs of [5, 15, 30, 60]) {
+    const work = await tempDir(t);
+    const out = await dumpCheck(input(ci, work, { timeoutMs }));
+    if (out.info.criuExitCode === 0) continue; // finished first: fine
+    assert.deepEqual(out.result.reasons.map((r) => r.code), ['Timeout'], `timeout ${timeoutMs}`);
+    assert.ok(out.info.timedOut);
+    const states = await taskStates(ci.pids);
+    assert.ok(!states.some((s) => s === 't' || s === 'T'), `states: ${states.join(',')}`);
+    assert.deepEqual(await processesMentioning(work), [], 'CRIU and every helper it forked are gone');
+  }
   await counterAdvances(c, await counter(c));
 });
 
@@ -196,3 +202,18 @@ void test('the freeze measured from the workload side agrees with CRIU\'s own fr
   const ours = out.info.freeze?.longestMs ?? 0;
   assert.ok(Math.abs(ours - criuMs) <= 25 + 0.2 * criuMs, `ours ${ours.toFixed(1)} ms vs CRIU ${criuMs.toFixed(1)} ms`);
 });
+
+/** PIDs whose command line mentions `text` (e.g. a work dir a killed CRIU was given). */
+async function processesMentioning(text: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const n of await readdir('/proc')) {
+    if (!/^\d+$/.test(n)) continue;
+    try {
+      const cmd = await readFile(`/proc/${n}/cmdline`, 'latin1');
+      if (cmd.includes(text)) out.push(Number(n));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
