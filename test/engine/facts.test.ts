@@ -11,7 +11,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { resolveCriu } from '../../src/engine/criu.ts';
-import { collectNodeFacts, compareRootfs, hashMappedFiles, resolveInRoot } from '../../src/engine/facts.ts';
+import { cachedCriuFeatures, collectNodeFacts, compareRootfs, forgetCachedFeatures, hashMappedFiles, resolveInRoot } from '../../src/engine/facts.ts';
+import { criuFeatures } from '../../src/engine/criu.ts';
+import { run } from '../../src/engine/exec.ts';
+import type { Runner } from '../../src/engine/exec.ts';
 import { testbed } from '../testbed/index.ts';
 import { startWorkload } from './workloads.ts';
 
@@ -32,6 +35,33 @@ void test('collectNodeFacts reads this node and asks the real CRIU', async () =>
   assert.equal(f.criuFeatures['timens'], true);
   assert.equal(f.criuFeatures['uffd'], true);
   assert.equal(f.criuFeatures['clone3_set_tid'], true);
+});
+
+void test('CRIU feature answers are cached per boot and binary, and equal what CRIU says', async (t) => {
+  await testbed();
+  const criu = await resolveCriu();
+  const cacheDir = await mkdtemp(join(tmpdir(), 'facts-cache-'));
+  t.after(async () => await rm(cacheDir, { recursive: true, force: true }));
+  let calls = 0;
+  const counting: Runner = async (cmd, args, opts) => {
+    calls++;
+    return await run(cmd, args, opts);
+  };
+  const deps = { runner: counting, proc: '/proc', cacheDir };
+  forgetCachedFeatures();
+  const first = await cachedCriuFeatures(criu.path, deps);
+  assert.ok(calls > 10, `the first call asks CRIU (${calls} runs)`);
+  assert.deepEqual(first, await criuFeatures(criu.path));
+  const afterFirst = calls;
+  assert.deepEqual(await cachedCriuFeatures(criu.path, deps), first, 'from memory');
+  forgetCachedFeatures();
+  assert.deepEqual(await cachedCriuFeatures(criu.path, deps), first, 'from the cache file');
+  assert.equal(calls, afterFirst, 'no CRIU run once cached');
+  // Another binary (another key) is asked again.
+  const copy = join(cacheDir, 'criu-copy');
+  await exec('cp', [criu.path, copy]);
+  await cachedCriuFeatures(copy, deps);
+  assert.ok(calls > afterFirst, 'a different binary is not answered from the cache');
 });
 
 void test('digests of a container\'s executables and mapped files, compared against a target root', async (t) => {
