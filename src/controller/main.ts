@@ -135,7 +135,8 @@ async function main(): Promise<void> {
     registry,
     host: bind?.[1] ?? '127.0.0.1',
     port: Number(bind?.[2] ?? 0),
-    ready: () => informers.every((i) => i.hasSynced()),
+    // A standby replica is ready: waiting for the Lease is its job. The leader is ready once its caches synced.
+    ready: () => !leading || informers.every((i) => i.hasSynced()),
     logger: log,
   });
   log.info('metrics and health endpoints up', { url: health.url });
