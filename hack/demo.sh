@@ -6,16 +6,5 @@
 # Pass --keep to leave it running until Ctrl-C. Needs root.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-cd "$MIGPROBE_ROOT"
-bash hack/provision.sh
-use_node
-# shellcheck source=/dev/null
-. "$MIGPROBE_CACHE/env.sh"
-name="demo"
-export MIGPROBE_TESTBED="/var/lib/migprobe-testbed/$name/state.json"
-cleanup() { node test/testbed/cli.ts down "$name" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
-node test/testbed/cli.ts down "$name" >/dev/null 2>&1 || true
-log "starting the test bed"
-node test/testbed/cli.ts up "$name" >/dev/null
+provision_and_start_testbed demo
 node hack/demo.ts "$@"

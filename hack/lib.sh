@@ -37,3 +37,20 @@ use_node() {
   export PATH="$dir/bin:$PATH"
   node -e 'if (+process.versions.node.split(".")[0] < 24) process.exit(1)' || die "Node 24 not usable from $dir"
 }
+
+# Provisions, then exports the tool paths and starts a fresh test bed named $1 whose daemons are stopped
+# when the calling script exits. Sets MIGPROBE_TESTBED for the tests and the demo.
+provision_and_start_testbed() {
+  local name="$1"
+  cd "$MIGPROBE_ROOT"
+  bash hack/provision.sh
+  use_node
+  # shellcheck source=/dev/null
+  . "$MIGPROBE_CACHE/env.sh"
+  export MIGPROBE_TESTBED="/var/lib/migprobe-testbed/$name/state.json"
+  MIGPROBE_TESTBED_NAME="$name"
+  trap 'node "$MIGPROBE_ROOT/test/testbed/cli.ts" down "$MIGPROBE_TESTBED_NAME" >/dev/null 2>&1 || true' EXIT
+  node test/testbed/cli.ts down "$name" >/dev/null 2>&1 || true
+  log "starting test bed $name"
+  node test/testbed/cli.ts up "$name" >/dev/null
+}

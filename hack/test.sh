@@ -4,21 +4,10 @@
 # and tears it down. Needs root. Extra arguments are passed to `node --test` (e.g. a file to run alone).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-cd "$MIGPROBE_ROOT"
-bash hack/provision.sh
-use_node
-# shellcheck source=/dev/null
-. "$MIGPROBE_CACHE/env.sh"
+provision_and_start_testbed test
 
 log "typecheck"; npx tsc -p tsconfig.json --noEmit
 log "lint"; npx eslint .
-
-name="test"
-export MIGPROBE_TESTBED="/var/lib/migprobe-testbed/$name/state.json"
-cleanup() { node test/testbed/cli.ts down "$name" || true; }
-trap cleanup EXIT
-node test/testbed/cli.ts down "$name" >/dev/null 2>&1 || true
-node test/testbed/cli.ts up "$name" >/dev/null
 
 files=("$@")
 if [ "${#files[@]}" -eq 0 ]; then files=("src/**/*.test.ts" "test/**/*.test.ts"); fi
