@@ -248,6 +248,13 @@ export async function resolveContainer(ref: ContainerRef, deps: Partial<Containe
   const sharedWithHost = Object.keys(namespaces)
     .filter((k) => !k.endsWith('_for_children') && hostNs[k] !== undefined && hostNs[k] === namespaces[k])
     .sort();
+  if (sharedWithHost.includes('pid') && sharedWithHost.includes('mnt')) {
+    // Not a container: CRIU could dump it, but there is no container root filesystem to restore it into,
+    // and its process tree would be all of the host's processes it forked.
+    throw new ContainerNotFoundError(
+      `PID ${initPid} is not in a container: it shares the host's PID and mount namespaces (give the host PID of a container's init process)`,
+    );
+  }
 
   const pids = await processTree(d.proc, initPid, namespaces['pid'], hostNs['pid']);
   const threads: Record<number, number[]> = {};

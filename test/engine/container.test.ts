@@ -69,4 +69,9 @@ void test('unknown PID and unknown container ID are ContainerNotFound errors', a
     (err: unknown) => err instanceof ContainerNotFoundError && /not found/.test(err.message),
   );
   await assert.rejects(resolveContainer({ containerId: '../../etc', containerdAddress: tb.containerd.address }), ContainerNotFoundError);
+  // a host process (this test runner) is not a container
+  await assert.rejects(
+    resolveContainer({ pid: process.pid }),
+    (err: unknown) => err instanceof ContainerNotFoundError && /is not in a container/.test(err.message),
+  );
 });
