@@ -163,6 +163,26 @@ test('image set over the target cap: ImageTooLarge; corrupted: TransferFailed', 
   assert.deepEqual(readdirSync(dst.workRoot), []);
 });
 
+test('an unreachable target agent: Failed with AgentUnavailable (no verdict), work folder removed', async (t) => {
+  const { src, ctl, req } = await agents(t);
+  // A port nothing listens on: bind one, then close it.
+  const { createServer } = await import('node:net');
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+  await ctl.start(src.url, UID, { ...req, target: { nodeName: 'b', url: `http://127.0.0.1:${port}` } });
+  const d = await until(ctl, src.url, (s) => s.state !== 'Running');
+  assert.equal(d.state, 'Failed', JSON.stringify(d));
+  assert.equal(d.error?.code, 'AgentUnavailable');
+  assert.equal(d.error?.phase, 'transfer');
+  assert.match(d.error?.message ?? '', /target node b did not answer/);
+  assert.equal(d.verdict, undefined);
+  assert.deepEqual(readdirSync(src.workRoot), []);
+});
+
 test('engine failure: Failed with InternalError, work folder removed', async (t) => {
   const { src, ctl, req } = await agents(t, {
     sourceDumpCheck: async () => {

@@ -94,6 +94,16 @@ interface Operation {
   done: Promise<void>;
 }
 
+/** The operation cannot reach a verdict, for the reason given (the controller fails the probe with it). */
+class OperationFailed extends Error {
+  override name = 'OperationFailed';
+  readonly reason: Reason;
+  constructor(reason: Reason) {
+    super(reason.message);
+    this.reason = reason;
+  }
+}
+
 class HttpError extends Error {
   readonly status: number;
   readonly code: string;
@@ -313,11 +323,12 @@ export class AgentServer {
       outcome = { state: 'Done', verdict };
       log.info('source operation done', { migratable: verdict.migratable, reasons: verdict.reasons.map((r) => r.code) });
     } catch (e) {
-      outcome = {
-        state: 'Failed',
-        error: { code: 'InternalError', phase: stagePhase(st.stage), message: `agent on ${this.d.config.nodeName}: ${(e as Error).message}`.slice(0, 2048), hint: 'see the agent log on that node' },
-      };
-      log.error('source operation failed', { error: (e as Error).message });
+      const error: Reason =
+        e instanceof OperationFailed
+          ? e.reason
+          : { code: 'InternalError', phase: stagePhase(st.stage), message: `agent on ${this.d.config.nodeName}: ${(e as Error).message}`.slice(0, 2048), hint: 'see the agent log on that node' };
+      outcome = { state: 'Failed', error };
+      log.error('source operation failed', { code: error.code, error: (e as Error).message });
     }
     await rm(op.dir, { recursive: true, force: true }).catch(() => undefined);
     st.stage = 'done';
@@ -376,7 +387,16 @@ export class AgentServer {
           const code = e.body?.code === 'Timeout' ? 'Timeout' : 'RestoreFailed';
           return { transfer: { ms: this.d.clock.now() - t0, shippedBytes: size, failure: { code, phase: 'restore', message: `target agent ${req.target.nodeName}: ${e.message}`.slice(0, 2048), hint: 'see the agent log on the target node' } } };
         }
-        if (e instanceof AgentUnreachableError || (e as Error).name === 'TimeoutError' || (e as Error).name === 'AbortError') {
+        if (e instanceof AgentUnreachableError) {
+          // No answer from the target agent: the probe cannot reach a verdict (it is not "not migratable").
+          throw new OperationFailed({
+            code: 'AgentUnavailable',
+            phase: 'transfer',
+            message: `the agent on the target node ${req.target.nodeName} did not answer: ${e.message}`.slice(0, 1024),
+            hint: 'check the migprobe agent pod on the target node and that agents can reach each other on the agent port',
+          });
+        }
+        if ((e as Error).name === 'TimeoutError' || (e as Error).name === 'AbortError') {
           return fail('TransferFailed', `could not ship the image set to the agent on ${req.target.nodeName}: ${(e as Error).message}`.slice(0, 1024), 'check that the agent runs on the target node and that agents can reach each other');
         }
         throw e;
