@@ -17,6 +17,7 @@ import { AgentClient } from './client.ts';
 import { kubePodLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
 import { AgentServer } from './server.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
+import { criuTooOld, resolveCriu } from '../engine/criu.ts';
 
 const { values } = parseArgs({
   options: {
@@ -56,7 +57,11 @@ async function main(): Promise<void> {
   else if (values['token-service-account'] !== undefined) tokens = requestedTokenSource(kubeTokenRequester(kc, values['token-service-account']), realClock);
   else throw new Error('--token-file or --token-service-account is required (the agent calls peer agents)');
   const workRoot = values['work-dir'] ?? '/var/lib/migprobe/agent';
-  const criu = process.env.MIGPROBE_CRIU ?? 'criu';
+  // MIGPROBE_CRIU (else `criu` on PATH); refuse to serve with a CRIU that cannot do the checks.
+  const { path: criu, version: criuVersion } = await resolveCriu();
+  const tooOld = criuTooOld(criuVersion);
+  if (tooOld !== undefined) throw new Error(`${tooOld.message} (${criu}): ${tooOld.hint}`);
+  log.info('CRIU', { path: criu, version: criuVersion });
 
   // A previous run may have died mid-dump: thaw whatever it left frozen before anything else.
   const recovered = await recoverFrozen(workRoot);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunOptions, RunResult, Runner } from './exec.ts';
-import { compareVersions, criuFeatures, criuTooOld, parseCriuVersion, resolveCriu } from './criu.ts';
+import { compareVersions, criuFeatures, criuTooOld, minCriuVersion, parseCriuVersion, resolveCriu } from './criu.ts';
 
 function result(exitCode: number, stdout = '', extra: Partial<RunResult> = {}): RunResult {
   return { exitCode, signal: null, stdout, stderr: '', timedOut: false, durationMs: 1, ...extra };
@@ -24,6 +24,14 @@ void test('compareVersions and criuTooOld', () => {
   assert.match(old?.message ?? '', /node b is 4\.1\.1.*4\.2\.0/);
   assert.match(old?.hint ?? '', /4\.2\.0 or newer/);
   assert.equal(criuTooOld('')?.code, 'CRIUTooOld');
+});
+
+void test('MIGPROBE_CRIU_MIN can raise the minimum, never lower it', () => {
+  assert.equal(minCriuVersion({}), '4.2.0');
+  assert.equal(minCriuVersion({ MIGPROBE_CRIU_MIN: '4.3' }), '4.3');
+  assert.equal(minCriuVersion({ MIGPROBE_CRIU_MIN: '3.17' }), '4.2.0');
+  assert.equal(minCriuVersion({ MIGPROBE_CRIU_MIN: 'latest' }), '4.2.0');
+  assert.match(criuTooOld('4.2.1', 'this node', '4.3')?.message ?? '', /needs 4\.3 or newer/);
 });
 
 void test('resolveCriu uses MIGPROBE_CRIU and bounds the call', async () => {

@@ -57,11 +57,20 @@ export function compareVersions(a: string, b: string): -1 | 0 | 1 {
   return 0;
 }
 
-/** CRIUTooOld when `version` is below CRIU_MIN_VERSION (or unknown); `where` names the node for the message. */
-export function criuTooOld(version: string, where = 'this node'): Reason | undefined {
-  if (/^\d+\.\d+/.test(version) && compareVersions(version, CRIU_MIN_VERSION) >= 0) return undefined;
+/**
+ * The lowest CRIU version accepted: CRIU_MIN_VERSION, or MIGPROBE_CRIU_MIN when that is higher (an operator
+ * may demand a newer CRIU; nobody can accept an older one).
+ */
+export function minCriuVersion(env: NodeJS.ProcessEnv = process.env): string {
+  const wanted = env['MIGPROBE_CRIU_MIN'] ?? '';
+  return /^\d+\.\d+(\.\d+)?$/.test(wanted) && compareVersions(wanted, CRIU_MIN_VERSION) > 0 ? wanted : CRIU_MIN_VERSION;
+}
+
+/** CRIUTooOld when `version` is below minCriuVersion() (or unknown); `where` names the node for the message. */
+export function criuTooOld(version: string, where = 'this node', min = minCriuVersion()): Reason | undefined {
+  if (/^\d+\.\d+/.test(version) && compareVersions(version, min) >= 0) return undefined;
   const shown = version === '' ? 'an unknown version' : version;
-  return reason('CRIUTooOld', `CRIU on ${where} is ${shown}; migprobe needs ${CRIU_MIN_VERSION} or newer`);
+  return reason('CRIUTooOld', `CRIU on ${where} is ${shown}; migprobe needs ${min} or newer`);
 }
 
 async function onPath(name: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
