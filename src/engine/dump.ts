@@ -70,8 +70,8 @@ export interface DumpRunInfo {
 }
 
 export interface DumpHooks {
-  /** Fault injection for tests: SIGKILL CRIU as soon as the workload is seen stopped. */
-  killCriuWhenFrozen?: boolean;
+  /** Fault injection for tests: the timeout fires as soon as the workload is seen stopped. */
+  timeoutWhenFrozen?: boolean;
   /** Test hook: called with CRIU's pid right after it starts. */
   onCriuStarted?: (pid: number) => void;
 }
@@ -88,6 +88,24 @@ export interface FrozenMarker {
   freezerCgroupDir?: string;
   criuPid?: number;
   since: string;
+}
+
+/**
+ * How long CRIU gets to give up by itself after it is interrupted on a timeout. SIGALRM is CRIU's own timeout
+ * signal: its handler makes the blocking call fail with EINTR (it tries again every second, 5 times), and CRIU's
+ * error path then cures the parasite from every task and detaches. A SIGKILL while the parasite runs inside a
+ * task would leave that task executing parasite code with no tracer: it dies on the parasite's final trap. So
+ * SIGKILL is only the last resort, after this grace.
+ */
+export const CRIU_INTERRUPT_GRACE_MS = 7000;
+
+/** Interrupts CRIU: SIGALRM to its main process (not its group: a helper without CRIU's handler would just die). */
+export function interruptCriu(pid: number): void {
+  try {
+    process.kill(pid, 'SIGALRM');
+  } catch {
+    // gone already
+  }
 }
 
 /** SIGKILL a process group (CRIU and its helpers); quiet when it is gone. */
@@ -253,13 +271,23 @@ export async function recoverFrozen(workRoot: string): Promise<{ marker: string;
     try {
       const m = JSON.parse(await readFile(marker, 'utf8')) as FrozenMarker;
       if (m.criuPid !== undefined && isCriu(m.criuPid)) {
-        killGroup(m.criuPid);
-        try {
-          process.kill(m.criuPid, 'SIGKILL');
-        } catch {
-          // gone with its group
+        // Interrupt it so that it cures and releases the tasks itself; SIGKILL only if it will not stop.
+        const criuPid = m.criuPid;
+        interruptCriu(criuPid);
+        const deadline = Date.now() + CRIU_INTERRUPT_GRACE_MS;
+        while (isCriu(criuPid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        if (isCriu(criuPid)) {
+          killGroup(criuPid);
+          try {
+            process.kill(criuPid, 'SIGKILL');
+          } catch {
+            // gone with its group
+          }
+          actions.push(`leftover criu ${criuPid} did not stop when interrupted: SIGKILL to it and its process group`);
+        } else {
+          actions.push(`interrupted leftover criu ${criuPid}; it stopped by itself`);
         }
-        actions.push(`SIGKILL to leftover criu ${m.criuPid} and its process group`);
+        killGroup(criuPid);
         await new Promise((r) => setTimeout(r, 50));
       }
       const r = await ensureRunning(m.pids.length > 0 ? m.pids : [m.pid], m.freezerCgroupDir, 2000, new Set(m.stoppedBefore ?? []));
@@ -275,9 +303,12 @@ export async function recoverFrozen(workRoot: string): Promise<{ marker: string;
   return out;
 }
 
+/** A live (not zombie) process named criu. */
 function isCriu(pid: number): boolean {
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'criu';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X' && readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'criu';
   } catch {
     return false;
   }
@@ -349,11 +380,11 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   const markerPath = join(workDir, MARKER_NAME);
   await writeMarker(markerPath, marker);
 
-  const criu: { proc?: ChildProcess } = {};
+  const criu: { proc?: ChildProcess; expire?: () => void } = {};
   const watch = watchFreeze(subject.pids, {
     ...(subject.freezerCgroupDir === undefined ? {} : { freezerStatePath: join(subject.freezerCgroupDir, 'freezer.state') }),
     onFirstStop: () => {
-      if (input.hooks?.killCriuWhenFrozen === true && criu.proc?.pid !== undefined) killGroup(criu.proc.pid);
+      if (input.hooks?.timeoutWhenFrozen === true) criu.expire?.();
     },
   });
   await watch.ready;
@@ -374,10 +405,17 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
     input.hooks?.onCriuStarted?.(proc.pid);
   }
   let timedOut = false;
-  const timer = setTimeout(() => {
+  let lastResort: NodeJS.Timeout | undefined;
+  const expire = (): void => {
+    if (timedOut) return;
     timedOut = true;
-    if (proc.pid !== undefined) killGroup(proc.pid);
-  }, options.timeoutMs);
+    const pid = proc.pid;
+    if (pid === undefined) return;
+    interruptCriu(pid);
+    lastResort = setTimeout(() => killGroup(pid), CRIU_INTERRUPT_GRACE_MS);
+  };
+  criu.expire = expire;
+  const timer = setTimeout(expire, options.timeoutMs);
   let pageServerError: string | undefined;
   // fd 3 of CRIU is one end of a unix socket pair (node's 'pipe'). CRIU's lazy page server reads commands from it
   // once the dump is done; the first one it will find is CLOSE: nothing will be fetched.
@@ -401,6 +439,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
     });
   });
   clearTimeout(timer);
+  clearTimeout(lastResort);
   const dumpMs = performance.now() - started;
   const freeze = await watch.stop();
 
@@ -420,7 +459,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   let excerpt: string | undefined;
   if (timedOut) {
     reasons.push(
-      reason('Timeout', `criu dump did not finish within ${options.timeoutMs} ms and was killed; the workload was left running${recovery.length > 0 ? ` (${recovery.join('; ')})` : ''}`, undefined, 'dump'),
+      reason('Timeout', `criu dump did not finish within ${options.timeoutMs} ms and was stopped; the workload was left running${recovery.length > 0 ? ` (${recovery.join('; ')})` : ''}`, undefined, 'dump'),
     );
     excerpt = log.split('\n').slice(-15).join('\n');
   } else if (!ok) {
