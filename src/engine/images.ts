@@ -7,7 +7,7 @@
 // (pages-*.img, tarballs) have no header. The protobuf wire format is decoded by hand (no dependency).
 
 import { readFile, readdir, stat, writeFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 export const IMG_COMMON_MAGIC = 0x54564319;
 export const IMG_SERVICE_MAGIC = 0x55105940;
@@ -194,6 +194,16 @@ export function parseImage(buf: Buffer, opts: { inventory?: boolean } = {}): Ima
   return { head, entries };
 }
 
+/**
+ * Reads and parses one image file, refusing one whose magic is not `magic` (the second magic word; the
+ * first for inventory.img, which has only one).
+ */
+export async function readImageFile(path: string, magic: number, opts: { inventory?: boolean } = {}): Promise<ImageFile> {
+  const img = parseImage(await readFile(path), opts);
+  if ((opts.inventory === true ? img.head[0] : img.head[1]) !== magic) throw new Error(`${basename(path)}: wrong magic`);
+  return img;
+}
+
 export function encodeImage(img: ImageFile): Buffer {
   const parts: Buffer[] = [];
   for (const m of img.head) {
@@ -344,8 +354,7 @@ export function decodePstree(img: ImageFile): PstreeEntry[] {
 }
 
 export async function readPstree(dir: string): Promise<PstreeEntry[]> {
-  const img = parseImage(await readFile(join(dir, 'pstree.img')));
-  if (img.head[1] !== MAGIC.pstree) throw new Error('pstree.img: wrong magic');
+  const img = await readImageFile(join(dir, 'pstree.img'), MAGIC.pstree);
   return decodePstree(img);
 }
 
@@ -374,8 +383,7 @@ export function decodeInventory(img: ImageFile): Inventory {
 }
 
 export async function readInventory(dir: string): Promise<Inventory> {
-  const img = parseImage(await readFile(join(dir, 'inventory.img')), { inventory: true });
-  if (img.head[0] !== MAGIC.inventory) throw new Error('inventory.img: wrong magic');
+  const img = await readImageFile(join(dir, 'inventory.img'), MAGIC.inventory, { inventory: true });
   return decodeInventory(img);
 }
 
@@ -441,15 +449,13 @@ export function editCpuinfoX86(img: ImageFile, edit: (fields: PbField[]) => PbFi
 /** Make cpuinfo.img claim extra xsave feature bits (e.g. one the host lacks). */
 export async function addCpuXfeatures(dir: string, bits: bigint): Promise<void> {
   const path = join(dir, 'cpuinfo.img');
-  const img = parseImage(await readFile(path));
-  if (img.head[1] !== MAGIC.cpuinfo) throw new Error('cpuinfo.img: wrong magic');
+  const img = await readImageFile(path, MAGIC.cpuinfo);
   const edited = editCpuinfoX86(img, (f) => setVarint(f, 8, (getVarint(f, 8) ?? 0n) | bits));
   await writeFile(path, encodeImage(edited));
 }
 
 export async function readCpuinfo(dir: string): Promise<CpuinfoX86[]> {
-  const img = parseImage(await readFile(join(dir, 'cpuinfo.img')));
-  if (img.head[1] !== MAGIC.cpuinfo) throw new Error('cpuinfo.img: wrong magic');
+  const img = await readImageFile(join(dir, 'cpuinfo.img'), MAGIC.cpuinfo);
   return decodeCpuinfoX86(img);
 }
 
@@ -563,7 +569,6 @@ export function decodeDumpStats(img: ImageFile): DumpStats | undefined {
 }
 
 export async function readDumpStats(dir: string): Promise<DumpStats | undefined> {
-  const img = parseImage(await readFile(join(dir, 'stats-dump')));
-  if (img.head[1] !== STATS_MAGIC) throw new Error('stats-dump: wrong magic');
+  const img = await readImageFile(join(dir, 'stats-dump'), STATS_MAGIC);
   return decodeDumpStats(img);
 }
