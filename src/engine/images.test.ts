@@ -1,6 +1,10 @@
 import { test } from 'node:test';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import {
+  readImageFile,
   IMG_COMMON_MAGIC,
   MAGIC,
   PE_LAZY,
@@ -161,4 +165,14 @@ test('stats-dump: the dump counters of CRIU', () => {
   const st = decodeDumpStats({ head: [], entries: [encodeMessage([{ no: 1, wire: 2, v: dump }])] });
   assert.deepEqual(st, { freezingUs: 300, frozenUs: 187000, memdumpUs: 0, memwriteUs: 0, pagesScanned: 65556, pagesWritten: 65549, pagesLazy: 0 });
   assert.equal(decodeDumpStats({ head: [], entries: [] }), undefined);
+});
+
+void test('readImageFile refuses an image whose magic is not the one asked for', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'images-magic-'));
+  t.after(async () => await rm(dir, { recursive: true, force: true }));
+  await writeFile(join(dir, 'pstree.img'), encodeImage({ head: [IMG_COMMON_MAGIC, MAGIC.pagemap], entries: [] }));
+  await assert.rejects(readImageFile(join(dir, 'pstree.img'), MAGIC.pstree), /pstree\.img: wrong magic/);
+  assert.deepEqual((await readImageFile(join(dir, 'pstree.img'), MAGIC.pagemap)).head, [IMG_COMMON_MAGIC, MAGIC.pagemap]);
+  await writeFile(join(dir, 'inventory.img'), encodeImage({ head: [MAGIC.inventory], entries: [] }));
+  assert.deepEqual((await readImageFile(join(dir, 'inventory.img'), MAGIC.inventory, { inventory: true })).head, [MAGIC.inventory]);
 });
