@@ -89,7 +89,7 @@ ensure_kube_apiserver() {
   local want="$MIGPROBE_KUBE_VERSION"
   if [ -x "$BIN/kube-apiserver" ] && "$BIN/kube-apiserver" --version 2>/dev/null | grep -qF "$want"; then return 0; fi
   command -v go >/dev/null || die "Go is needed to build kube-apiserver $want (apt-get install golang, or put go on PATH)"
-  log "building kube-apiserver $want with Go (about 15 minutes the first time)"
+  log "building kube-apiserver $want with Go (4 to 15 minutes the first time, depending on the machine)"
   (
     cd "$MIGPROBE_ROOT/hack/tools"
     export GOPATH="$MIGPROBE_CACHE/go" GOMODCACHE="$MIGPROBE_CACHE/go/pkg/mod" GOCACHE="$MIGPROBE_CACHE/go-build"
