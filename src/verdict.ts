@@ -19,6 +19,7 @@ export const REASON_CODES = [
   'FileLocks',
   'Ptraced',
   'UnsupportedSocket',
+  'UnsupportedFile',
   // dump
   'FreezeBudgetExceeded',
   'DumpFailed',

@@ -51,6 +51,11 @@ void test('dump errors map to stable codes', () => {
     ['DeviceFile'],
   );
   assert.deepEqual(codes('Error (criu/sockets.c:448): Sockets (family 38 proto 0) are not collected'), ['UnsupportedSocket']);
+  assert.deepEqual(
+    codes('Error (criu/files-ext.c:94): Can\'t dump file 3 of that type [600] (anon [userfaultfd])'),
+    ['UnsupportedFile'],
+  );
+  assert.deepEqual(codes('Error (criu/files-ext.c:94): Can\'t dump file 5 of that type [600] (anon [io_uring])'), ['IoUring']);
 });
 
 // Lines captured from CRIU 4.2.1 on this machine, dumping the test programs with the preflight turned off.

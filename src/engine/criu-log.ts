@@ -61,6 +61,8 @@ const RULES: readonly Rule[] = [
     code: 'KernelFeatureMissing' },
   { re: /Can't dump file (\d+) of that type \[(\d+)\] \((chr|blk) ([^)]*)\)/, code: 'DeviceFile' },
   { re: /Can't dump file (\d+) of that type \[(\d+)\] \(anon \[io_uring\]\)/, code: 'IoUring' },
+  { re: /Can't dump file (\d+) of that type \[(\d+)\] \(anon ([^)]*)\)/, code: 'UnsupportedFile',
+    message: (m) => `CRIU cannot dump fd ${m[1] ?? '?'}: anon inode ${m[3] ?? '?'}` },
   { re: /Unknown socket collected|Sockets \(family \d+ proto \d+\) are not collected|Unknown pair family|Unsupported socket family|Unsupported proto \d+ for socket|Only stream, dgram and raw are supported/,
     code: 'UnsupportedSocket' },
   { re: /Unseizable non-zombie \d+ found|Unable to (seize|interrupt) task|is already being traced/, code: 'Ptraced',

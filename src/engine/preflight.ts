@@ -11,6 +11,9 @@
 //   extUnixSockets for datagram sockets only: CRIU's --ext-unix-sk cannot carry half of a stream connection.
 // - IoUring: an fd or a mapping of anon_inode:[io_uring]. Never allowed.
 // - MemfdSecret: an fd or a mapping of /secretmem. Never allowed.
+// - UnsupportedFile: an fd on an anon inode of a kind CRIU has no dumper for (it carries eventfd, eventpoll,
+//   inotify, fanotify, signalfd, timerfd, pidfd and, when built with libbpf, bpf maps; io_uring has its own
+//   code). userfaultfd, perf_event and the like are reported. Never allowed.
 // - DeviceFile: an fd on a block device, or on a character device CRIU does not carry (see
 //   procparse.criuCarriesDevice: mem devices, tty/pty, tun and autofs are carried). Never allowed.
 // - GhostFileTooLarge: an fd on a deleted file (no link left) using more than ghostLimitBytes of disk blocks
@@ -60,6 +63,12 @@ const GETXATTR_NR: Partial<Record<NodeJS.Architecture, number>> = { x64: 191, ar
 const PROTONAME_SCRIPT =
   'my $nr = shift @ARGV; for my $p (@ARGV) { my $b = "\\0" x 128; my $k = "system.sockprotoname"; ' +
   'my $r = syscall($nr, $p, $k, $b, 128); $b =~ s/\\0.*//s; print $p, "\\t", ($r > 0 ? $b : "?"), "\\n"; }';
+
+const ANON_INODE = 'anon_inode:';
+/** The anon inode kinds CRIU 4.2 dumps (criu/files.c), as they follow `anon_inode:` in an fd link. */
+const CRIU_ANON_INODES: ReadonlySet<string> = new Set([
+  '[eventfd]', '[eventpoll]', 'inotify', '[fanotify]', '[signalfd]', '[timerfd]', '[pidfd]', 'bpf-map',
+]);
 
 export interface PreflightDeps {
   runner: Runner;
@@ -270,6 +279,10 @@ export async function preflightScan(
     }
     if (f.link.startsWith('/secretmem')) {
       reasons.push(reason('MemfdSecret', `${where(f)}: memfd_secret area (${f.link})`));
+      continue;
+    }
+    if (f.link.startsWith(ANON_INODE) && !CRIU_ANON_INODES.has(f.link.slice(ANON_INODE.length))) {
+      reasons.push(reason('UnsupportedFile', `${where(f)}: ${f.link}, a kind of file CRIU cannot dump`));
       continue;
     }
     if (!f.link.startsWith('/')) continue;

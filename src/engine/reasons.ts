@@ -66,6 +66,11 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
     description: 'A task holds a socket of a family or type CRIU cannot dump (e.g. AF_ALG, AF_VSOCK, AF_XDP, SCTP, bluetooth).',
     hint: 'close that socket before the migration; no CRIU option can carry it',
   },
+  UnsupportedFile: {
+    phase: 'preflight',
+    description: 'A task holds a special file CRIU cannot dump (e.g. userfaultfd, perf_event, or another anon inode kind it does not know).',
+    hint: 'close that file before the migration (the message names the task, the fd and its kind); no CRIU option can carry it',
+  },
   FreezeBudgetExceeded: {
     phase: 'dump',
     description: 'The dump check froze the workload longer than the freeze budget allows.',

@@ -55,6 +55,7 @@ async function hostDir(t: TestContext): Promise<string> {
 const simple: [string, string[]][] = [
   ['TCPEstablished', [`${BIN}/tcppair`, '7004']],
   ['IoUring', [`${BIN}/iouring`]],
+  ['UnsupportedFile', [`${BIN}/uffd`]],
   ['MemfdSecret', [`${BIN}/secretmem`]],
   ['FileLocks', [`${BIN}/flocker`, 'posix']],
   ['GhostFileTooLarge', [`${BIN}/ghost`, '3000000', '/tmp/big.dat']],

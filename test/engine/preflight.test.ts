@@ -77,6 +77,15 @@ void test('io_uring -> IoUring', async (t) => {
   assert.match(rs[0]?.message ?? '', new RegExp(`task ${c.pid} fd 3: io_uring`));
 });
 
+void test('userfaultfd -> UnsupportedFile; the anon inodes CRIU carries are fine', async (t) => {
+  const c = await startWorkload(t, [`${BIN}/uffd`]);
+  const rs = only((await scan(c.pid)).reasons, 'UnsupportedFile');
+  assert.match(rs[0]?.message ?? '', new RegExp(`task ${c.pid} fd 3: anon_inode:\\[userfaultfd\\]`));
+  // busybox's tail -f holds an inotify fd, which CRIU carries: not a blocker
+  const ok = await startWorkload(t, ['/bin/sh', '-c', 'touch /tmp/f; tail -f /tmp/f & touch /tmp/ready; wait']);
+  assert.deepEqual((await scan(ok.pid)).reasons.filter((r) => r.code === 'UnsupportedFile'), []);
+});
+
 void test('memfd_secret -> MemfdSecret', async (t) => {
   const c = await startWorkload(t, [`${BIN}/secretmem`]);
   const rs = only((await scan(c.pid)).reasons, 'MemfdSecret');
