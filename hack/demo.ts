@@ -31,6 +31,9 @@ async function main(): Promise<number> {
     await waitProbe(op, 'locked-to-node-b', isFinal, 180_000);
     console.log(`$ kubectl get migrationprobes -n ${namespace} -o wide`);
     process.stdout.write((await op.kubectl(['get', 'migrationprobes', '-n', namespace, '-o', 'wide'])).stdout + '\n');
+    const timingsPath = '{.status.timings}{"\\n"}{.status.sizes}{"\\n"}';
+    console.log(`$ kubectl get migrationprobe web-to-node-b -n ${namespace} -o jsonpath='${timingsPath}'`);
+    process.stdout.write((await op.kubectl(['get', 'migrationprobe', 'web-to-node-b', '-n', namespace, '-o', `jsonpath=${timingsPath}`])).stdout + '\n');
     console.log(`$ kubectl get migrationprobe locked-to-node-b -n ${namespace} -o jsonpath='{.status.reasons}'`);
     process.stdout.write((await op.kubectl(['get', 'migrationprobe', 'locked-to-node-b', '-n', namespace, '-o', 'jsonpath={.status.reasons}'])).stdout + '\n');
     if (keep) {
