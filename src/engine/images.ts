@@ -284,8 +284,14 @@ export interface LazyFixReport {
   presentPages: number;
 }
 
-/** Fix every pagemap image of a lazy dump in place (atomically per file). */
-export async function fixLazyPagemaps(dir: string): Promise<LazyFixReport> {
+/**
+ * Runs stripLazyPagemap over every pagemap image in `dir` and adds up what it found; `onImage` sees each
+ * image with its stripped form.
+ */
+async function scanPagemaps(
+  dir: string,
+  onImage?: (path: string, img: ImageFile, stripped: ImageFile) => Promise<void>,
+): Promise<LazyFixReport> {
   const names = (await readdir(dir)).filter((n) => /^pagemap-.*\.img$/.test(n));
   const report: LazyFixReport = { files: 0, removedEntries: 0, lazyPages: 0, presentPages: 0 };
   for (const name of names) {
@@ -297,36 +303,25 @@ export async function fixLazyPagemaps(dir: string): Promise<LazyFixReport> {
     report.removedEntries += fix.removedEntries;
     report.lazyPages += fix.lazyPages;
     report.presentPages += fix.presentPages;
-    if (fix.removedEntries > 0 || fix.image.entries.length !== img.entries.length) {
-      await writeFile(`${path}.tmp`, encodeImage(fix.image));
-      await rename(`${path}.tmp`, path);
-    } else {
-      // still rewrite when a lazy flag was cleared on a present entry
-      const before = encodeImage(img);
-      const after = encodeImage(fix.image);
-      if (!before.equals(after)) {
-        await writeFile(`${path}.tmp`, after);
-        await rename(`${path}.tmp`, path);
-      }
-    }
+    await onImage?.(path, img, fix.image);
   }
   return report;
 }
 
+/** Fix every pagemap image of a lazy dump in place (atomically per file). */
+export async function fixLazyPagemaps(dir: string): Promise<LazyFixReport> {
+  return await scanPagemaps(dir, async (path, img, stripped) => {
+    // Rewritten when anything changed: lazy entries removed, or a lazy flag cleared on a present entry.
+    const after = encodeImage(stripped);
+    if (after.equals(encodeImage(img))) return;
+    await writeFile(`${path}.tmp`, after);
+    await rename(`${path}.tmp`, path);
+  });
+}
+
 /** Count pages by kind without changing anything (used to tell a lazy dump from a full one). */
 export async function pagemapSummary(dir: string): Promise<LazyFixReport> {
-  const names = (await readdir(dir)).filter((n) => /^pagemap-.*\.img$/.test(n));
-  const report: LazyFixReport = { files: 0, removedEntries: 0, lazyPages: 0, presentPages: 0 };
-  for (const name of names) {
-    const img = parseImage(await readFile(join(dir, name)));
-    if (img.head[1] !== MAGIC.pagemap) continue;
-    const fix = stripLazyPagemap(img);
-    report.files++;
-    report.removedEntries += fix.removedEntries;
-    report.lazyPages += fix.lazyPages;
-    report.presentPages += fix.presentPages;
-  }
-  return report;
+  return await scanPagemaps(dir);
 }
 
 // ---------------------------------------------------------------------------------------------------------
