@@ -4,7 +4,8 @@
 # and tears it down. Needs root. Extra arguments are passed to `node --test` (e.g. a file to run alone).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-provision_and_start_testbed test
+# MIGPROBE_TESTBED_NAME lets several runs share the machine, each with its own test bed.
+provision_and_start_testbed "${MIGPROBE_TESTBED_NAME:-test}"
 
 log "typecheck"; npx tsc -p tsconfig.json --noEmit
 log "lint"; npx eslint .

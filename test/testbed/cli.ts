@@ -79,8 +79,10 @@ async function down(name: string): Promise<void> {
     await stopContainerd(tb.containerd).catch((e: unknown) => console.error(`containerd: ${(e as Error).message}`));
     await stopApiServer(tb.apiserver).catch((e: unknown) => console.error(`apiserver: ${(e as Error).message}`));
   }
-  // Leftovers of a crashed run: network namespaces the test bed made.
-  if (existsSync('/var/run/netns')) {
+  // Leftovers of a crashed run: network namespaces the test bed made. Only when no other test bed is up, since
+  // the names do not say which test bed made them.
+  const others = existsSync(BASE) ? readdirSync(BASE).filter((n) => n !== name && existsSync(join(BASE, n, 'state.json'))) : [];
+  if (others.length === 0 && existsSync('/var/run/netns')) {
     for (const ns of readdirSync('/var/run/netns').filter((n) => n.startsWith('mp-'))) {
       await run('ip', ['netns', 'del', ns], { allowFail: true });
     }
