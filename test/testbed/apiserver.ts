@@ -2,6 +2,10 @@
 // kube-apiserver, loopback only, RBAC on, ServiceAccount token signing (so TokenRequest and TokenReview
 // work), a static admin token, and a kubeconfig written for kubectl and the tests. No kubelet, no
 // controller-manager, no scheduler: tests create Node and Pod objects themselves.
+// With `cluster` set it is instead the API server of the test bed's real cluster (test/testbed/cluster.ts):
+// bound to a node IP pods can reach, a service CIDR whose first address is the `kubernetes` Service, the
+// ServiceAccount and NodeRestriction admission plugins, Node+RBAC authorization, static tokens for the
+// kubelets and control-plane components, and a client certificate for calling the kubelets.
 
 import { mkdirSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -21,6 +25,19 @@ export interface ApiServerState {
   kubeconfigPath: string;
   adminToken: string;
   caFile: string;
+  cluster?: ClusterApiOptions;
+  /** Cluster mode: a static bearer token per user of `cluster.users`. */
+  tokens?: Record<string, string>;
+}
+
+/** The API server of a real cluster (kubelets, controllers, kube-proxy), not the simulated test bed's. */
+export interface ClusterApiOptions {
+  /** The Service CIDR; its first address is the `kubernetes` Service's ClusterIP. */
+  serviceCidr: string;
+  serviceIP: string;
+  port: number;
+  /** Users to mint static tokens for, e.g. system:node:node-a in system:nodes. */
+  users: { name: string; groups: string[] }[];
 }
 
 export interface ApiServerBinaries {
@@ -53,24 +70,38 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-async function makeCerts(dir: string, host: string): Promise<void> {
+async function ssl(args: string[]): Promise<void> {
+  await run('openssl', args, { timeoutMs: 30_000 });
+}
+
+/**
+ * Writes `<name>.key` and `<name>.crt` into `dir`, signed by the test bed CA there (ca.crt, ca.key).
+ * `subject` like `/CN=x/O=group`; `ips` become IP subjectAltNames.
+ */
+export async function signCert(dir: string, name: string, subject: string, ips: string[] = [], dns: string[] = []): Promise<void> {
+  await ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.csr`), '-subj', subject]);
+  const sans = [...ips.map((ip) => `IP:${ip}`), ...dns.map((d) => `DNS:${d}`)];
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, sans.length > 0 ? `subjectAltName=${sans.join(',')}\n` : 'basicConstraints=CA:FALSE\n');
+  await ssl(['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'),
+    '-CAcreateserial', '-out', join(dir, `${name}.crt`), '-days', '3650', '-extfile', ext]);
+}
+
+async function makeCerts(dir: string, host: string, cluster?: ClusterApiOptions): Promise<void> {
   if (existsSync(join(dir, 'apiserver.crt'))) return;
-  const ssl = async (args: string[]): Promise<void> => {
-    await run('openssl', args, { timeoutMs: 30_000 });
-  };
   await ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt'),
     '-subj', '/CN=migprobe-testbed-ca', '-days', '3650']);
-  await ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'apiserver.key'), '-out', join(dir, 'apiserver.csr'),
-    '-subj', '/CN=kube-apiserver']);
-  writeFileSync(join(dir, 'san.cnf'), `subjectAltName=IP:${host},IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n`);
-  await ssl(['x509', '-req', '-in', join(dir, 'apiserver.csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'),
-    '-CAcreateserial', '-out', join(dir, 'apiserver.crt'), '-days', '3650', '-extfile', join(dir, 'san.cnf')]);
+  const ips = [host, '127.0.0.1', '10.0.0.1', ...(cluster ? [cluster.serviceIP] : [])];
+  await signCert(dir, 'apiserver', '/CN=kube-apiserver', ips, ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local']);
+  // The API server calls kubelets (exec, logs, port-forward) with this; kubelets authorize system:masters.
+  if (cluster) await signCert(dir, 'kubelet-client', '/CN=kube-apiserver-kubelet-client/O=system:masters');
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
   writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
 }
 
-function kubeconfig(url: string, caFile: string, token: string): string {
+/** A kubeconfig for `url` with a bearer token, the test bed CA trusted. */
+export function kubeconfig(url: string, caFile: string, token: string): string {
   const ca = readFileSync(caFile).toString('base64');
   return [
     'apiVersion: v1',
@@ -120,9 +151,22 @@ export async function isReady(st: ApiServerState): Promise<boolean> {
   }
 }
 
-function apiserverArgs(st: ApiServerState): string[] {
+function clusterArgs(st: ApiServerState, c: ClusterApiOptions): string[] {
   const d = st.dir;
   return [
+    `--service-cluster-ip-range=${c.serviceCidr}`,
+    '--authorization-mode=Node,RBAC',
+    '--enable-admission-plugins=NodeRestriction',
+    `--kubelet-client-certificate=${join(d, 'kubelet-client.crt')}`,
+    `--kubelet-client-key=${join(d, 'kubelet-client.key')}`,
+    `--kubelet-certificate-authority=${join(d, 'ca.crt')}`,
+    '--kubelet-preferred-address-types=InternalIP',
+  ];
+}
+
+function apiserverArgs(st: ApiServerState): string[] {
+  const d = st.dir;
+  const common = [
     `--etcd-servers=http://127.0.0.1:${st.etcdPort}`,
     `--bind-address=${st.host}`,
     `--advertise-address=${st.host}`,
@@ -131,18 +175,23 @@ function apiserverArgs(st: ApiServerState): string[] {
     `--tls-private-key-file=${join(d, 'apiserver.key')}`,
     `--client-ca-file=${join(d, 'ca.crt')}`,
     `--token-auth-file=${join(d, 'tokens.csv')}`,
-    '--authorization-mode=RBAC',
     '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
     `--service-account-key-file=${join(d, 'sa.pub')}`,
     `--service-account-signing-key-file=${join(d, 'sa.key')}`,
-    '--service-cluster-ip-range=10.0.0.0/24',
     '--allow-privileged=true',
-    // No controller-manager creates "default" ServiceAccounts here, so the admission plugin that requires them is off.
-    '--disable-admission-plugins=ServiceAccount',
     '--enable-priority-and-fairness=false',
     '--profiling=false',
-    '--endpoint-reconciler-type=none',
     '--v=0',
+  ];
+  // A real cluster: the endpoint reconciler keeps the `kubernetes` Service's endpoints on --advertise-address.
+  if (st.cluster) return [...common, ...clusterArgs(st, st.cluster)];
+  return [
+    ...common,
+    '--authorization-mode=RBAC',
+    '--service-cluster-ip-range=10.0.0.0/24',
+    // No controller-manager creates "default" ServiceAccounts here, so the admission plugin that requires them is off.
+    '--disable-admission-plugins=ServiceAccount',
+    '--endpoint-reconciler-type=none',
   ];
 }
 
@@ -184,15 +233,27 @@ async function startApiserverProcess(st: ApiServerState, bin: ApiServerBinaries)
  * Starts etcd and kube-apiserver with state under `dir`. `host` is the loopback address to serve on.
  * Returns the state needed to reach and stop them.
  */
-export async function startApiServer(opts: { dir: string; host?: string; binaries?: ApiServerBinaries }): Promise<ApiServerState> {
+export async function startApiServer(opts: {
+  dir: string;
+  host?: string;
+  binaries?: ApiServerBinaries;
+  cluster?: ClusterApiOptions;
+}): Promise<ApiServerState> {
   const bin = opts.binaries ?? binariesFromEnv();
   const host = opts.host ?? '127.0.0.1';
   mkdirSync(opts.dir, { recursive: true });
-  await makeCerts(opts.dir, host);
+  await makeCerts(opts.dir, host, opts.cluster);
   const adminToken = randomBytes(24).toString('hex');
-  writeFileSync(join(opts.dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
-  const port = await freePort(host);
+  const tokens: Record<string, string> = {};
+  const lines = [`${adminToken},admin,admin-uid,"system:masters"`];
+  for (const u of opts.cluster?.users ?? []) {
+    tokens[u.name] = randomBytes(24).toString('hex');
+    lines.push(`${tokens[u.name]},${u.name},${u.name},"${u.groups.join(',')}"`);
+  }
+  writeFileSync(join(opts.dir, 'tokens.csv'), `${lines.join('\n')}\n`, { mode: 0o600 });
+  const port = opts.cluster?.port ?? (await freePort(host));
   const st: ApiServerState = {
+    ...(opts.cluster ? { cluster: opts.cluster, tokens } : {}),
     dir: opts.dir,
     host,
     port,

@@ -1,9 +1,11 @@
 // containerd on a private socket and state folder, and real containers in its `k8s.io` namespace, the
 // way a kubelet runs them: runc under containerd's shim, an overlay root from the snapshotter, cgroups
 // under /k8s.io/<id>, and (optionally) a network namespace holding an IPv4 address on an isolated veth.
+// With `cri` set it is instead a kubelet's runtime: the CRI plugin on (Debian's containerd 1.6, or containerd
+// v2 from its own folder), CNI from a private config folder, the locally built pause image as sandbox.
 
-import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync, existsSync, copyFileSync, rmSync } from 'node:fs';
+import { join, dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run, startDaemon, stopDaemon, waitFor, tailOf, isAlive } from './proc.ts';
 
@@ -14,10 +16,114 @@ export interface ContainerdState {
   root: string;
   state: string;
   pid: number;
+  /** The `ctr` of this containerd's own version (absent: `ctr` on PATH, Debian's). */
+  ctr?: string;
 }
 
-/** Starts containerd with `criuBinDir` first on its PATH: runc runs the `criu` it finds there. */
-export async function startContainerd(opts: { dir: string; criuBinDir: string }): Promise<ContainerdState> {
+/** A kubelet's runtime: the CRI plugin on, configured for the test bed's cluster. */
+export interface CriOptions {
+  /** 1: Debian's containerd 1.6 (config version 2); 2: containerd v2 (config version 3). */
+  major: 1 | 2;
+  sandboxImage: string;
+  cniConfDir: string;
+  cniBinDir: string;
+}
+
+type Paths = Pick<ContainerdState, 'dir' | 'address' | 'root' | 'state'>;
+
+function commonToml(version: number, p: Paths, disabled: string[]): string[] {
+  return [
+    `version = ${version}`,
+    `root = "${p.root}"`,
+    `state = "${p.state}"`,
+    `disabled_plugins = [${disabled.map((d) => `"${d}"`).join(', ')}]`,
+    '[grpc]',
+    `  address = "${p.address}"`,
+    '[ttrpc]',
+    `  address = "${p.address}.ttrpc"`,
+    '[debug]',
+    `  address = "${p.address}.debug"`,
+    '[metrics]',
+    '  address = ""',
+    // Not /opt/containerd: nothing of a test bed outside its own folder.
+    '[plugins."io.containerd.internal.v1.opt"]',
+    `  path = "${join(p.dir, 'opt')}"`,
+  ];
+}
+
+/** containerd's config.toml. Pure. */
+export function containerdConfig(p: Paths, cri?: CriOptions): string {
+  // The test bed's plain containerd stands in for the kubelet itself: no CRI plugin, which would want CNI.
+  if (!cri) return [...commonToml(2, p, ['io.containerd.grpc.v1.cri']), ''].join('\n');
+  // No CAP_SYS_RESOURCE here: runc cannot lower oom_score_adj below the runtime's own, and every sandbox
+  // fails unless the CRI plugin clamps it (restrict_oom_score_adj). cgroupfs, not systemd: cgroup v1, no systemd.
+  // The stream server (exec, attach, port-forward) on a random loopback port, so two runtimes never clash.
+  const runc = (section: string): string[] => [
+    `  [${section}.containerd]`,
+    '    default_runtime_name = "runc"',
+    `    [${section}.containerd.runtimes.runc]`,
+    '      runtime_type = "io.containerd.runc.v2"',
+    `      [${section}.containerd.runtimes.runc.options]`,
+    '        SystemdCgroup = false',
+  ];
+  if (cri.major === 1) {
+    const cri1 = 'plugins."io.containerd.grpc.v1.cri"';
+    return [
+      ...commonToml(2, p, []),
+      `[${cri1}]`,
+      `  sandbox_image = "${cri.sandboxImage}"`,
+      '  restrict_oom_score_adj = true',
+      '  disable_apparmor = true',
+      '  stream_server_address = "127.0.0.1"',
+      '  stream_server_port = "0"',
+      ...runc(cri1),
+      '    snapshotter = "overlayfs"',
+      `  [${cri1}.cni]`,
+      `    bin_dir = "${cri.cniBinDir}"`,
+      `    conf_dir = "${cri.cniConfDir}"`,
+      '    max_conf_num = 1',
+      '',
+    ].join('\n');
+  }
+  const images = 'plugins."io.containerd.cri.v1.images"';
+  const runtime = 'plugins."io.containerd.cri.v1.runtime"';
+  return [
+    // NRI would listen on the machine-wide /var/run/nri/nri.sock.
+    ...commonToml(3, p, ['io.containerd.nri.v1.nri']),
+    `[${images}]`,
+    '  snapshotter = "overlayfs"',
+    `  [${images}.pinned_images]`,
+    `    sandbox = "${cri.sandboxImage}"`,
+    `[${runtime}]`,
+    '  restrict_oom_score_adj = true',
+    '  disable_apparmor = true',
+    // CreateContainer from a checkpoint image restores it with CRIU (a real migration's second half).
+    '  enable_experimental_restore_via_create = true',
+    ...runc(runtime),
+    `  [${runtime}.cni]`,
+    `    bin_dirs = ["${cri.cniBinDir}"]`,
+    `    conf_dir = "${cri.cniConfDir}"`,
+    '    max_conf_num = 1',
+    '[plugins."io.containerd.grpc.v1.cri"]',
+    '  stream_server_address = "127.0.0.1"',
+    '  stream_server_port = "0"',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Starts containerd with `criuBinDir` first on its PATH: runc runs the `criu` it finds there. `binDir` is
+ * the folder of another containerd (its daemon, runc shim and ctr; default: Debian's on PATH), put next on
+ * PATH so the daemon starts its own shim. `reaper` (tini) runs it as a child subreaper, so its shims,
+ * which outlive their starter, are reaped there instead of by PID 1 (which does not reap here).
+ */
+export async function startContainerd(opts: {
+  dir: string;
+  criuBinDir: string;
+  binDir?: string;
+  cri?: CriOptions;
+  reaper?: string;
+}): Promise<ContainerdState> {
   mkdirSync(opts.dir, { recursive: true });
   const st: ContainerdState = {
     dir: opts.dir,
@@ -26,52 +132,124 @@ export async function startContainerd(opts: { dir: string; criuBinDir: string })
     root: join(opts.dir, 'root'),
     state: join(opts.dir, 'state'),
     pid: 0,
+    ...(opts.binDir ? { ctr: join(opts.binDir, 'ctr') } : {}),
   };
-  const config = join(opts.dir, 'config.toml');
-  writeFileSync(
-    config,
-    [
-      'version = 2',
-      `root = "${st.root}"`,
-      `state = "${st.state}"`,
-      // The CRI plugin would look for CNI; the test bed stands in for the kubelet itself.
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${st.address}"`,
-      '[ttrpc]',
-      `  address = "${st.address}.ttrpc"`,
-      '[debug]',
-      `  address = "${st.address}.debug"`,
-      '[metrics]',
-      '  address = ""',
-      '',
-    ].join('\n'),
-  );
-  const log = join(opts.dir, 'containerd.log');
-  const env = { ...process.env, PATH: `${opts.criuBinDir}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` };
-  st.pid = startDaemon('containerd', ['--config', config], log, env);
+  writeFileSync(join(opts.dir, 'config.toml'), containerdConfig(st, opts.cri));
+  st.pid = await launch(st, [opts.criuBinDir], opts.reaper);
+  return st;
+}
+
+/** Starts containerd on the config.toml in `st.dir`, with `pathFirst` and its own folder first on PATH. */
+async function launch(st: ContainerdState, pathFirst: string[], reaper?: string): Promise<number> {
+  const binDir = st.ctr ? dirname(st.ctr) : undefined;
+  const config = join(st.dir, 'config.toml');
+  const log = join(st.dir, 'containerd.log');
+  const path = [...pathFirst, ...(binDir ? [binDir] : []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
+  const env = { ...process.env, PATH: path };
+  const daemon = binDir ? join(binDir, 'containerd') : 'containerd';
+  const pid = reaper
+    ? startDaemon(reaper, ['-s', '-g', '--', daemon, '--config', config], log, env)
+    : startDaemon(daemon, ['--config', config], log, env);
   await waitFor('containerd to answer', 30_000, async () => {
-    if (!isAlive(st.pid)) throw new Error(`containerd exited: ${tailOf(log, 10)}`);
-    const r = await run('ctr', ['--address', st.address, 'version'], { allowFail: true, timeoutMs: 5000 });
+    if (!isAlive(pid)) throw new Error(`containerd exited: ${tailOf(log, 10)}`);
+    const r = await run(st.ctr ?? 'ctr', ['--address', st.address, 'version'], { allowFail: true, timeoutMs: 5000 });
     return r.exitCode === 0 ? true : undefined;
   });
-  return st;
+  return pid;
+}
+
+/**
+ * Starts a stopped containerd again on its own config (a crashed run's), so that it reconnects to the shims
+ * still running and its containers can be removed through it. No-op when it is running.
+ */
+export async function reviveContainerd(st: ContainerdState): Promise<void> {
+  if (st.pid && isAlive(st.pid)) return;
+  if (!existsSync(join(st.dir, 'config.toml'))) return;
+  st.pid = await launch(st, []);
 }
 
 export function ctrArgs(st: Pick<ContainerdState, 'address' | 'namespace'>, ...args: string[]): string[] {
   return ['--address', st.address, '-n', st.namespace, ...args];
 }
 
-export async function ctr(st: Pick<ContainerdState, 'address' | 'namespace'>, args: string[], timeoutMs = 60_000): Promise<string> {
-  return (await run('ctr', ctrArgs(st, ...args), { timeoutMs })).stdout;
+export async function ctr(st: Pick<ContainerdState, 'address' | 'namespace' | 'ctr'>, args: string[], timeoutMs = 60_000): Promise<string> {
+  return (await run(st.ctr ?? 'ctr', ctrArgs(st, ...args), { timeoutMs })).stdout;
+}
+
+/**
+ * An image reference as the CRI plugin stores and the kubelet asks for it: a name without a registry is
+ * Docker Hub's (`x:1` -> `docker.io/library/x:1`, `a/x:1` -> `docker.io/a/x:1`). Pure.
+ */
+export function normalizeRef(ref: string): string {
+  const first = ref.split('/')[0] ?? '';
+  const hasRegistry = ref.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  if (hasRegistry) return ref;
+  return ref.includes('/') ? `docker.io/${ref}` : `docker.io/library/${ref}`;
+}
+
+interface OciIndex {
+  manifests?: { digest: string; annotations?: Record<string, string> }[];
+}
+
+/** The `index.json` of an OCI archive: its tar entry name and content. */
+async function archiveIndex(archive: string): Promise<{ entry: string; index: OciIndex }> {
+  const entries = (await run('tar', ['-tf', archive], { timeoutMs: 120_000 })).stdout.split('\n');
+  const entry = entries.find((e) => e.replace(/^\.\//, '') === 'index.json');
+  if (!entry) throw new Error(`${archive} is not an OCI archive (no index.json): build it as oci-archive (buildah push IMAGE oci-archive:FILE)`);
+  return { entry, index: JSON.parse((await run('tar', ['-xOf', archive, entry], { timeoutMs: 120_000 })).stdout) as OciIndex };
+}
+
+/** REF -> manifest digest of this containerd's images. */
+async function imageDigests(st: ContainerdState): Promise<Map<string, string>> {
+  const out = await ctr(st, ['images', 'ls']);
+  const m = new Map<string, string>();
+  for (const line of out.split('\n').slice(1)) {
+    const [ref, , digest] = line.trim().split(/\s+/);
+    if (ref && digest) m.set(ref, digest);
+  }
+  return m;
+}
+
+/**
+ * Imports the one image of an OCI archive (an OCI layout, tarred: the test bed's own, or `buildah push ...
+ * oci-archive:FILE`) as `ref` (normalized as the kubelet asks for it). Whatever name the archive carries, or
+ * none, the image gets `ref`: the archive is imported from a copy whose index names it. Idempotent: an image
+ * already there with the same manifest is kept; another one under `ref` is replaced. Returns the ref.
+ */
+export async function importArchive(st: ContainerdState, archive: string, ref: string): Promise<string> {
+  const name = normalizeRef(ref);
+  const { entry, index } = await archiveIndex(archive);
+  const manifests = index.manifests ?? [];
+  const only = manifests[0];
+  if (manifests.length !== 1 || !only) {
+    throw new Error(`${archive} holds ${manifests.length} manifests; importArchive takes an archive of one image (one platform)`);
+  }
+  const have = (await imageDigests(st)).get(name);
+  if (have === only.digest) return name;
+  if (have) await ctr(st, ['images', 'rm', name]);
+  let source = archive;
+  const work = join(st.dir, `import-${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    if (only.annotations?.['io.containerd.image.name'] !== name) {
+      mkdirSync(work, { recursive: true });
+      source = join(work, 'image.tar');
+      copyFileSync(archive, source);
+      await run('tar', ['--delete', '-f', source, entry], { timeoutMs: 120_000 });
+      only.annotations = { ...only.annotations, 'io.containerd.image.name': name };
+      writeFileSync(join(work, 'index.json'), JSON.stringify(index));
+      await run('tar', ['-rf', source, '-C', work, 'index.json'], { timeoutMs: 120_000 });
+    }
+    await ctr(st, ['images', 'import', '--all-platforms', source], 600_000);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const after = (await imageDigests(st)).get(name);
+  if (after !== only.digest) throw new Error(`image ${name} not in containerd ${st.address} after importing ${archive} (found digest ${after ?? 'none'})`);
+  return name;
 }
 
 export async function importImage(st: ContainerdState, ref: string, tarball: string): Promise<void> {
-  const images = await ctr(st, ['images', 'ls', '-q']);
-  if (images.split('\n').includes(ref)) return;
-  await ctr(st, ['images', 'import', '--all-platforms', tarball], 180_000);
-  const after = await ctr(st, ['images', 'ls', '-q']);
-  if (!after.split('\n').includes(ref)) throw new Error(`image ${ref} not found after import; ctr images ls: ${after}`);
+  await importArchive(st, tarball, ref);
 }
 
 /** Host PID of a container's init task, or undefined when it has no running task. */
@@ -125,10 +303,11 @@ async function removeNetns(name: string): Promise<void> {
 
 /** Kills, deletes and forgets a container (task, container, snapshot). Safe to call twice. */
 export async function removeContainer(st: ContainerdState, id: string): Promise<void> {
-  await run('ctr', ctrArgs(st, 'tasks', 'kill', '-a', '-s', 'SIGKILL', id), { allowFail: true, timeoutMs: 15_000 });
+  const bin = st.ctr ?? 'ctr';
+  await run(bin, ctrArgs(st, 'tasks', 'kill', '-a', '-s', 'SIGKILL', id), { allowFail: true, timeoutMs: 15_000 });
   await waitFor(`container ${id} to stop`, 15_000, async () => ((await taskPid(st, id)) === undefined ? true : undefined)).catch(() => undefined);
-  await run('ctr', ctrArgs(st, 'tasks', 'delete', '-f', id), { allowFail: true, timeoutMs: 15_000 });
-  await run('ctr', ctrArgs(st, 'containers', 'delete', id), { allowFail: true, timeoutMs: 15_000 });
+  await run(bin, ctrArgs(st, 'tasks', 'delete', '-f', id), { allowFail: true, timeoutMs: 15_000 });
+  await run(bin, ctrArgs(st, 'containers', 'delete', id), { allowFail: true, timeoutMs: 15_000 });
   await removeNetns(`mp-${id.slice(-12)}`);
 }
 
@@ -165,6 +344,13 @@ export async function runContainer(st: ContainerdState, opts: RunOptions): Promi
 export async function removeAllContainers(st: ContainerdState): Promise<void> {
   const ids = (await ctr(st, ['containers', 'ls', '-q'])).split('\n').filter(Boolean);
   for (const id of ids) await removeContainer(st, id);
+  // containerd v2 keeps CRI pod sandboxes as records of their own.
+  if (st.ctr) {
+    const sandboxes = await run(st.ctr, ctrArgs(st, 'sandboxes', 'ls', '-q'), { allowFail: true, timeoutMs: 15_000 });
+    for (const id of sandboxes.stdout.split('\n').filter(Boolean)) {
+      await run(st.ctr, ctrArgs(st, 'sandboxes', 'rm', '-f', id), { allowFail: true, timeoutMs: 30_000 });
+    }
+  }
 }
 
 export async function stopContainerd(st: ContainerdState): Promise<void> {

@@ -2,6 +2,9 @@
 // etcd + kube-apiserver, containerd with the test image — and points MIGPROBE_TESTBED at its state file.
 // Tests call `testbed()` to reach it, `runContainer()` for real containers, and `kube.*` for Node/Pod
 // objects. Tests that need an API server of their own (to restart it, say) call `startApiServer`.
+// Tests on the real two-node cluster (test/testbed/cluster.ts; hack/test.sh starts it for test/cluster/
+// and points MIGPROBE_CLUSTER at its state file) call `cluster()`, and `importClusterImage()` to put an
+// image into both nodes' runtimes.
 
 import { readFileSync, existsSync } from 'node:fs';
 import { isReady, type ApiServerState } from './apiserver.ts';
@@ -10,10 +13,12 @@ import { runContainer as runIn, importImage, type RunningContainer, type RunOpti
 import { buildImage } from './image.ts';
 import { run } from './proc.ts';
 import * as kube from './kube.ts';
+import { clusterHealthy, importImageToCluster, stateFileOf, DEFAULT_CLUSTER_NAME, type Cluster } from './cluster.ts';
 
 export { kube };
 export { startApiServer, stopApiServer, restartApiServer, freePort, type ApiServerState } from './apiserver.ts';
 export type { RunningContainer } from './containerd.ts';
+export { checkpointContainer, kubeletRequest, type Cluster, type ClusterNode } from './cluster.ts';
 
 export const DEFAULT_STATE_FILE = '/var/lib/migprobe-testbed/shared/state.json';
 
@@ -70,4 +75,37 @@ export async function testImage(): Promise<string> {
 export async function runContainer(opts: Omit<RunOptions, 'image'> & { image?: string }): Promise<RunningContainer> {
   const tb = await testbed();
   return await runIn(tb.containerd, { ...opts, image: opts.image ?? (await testImage()) });
+}
+
+const CLUSTER_HOW =
+  'start it with `bash hack/test.sh test/cluster/` (hack/test.sh starts it for the whole suite and for files under test/cluster/) ' +
+  'or `bash hack/testbed.sh cluster-up` and `eval "$(bash hack/testbed.sh cluster-env)"`';
+
+let cachedCluster: Cluster | undefined;
+
+/**
+ * The running two-node cluster: node-a (containerd 1.6) and node-b (containerd 2), its admin kubeconfig
+ * (`kubeconfigPath`), node IPs, kubelet URLs and checkpoints folders, the refs of the test and pause images.
+ * Throws with a message saying how to start it when it is not up.
+ */
+export async function cluster(): Promise<Cluster> {
+  if (cachedCluster) return cachedCluster;
+  const file = process.env.MIGPROBE_CLUSTER ?? stateFileOf(DEFAULT_CLUSTER_NAME);
+  if (!existsSync(file)) throw new Error(`the migprobe test cluster is not running (no ${file}): ${CLUSTER_HOW}`);
+  const c = JSON.parse(readFileSync(file, 'utf8')) as Cluster;
+  if (!c.readyMs || !(await clusterHealthy(c))) {
+    throw new Error(`the test cluster ${c.name} is not up (a daemon is down, or it never became ready): bash hack/testbed.sh cluster-down ${c.name}, then ${CLUSTER_HOW}`);
+  }
+  process.env.MIGPROBE_CRIU ??= c.criu;
+  cachedCluster = c;
+  return c;
+}
+
+/**
+ * Imports an OCI image archive (e.g. `buildah push IMAGE oci-archive:FILE`) into both nodes' runtimes as
+ * `ref`, and returns the ref to put in pod specs (normalized as the kubelet asks for it:
+ * `migprobe-agent:0.1.0` becomes `docker.io/library/migprobe-agent:0.1.0`). Use imagePullPolicy: Never.
+ */
+export async function importClusterImage(archive: string, ref: string): Promise<string> {
+  return await importImageToCluster(await cluster(), archive, ref);
 }

@@ -68,11 +68,15 @@ export async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
 
-/** Polls `check` until it returns a value other than undefined, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> {
+/**
+ * Polls `check` until it returns a value other than undefined, or throws after `timeoutMs`. An error of
+ * `check` is retried; an error of `fatal` (called before each round, e.g. "a daemon exited") ends the wait.
+ */
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, fatal?: () => void): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (;;) {
+    fatal?.();
     try {
       const v = await check();
       if (v !== undefined) return v;

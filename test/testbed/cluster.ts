@@ -1,0 +1,577 @@
+// The test bed's real two-node Kubernetes cluster, started and torn down by the test bed itself:
+//   control plane  etcd + kube-apiserver on node-a's IP (pods reach it through the `kubernetes` Service),
+//                  kube-controller-manager, kube-scheduler, one kube-proxy (iptables mode) for the machine
+//   node-a         kubelet on Debian's containerd 1.6 (CRI plugin on)
+//   node-b         kubelet on containerd v2 (it implements the kubelet checkpoint API)
+// Each node has its own runtime socket, root and state, kubelet root, cgroupRoot, CNI bridge and pod CIDR,
+// and a node IP on a veth. No registry: the pause and test images are built locally and imported into both
+// runtimes; pods use imagePullPolicy: Never. One cluster per machine (kube-proxy owns the host's KUBE-*
+// netfilter chains). `clusterDown` leaves nothing: pods' processes and shims, mounts, cgroups in every
+// hierarchy, network namespaces, links, netfilter chains, daemons, the sysctls the kubelets changed; it also
+// cleans what a crashed earlier run left. The containerd image stores stay, so a warm start imports nothing.
+
+import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync, readdirSync } from 'node:fs';
+import { join, dirname, basename } from 'node:path';
+import { request, Agent } from 'node:https';
+import { startApiServer, stopApiServer, isReady, apiGet, binariesFromEnv, signCert, kubeconfig, type ApiServerState } from './apiserver.ts';
+import { startContainerd, stopContainerd, reviveContainerd, removeAllContainers, importArchive, type ContainerdState } from './containerd.ts';
+import { buildImage, buildPauseImage } from './image.ts';
+import { ensureCgroupRoot, removeCgroupRoot, cgroupPids } from './cgroups.ts';
+import { addNodeLink, enableForwarding, restoreSysctls, writeCniConfig, removeNetwork, networkLeftovers, type NodeNet } from './cni.ts';
+import { startKubelet, unmountUnder, mountsUnder, KUBELET_PORT } from './kubelet.ts';
+import { startControlPlane, cleanupNetfilter, kubeChains } from './control.ts';
+import { run, stopDaemon, isAlive, waitFor, sleep, tailOf } from './proc.ts';
+
+export const CLUSTER_BASE = '/var/lib/migprobe-cluster';
+export const DEFAULT_CLUSTER_NAME = 'cluster';
+
+export interface ClusterNode {
+  name: string;
+  /** InternalIP; the kubelet serves on `kubeletUrl` (https://ip:10250), its certificate signed by `caFile`. */
+  ip: string;
+  kubeletUrl: string;
+  /** `containerd 1.6` (Debian's) or `containerd 2` (built from its Go module). */
+  runtime: string;
+  containerd: ContainerdState;
+  net: NodeNet;
+  kubeletRoot: string;
+  /** Where the kubelet checkpoint API writes its archives. */
+  checkpointsDir: string;
+  cgroupRoot: string;
+  kubeletPid: number;
+  dir: string;
+}
+
+export interface Cluster {
+  name: string;
+  stateDir: string;
+  /** Admin kubeconfig (system:masters, static token). */
+  kubeconfigPath: string;
+  apiserverUrl: string;
+  caFile: string;
+  adminToken: string;
+  apiserver: ApiServerState;
+  serviceCidr: string;
+  /** The `kubernetes` Service's ClusterIP, what in-cluster config dials. */
+  kubernetesServiceIP: string;
+  clusterCidr: string;
+  nodes: ClusterNode[];
+  controllerManagerPid: number;
+  schedulerPid: number;
+  proxyPid: number;
+  /** Refs of the images every node's runtime holds. */
+  images: { test: string; pause: string };
+  criu: string;
+  kubectl: string;
+  helm: string;
+  helm3: string;
+  /** Host sysctls as they were before the cluster started, restored by clusterDown. */
+  sysctls: Record<string, string>;
+  /** Milliseconds from start to both nodes Ready. */
+  readyMs: number;
+}
+
+export interface ClusterBinaries {
+  kubelet: string;
+  controllerManager: string;
+  scheduler: string;
+  proxy: string;
+  containerd2Dir: string;
+  cniBinDir: string;
+  tini: string;
+}
+
+const HOW_PROVISION = 'run `bash hack/provision.sh`, then `. ~/.cache/migprobe/env.sh`; hack/test.sh and hack/testbed.sh do both';
+
+export function clusterBinariesFromEnv(): ClusterBinaries {
+  const need = (v: string, what: string): string => {
+    const p = process.env[v] ?? '';
+    if (!p || !existsSync(p)) throw new Error(`${what} is missing (${v}=${p || 'unset'}): ${HOW_PROVISION}`);
+    return p;
+  };
+  const tini = ['/usr/bin/tini', '/usr/sbin/tini'].find((p) => existsSync(p));
+  if (!tini) throw new Error(`tini is missing (Debian package tini): ${HOW_PROVISION}`);
+  const cniBinDir = need('MIGPROBE_CNI_BIN_DIR', 'the CNI plugins folder');
+  for (const p of ['bridge', 'host-local', 'loopback']) {
+    if (!existsSync(join(cniBinDir, p))) throw new Error(`CNI plugin ${p} is missing in ${cniBinDir} (Debian package containernetworking-plugins): ${HOW_PROVISION}`);
+  }
+  return {
+    kubelet: need('MIGPROBE_KUBELET', 'kubelet'),
+    controllerManager: need('MIGPROBE_KUBE_CONTROLLER_MANAGER', 'kube-controller-manager'),
+    scheduler: need('MIGPROBE_KUBE_SCHEDULER', 'kube-scheduler'),
+    proxy: need('MIGPROBE_KUBE_PROXY', 'kube-proxy'),
+    containerd2Dir: need('MIGPROBE_CONTAINERD2_DIR', 'containerd v2'),
+    cniBinDir,
+    tini,
+  };
+}
+
+/** Everything about a cluster that does not depend on a run: names, addresses, folders. Pure. */
+export function clusterLayout(name: string): {
+  stateDir: string;
+  serviceCidr: string;
+  kubernetesServiceIP: string;
+  clusterCidr: string;
+  nodeIPCidr: string;
+  apiserverPort: number;
+  nodes: { name: string; ip: string; major: 1 | 2; cgroupRoot: string; dir: string; net: NodeNet }[];
+} {
+  const stateDir = join(CLUSTER_BASE, name);
+  const node = (n: 'a' | 'b', index: number, major: 1 | 2) => {
+    const dir = join(stateDir, `node-${n}`);
+    return {
+      name: `node-${n}`,
+      ip: `172.30.0.${10 + index}`,
+      major,
+      cgroupRoot: `/mp-node-${n}`,
+      dir,
+      net: {
+        ip: `172.30.0.${10 + index}`,
+        link: `mp-node-${n}`,
+        podCidr: `10.244.${index}.0/24`,
+        bridge: `mp-cni-${n}`,
+        network: `mp-node-${n}`,
+        ipamDir: join(dir, 'cni-ipam'),
+      },
+    };
+  };
+  return {
+    stateDir,
+    serviceCidr: '10.96.0.0/24',
+    kubernetesServiceIP: '10.96.0.1',
+    clusterCidr: '10.244.0.0/16',
+    nodeIPCidr: '172.30.0.0/24',
+    apiserverPort: 6443,
+    nodes: [node('a', 1, 1), node('b', 2, 2)],
+  };
+}
+
+export function stateFileOf(name: string): string {
+  return join(CLUSTER_BASE, name, 'state.json');
+}
+
+function readState(name: string): Partial<Cluster> | undefined {
+  const f = stateFileOf(name);
+  if (!existsSync(f)) return undefined;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as Partial<Cluster>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Names of other clusters with a state file on this machine. */
+function otherClusters(name: string): string[] {
+  if (!existsSync(CLUSTER_BASE)) return [];
+  return readdirSync(CLUSTER_BASE).filter((n) => n !== name && existsSync(stateFileOf(n)));
+}
+
+// The kubelet changes these (protectKernelDefaults off) and the CNI bridge plugin turns on forwarding;
+// teardown puts back what was there.
+const KUBELET_SYSCTLS = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes'];
+
+function readSysctls(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of KUBELET_SYSCTLS) {
+    const f = `/proc/sys/${k}`;
+    if (existsSync(f)) out[f] = readFileSync(f, 'utf8').trim();
+  }
+  return out;
+}
+
+function restoreAllSysctls(before: Record<string, string>): void {
+  restoreSysctls(before);
+  for (const [f, v] of Object.entries(before)) {
+    if (!KUBELET_SYSCTLS.some((k) => f === `/proc/sys/${k}`)) continue;
+    try {
+      writeFileSync(f, v);
+    } catch {
+      /* a read-only sysctl here: nothing to put back */
+    }
+  }
+}
+
+/** True when every daemon of the cluster runs and its API server is ready. */
+export async function clusterHealthy(c: Partial<Cluster>): Promise<boolean> {
+  if (!c.apiserver || !c.nodes) return false;
+  const pids = [c.controllerManagerPid, c.schedulerPid, c.proxyPid, ...c.nodes.flatMap((n) => [n.kubeletPid, n.containerd.pid])];
+  if (pids.some((p) => !p || !isAlive(p))) return false;
+  return await isReady(c.apiserver);
+}
+
+interface NodeList {
+  items?: { metadata: { name: string }; status?: { conditions?: { type: string; status: string }[] } }[];
+}
+
+async function readyNodes(api: ApiServerState): Promise<string[]> {
+  const r = await apiGet(api, '/api/v1/nodes');
+  if (r.status !== 200) return [];
+  const list = JSON.parse(r.body) as NodeList;
+  return (list.items ?? [])
+    .filter((n) => n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'))
+    .map((n) => n.metadata.name);
+}
+
+/** Starts the cluster `name` (or returns it when it is already up and healthy). */
+export async function clusterUp(name: string, log: (msg: string) => void = () => undefined): Promise<Cluster> {
+  const old = readState(name);
+  if (old && (await clusterHealthy(old))) {
+    log(`cluster ${name} is already up`);
+    return old as Cluster;
+  }
+  const others = otherClusters(name);
+  if (others.length > 0) {
+    throw new Error(
+      `cluster ${others.join(', ')} is up on this machine, and one cluster at a time fits (kube-proxy owns the host's KUBE-* netfilter chains): ` +
+        `bash hack/testbed.sh cluster-down ${others[0]}`,
+    );
+  }
+  const t0 = Date.now();
+  // A crashed earlier run of this name, or pieces of one: clean first.
+  const left = await clusterDown(name);
+  if (left.length > 0) throw new Error(`cluster ${name}: an earlier run left things behind that could not be removed:\n  ${left.join('\n  ')}`);
+  const bins = clusterBinariesFromEnv();
+  const apiBins = binariesFromEnv();
+  const criu = process.env.MIGPROBE_CRIU ?? '';
+  if (!criu || !existsSync(criu)) throw new Error(`MIGPROBE_CRIU is not set or missing: ${HOW_PROVISION}`);
+  const lay = clusterLayout(name);
+  const cache = process.env.MIGPROBE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/migprobe');
+  mkdirSync(lay.stateDir, { recursive: true });
+  const stateFile = stateFileOf(name);
+
+  // Record the host's sysctls before anything changes them, so a crash mid-start still restores them.
+  const sysctls = { ...readSysctls(), ...enableForwarding() };
+  writeFileSync(stateFile, JSON.stringify({ name, stateDir: lay.stateDir, sysctls }, null, 2));
+
+  for (const n of lay.nodes) {
+    await addNodeLink(n.net);
+    ensureCgroupRoot(n.cgroupRoot);
+    writeCniConfig(join(n.dir, 'cni'), n.net);
+  }
+  const nodeA = lay.nodes[0];
+  if (!nodeA) throw new Error('cluster layout has no nodes');
+  const users = [
+    // The identities the bootstrap RBAC policy (and the Node authorizer) already know.
+    ...lay.nodes.map((n) => ({ name: `system:node:${n.name}`, groups: ['system:nodes'] })),
+    { name: 'system:kube-controller-manager', groups: [] },
+    { name: 'system:kube-scheduler', groups: [] },
+    { name: 'system:kube-proxy', groups: [] },
+  ];
+  const images = join(cache, 'images');
+  const [pause, test, apiserver] = await Promise.all([
+    buildPauseImage(images),
+    buildImage(images),
+    startApiServer({
+      dir: join(lay.stateDir, 'apiserver'),
+      host: nodeA.ip,
+      binaries: apiBins,
+      cluster: { serviceCidr: lay.serviceCidr, serviceIP: lay.kubernetesServiceIP, port: lay.apiserverPort, users },
+    }),
+  ]);
+  const runtimes = await Promise.all(
+    lay.nodes.map(async (n) => {
+      const st = await startContainerd({
+        dir: join(n.dir, 'containerd'),
+        criuBinDir: dirname(criu),
+        ...(n.major === 2 ? { binDir: bins.containerd2Dir } : {}),
+        cri: { major: n.major, sandboxImage: pause.ref, cniConfDir: join(n.dir, 'cni'), cniBinDir: bins.cniBinDir },
+        reaper: bins.tini,
+      });
+      // Containers a crashed run left in this store would otherwise meet the new kubelet.
+      await removeAllContainers(st);
+      await importArchive(st, pause.tarball, pause.ref);
+      await importArchive(st, test.tarball, test.ref);
+      return st;
+    }),
+  );
+
+  const token = (user: string): string => {
+    const t = apiserver.tokens?.[user];
+    if (!t) throw new Error(`no token minted for ${user}`);
+    return t;
+  };
+  const kc = (file: string, user: string): string => {
+    const p = join(apiserver.dir, file);
+    writeFileSync(p, kubeconfig(apiserver.url, apiserver.caFile, token(user)), { mode: 0o600 });
+    return p;
+  };
+  const logs = join(lay.stateDir, 'logs');
+  mkdirSync(logs, { recursive: true });
+  const control = startControlPlane(
+    { controllerManager: bins.controllerManager, scheduler: bins.scheduler, proxy: bins.proxy },
+    {
+      controllerManagerKubeconfig: kc('controller-manager.kubeconfig', 'system:kube-controller-manager'),
+      schedulerKubeconfig: kc('scheduler.kubeconfig', 'system:kube-scheduler'),
+      proxyKubeconfig: kc('proxy.kubeconfig', 'system:kube-proxy'),
+      saKeyFile: join(apiserver.dir, 'sa.key'),
+      caFile: apiserver.caFile,
+      clusterCidr: lay.clusterCidr,
+      serviceCidr: lay.serviceCidr,
+      proxyNodeName: nodeA.name,
+      nodeIPCidr: lay.nodeIPCidr,
+    },
+    {
+      controllerManager: join(logs, 'kube-controller-manager.log'),
+      scheduler: join(logs, 'kube-scheduler.log'),
+      proxy: join(logs, 'kube-proxy.log'),
+    },
+  );
+
+  const nodes: ClusterNode[] = [];
+  for (const [i, n] of lay.nodes.entries()) {
+    const containerd = runtimes[i];
+    if (!containerd) throw new Error(`no runtime for ${n.name}`);
+    await signCert(apiserver.dir, `kubelet-${n.name}`, `/CN=system:node:${n.name}/O=system:nodes`, [n.ip]);
+    const kubeletRoot = join(n.dir, 'kubelet');
+    const kubeletPid = startKubelet(
+      bins.kubelet,
+      {
+        nodeName: n.name,
+        nodeIP: n.ip,
+        rootDir: kubeletRoot,
+        cgroupRoot: n.cgroupRoot,
+        runtimeSocket: containerd.address,
+        kubeconfigPath: kc(`kubelet-${n.name}.kubeconfig`, `system:node:${n.name}`),
+        caFile: apiserver.caFile,
+        certFile: join(apiserver.dir, `kubelet-${n.name}.crt`),
+        keyFile: join(apiserver.dir, `kubelet-${n.name}.key`),
+        podLogsDir: join(n.dir, 'pod-logs'),
+      },
+      n.dir,
+      join(logs, `kubelet-${n.name}.log`),
+    );
+    nodes.push({
+      name: n.name,
+      ip: n.ip,
+      kubeletUrl: `https://${n.ip}:${KUBELET_PORT}`,
+      runtime: n.major === 2 ? 'containerd 2' : 'containerd 1.6',
+      containerd,
+      net: n.net,
+      kubeletRoot,
+      checkpointsDir: join(kubeletRoot, 'checkpoints'),
+      cgroupRoot: n.cgroupRoot,
+      kubeletPid,
+      dir: n.dir,
+    });
+  }
+  const c: Cluster = {
+    name,
+    stateDir: lay.stateDir,
+    kubeconfigPath: apiserver.kubeconfigPath,
+    apiserverUrl: apiserver.url,
+    caFile: apiserver.caFile,
+    adminToken: apiserver.adminToken,
+    apiserver,
+    serviceCidr: lay.serviceCidr,
+    kubernetesServiceIP: lay.kubernetesServiceIP,
+    clusterCidr: lay.clusterCidr,
+    nodes,
+    ...control,
+    images: { test: test.ref, pause: pause.ref },
+    criu,
+    kubectl: process.env.MIGPROBE_KUBECTL ?? 'kubectl',
+    helm: process.env.MIGPROBE_HELM ?? 'helm',
+    helm3: process.env.MIGPROBE_HELM3 ?? 'helm',
+    sysctls,
+    readyMs: 0,
+  };
+  writeFileSync(stateFile, JSON.stringify(c, null, 2));
+
+  await waitReady(c, logs);
+  c.readyMs = Date.now() - t0;
+  writeFileSync(stateFile, JSON.stringify(c, null, 2));
+  log(`cluster ${name} ready in ${c.readyMs} ms: ${c.apiserverUrl}, ${nodes.map((n) => `${n.name} ${n.ip} (${n.runtime})`).join(', ')}`);
+  return c;
+}
+
+/** Waits for both nodes Ready, the default ServiceAccount, and kube-proxy's rule for the `kubernetes` Service. */
+async function waitReady(c: Cluster, logs: string): Promise<void> {
+  const daemons = (): void => {
+    const all: [string, number][] = [
+      ['kube-controller-manager', c.controllerManagerPid],
+      ['kube-scheduler', c.schedulerPid],
+      ['kube-proxy', c.proxyPid],
+      ...c.nodes.map((n): [string, number] => [`kubelet-${n.name}`, n.kubeletPid]),
+    ];
+    for (const [what, pid] of all) {
+      if (!isAlive(pid)) throw new Error(`${what} exited: ${tailOf(join(logs, `${what}.log`), 15)}`);
+    }
+  };
+  await waitFor(
+    'both nodes Ready',
+    120_000,
+    async () => {
+      const ready = await readyNodes(c.apiserver);
+      return c.nodes.every((n) => ready.includes(n.name)) ? true : undefined;
+    },
+    daemons,
+  );
+  await waitFor(
+    'the default ServiceAccount (kube-controller-manager)',
+    60_000,
+    async () => ((await apiGet(c.apiserver, '/api/v1/namespaces/default/serviceaccounts/default')).status === 200 ? true : undefined),
+    daemons,
+  );
+  await waitFor(
+    `kube-proxy's rule for the kubernetes Service ${c.kubernetesServiceIP}`,
+    60_000,
+    async () => ((await run('iptables', ['-t', 'nat', '-S', 'KUBE-SERVICES'], { allowFail: true })).stdout.includes(`${c.kubernetesServiceIP}/32`) ? true : undefined),
+    daemons,
+  );
+}
+
+const OUR_DAEMONS = new Set(['kubelet', 'kube-apiserver', 'etcd', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'containerd', 'containerd-shim-runc-v2', 'tini']);
+
+/** Live processes of the cluster's daemons (and shims): a known program whose command line names `stateDir`. */
+export function clusterProcesses(stateDir: string): number[] {
+  const pids: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    const prog = basename(argv[0] ?? '');
+    if (!OUR_DAEMONS.has(prog)) continue;
+    if (!argv.some((a) => a.includes(`${stateDir}/`))) continue;
+    const pid = Number(e);
+    if (pid !== process.pid && isAlive(pid)) pids.push(pid);
+  }
+  return pids;
+}
+
+async function killAll(pids: number[], graceMs: number): Promise<void> {
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGTERM');
+    } catch {
+      /* gone */
+    }
+  }
+  const deadline = Date.now() + graceMs;
+  while (pids.some(isAlive) && Date.now() < deadline) await sleep(50);
+  for (const p of pids.filter(isAlive)) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  const hard = Date.now() + 5000;
+  while (pids.some(isAlive) && Date.now() < hard) await sleep(50);
+}
+
+/** Stops `pid` when it still is one of this cluster's daemons (a PID from an old state file may be reused). */
+async function stopOurs(pid: number | undefined, stateDir: string): Promise<void> {
+  if (pid && clusterProcesses(stateDir).includes(pid)) await stopDaemon(pid);
+}
+
+/**
+ * Stops the cluster `name` and removes everything it made on the host, whether it is up, half up or
+ * crashed. Returns what is still there afterwards (empty: nothing left).
+ */
+export async function clusterDown(name: string): Promise<string[]> {
+  const lay = clusterLayout(name);
+  const c = readState(name);
+  const dir = lay.stateDir;
+
+  // Consumers first: nothing may restart pods while the runtimes are emptied.
+  for (const n of c?.nodes ?? []) await stopOurs(n.kubeletPid, dir);
+  await Promise.all([stopOurs(c?.controllerManagerPid, dir), stopOurs(c?.schedulerPid, dir), stopOurs(c?.proxyPid, dir)]);
+
+  // Every container and sandbox through each runtime (a stopped runtime is started again on its own config,
+  // so that its shims are found and told to clean up), then the runtime itself.
+  for (const n of lay.nodes) {
+    const known = c?.nodes?.find((x) => x.name === n.name)?.containerd;
+    const st: ContainerdState = known ?? {
+      dir: join(n.dir, 'containerd'),
+      address: join(n.dir, 'containerd', 'containerd.sock'),
+      namespace: 'k8s.io',
+      root: join(n.dir, 'containerd', 'root'),
+      state: join(n.dir, 'containerd', 'state'),
+      pid: 0,
+      ...(n.major === 2 && process.env.MIGPROBE_CONTAINERD2_DIR ? { ctr: join(process.env.MIGPROBE_CONTAINERD2_DIR, 'ctr') } : {}),
+    };
+    if (st.pid && !clusterProcesses(dir).includes(st.pid)) st.pid = 0;
+    if (existsSync(join(st.dir, 'config.toml'))) {
+      try {
+        await reviveContainerd(st);
+        await stopContainerd(st);
+      } catch {
+        /* what it could not remove, the sweeps below do */
+      }
+    }
+  }
+
+  // Whatever still runs: the daemons by their command lines, the pods' processes by their cgroups.
+  await killAll(clusterProcesses(dir), 3000);
+  for (const n of lay.nodes) await killAll(cgroupPids(n.cgroupRoot), 1000);
+
+  const left: string[] = [];
+  await removeNetwork(lay.nodes.map((n) => n.net));
+  left.push(...(await unmountUnder(dir)).map((m) => `mount ${m}`));
+  for (const n of lay.nodes) left.push(...(await removeCgroupRoot(n.cgroupRoot)).map((d) => `cgroup ${d}`));
+  left.push(...(await cleanupNetfilter(process.env.MIGPROBE_KUBE_PROXY)).map((ch) => `netfilter ${ch}`));
+  if (c?.apiserver) await stopApiServer(c.apiserver).catch(() => undefined);
+  await killAll(clusterProcesses(dir), 3000);
+  if (c?.sysctls) restoreAllSysctls(c.sysctls);
+
+  // Per-run state goes; the runtimes' image stores and the last run's logs stay.
+  rmSync(join(dir, 'apiserver'), { recursive: true, force: true });
+  for (const n of lay.nodes) {
+    for (const sub of ['kubelet', 'pod-logs', 'cni', 'cni-ipam', 'containerd/state', 'containerd/opt']) {
+      rmSync(join(n.dir, sub), { recursive: true, force: true });
+    }
+  }
+  left.push(...clusterProcesses(dir).map((p) => `process ${p}: ${readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 120)}`));
+  left.push(...mountsUnder(readFileSync('/proc/self/mountinfo', 'utf8'), dir).map((m) => `mount ${m}`));
+  left.push(...(await networkLeftovers(lay.nodes.map((n) => n.net))));
+  left.push(...(await kubeChains()).map((ch) => `netfilter ${ch}`));
+  const uniq = [...new Set(left)];
+  if (uniq.length === 0) rmSync(stateFileOf(name), { force: true });
+  return uniq;
+}
+
+/**
+ * Imports an OCI image archive (tarred OCI layout, e.g. `buildah push IMAGE oci-archive:FILE`) into every
+ * node's runtime as `ref` (normalized the way the kubelet asks for it: `migprobe-agent:0.1.0` becomes
+ * `docker.io/library/migprobe-agent:0.1.0`). Returns the normalized ref to put in pod specs.
+ */
+export async function importImageToCluster(c: Cluster, archive: string, ref: string): Promise<string> {
+  const refs = await Promise.all(c.nodes.map(async (n) => await importArchive(n.containerd, archive, ref)));
+  return refs[0] ?? ref;
+}
+
+/** POST to a kubelet's own HTTPS port with the admin token; resolves status and body. */
+export async function kubeletRequest(c: Cluster, node: string, method: string, path: string, timeoutMs = 120_000): Promise<{ status: number; body: string }> {
+  const n = c.nodes.find((x) => x.name === node);
+  if (!n) throw new Error(`no node ${node} in cluster ${c.name} (nodes: ${c.nodes.map((x) => x.name).join(', ')})`);
+  const agent = new Agent({ ca: readFileSync(c.caFile) });
+  return await new Promise((resolve, reject) => {
+    const req = request(`${n.kubeletUrl}${path}`, { method, agent, headers: { Authorization: `Bearer ${c.adminToken}` }, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error(`kubelet ${node} ${method} ${path}: timed out after ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * The kubelet checkpoint API (`POST /checkpoint/{namespace}/{pod}/{container}`) on `node`: the runtime
+ * dumps the container with CRIU, leaves it running, and writes an archive under the kubelet's checkpoints
+ * folder. Returns the archive's path on the host. Only containerd v2 nodes implement it.
+ */
+export async function checkpointContainer(c: Cluster, node: string, namespace: string, pod: string, container: string): Promise<string> {
+  const r = await kubeletRequest(c, node, 'POST', `/checkpoint/${namespace}/${pod}/${container}`);
+  if (r.status !== 200) throw new Error(`kubelet checkpoint API on ${node} answered ${r.status}: ${r.body.slice(0, 1000)}`);
+  const items = (JSON.parse(r.body) as { items?: string[] }).items ?? [];
+  const first = items[0];
+  if (!first) throw new Error(`kubelet checkpoint API on ${node} answered without an archive: ${r.body.slice(0, 500)}`);
+  return first;
+}
