@@ -6,6 +6,7 @@
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import type { ContainerRef } from './api.ts';
 import { run } from './exec.ts';
+import { ctrRun } from './ctr.ts';
 import type { Runner } from './exec.ts';
 import {
   classifyMount,
@@ -24,7 +25,6 @@ import type { CgroupEntry, InterfaceAddrs, MountEntry, MountKind } from './procp
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 export const DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io';
 export const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const CTR_TIMEOUT_MS = 15_000;
 const IP_TIMEOUT_MS = 10_000;
 
 export class ContainerNotFoundError extends Error {
@@ -101,15 +101,14 @@ async function fromContainerd(
   deps: ContainerDeps,
 ): Promise<{ pid: number; image?: string }> {
   if (!CONTAINER_ID_RE.test(id)) throw new ContainerNotFoundError(`'${id}' is not a valid container ID`);
-  const base = ['--address', address, '--namespace', namespace];
-  const info = await deps.runner(deps.ctr, [...base, 'containers', 'info', id], { timeoutMs: CTR_TIMEOUT_MS });
+  const ep = { address, namespace };
+  const info = await ctrRun(ep, ['containers', 'info', id], `containers info ${id}`, { runner: deps.runner, ctr: deps.ctr });
   if (info.exitCode !== 0) {
     const msg = (info.stderr || info.stdout).trim();
     if (/not found/i.test(msg)) {
       throw new ContainerNotFoundError(`container ${id} not found in containerd namespace ${namespace} (${address})`);
     }
-    const why = info.timedOut ? 'timed out' : msg.slice(0, 500);
-    throw new Error(`ctr containers info ${id} failed: ${why}`);
+    throw new Error(`ctr containers info ${id} failed: ${msg.slice(0, 500)}`);
   }
   let image: string | undefined;
   try {
@@ -118,10 +117,8 @@ async function fromContainerd(
   } catch {
     // image stays unknown
   }
-  const tasks = await deps.runner(deps.ctr, [...base, 'tasks', 'ls'], { timeoutMs: CTR_TIMEOUT_MS });
-  if (tasks.exitCode !== 0) {
-    throw new Error(`ctr tasks ls failed: ${tasks.timedOut ? 'timed out' : tasks.stderr.trim().slice(0, 500)}`);
-  }
+  const tasks = await ctrRun(ep, ['tasks', 'ls'], 'tasks ls', { runner: deps.runner, ctr: deps.ctr });
+  if (tasks.exitCode !== 0) throw new Error(`ctr tasks ls failed: ${tasks.stderr.trim().slice(0, 500)}`);
   const task = parseCtrTaskLs(tasks.stdout).get(id);
   if (task === undefined || task.pid <= 0 || task.status !== 'RUNNING') {
     throw new ContainerNotFoundError(
