@@ -14,6 +14,9 @@ import type { Sandbox, SandboxProcess, SandboxRun } from './sandbox.ts';
 import { reasonsFromCriuLog } from './criu-log.ts';
 import { reason } from './reasons.ts';
 import { criuPath, run, runOk } from './exec.ts';
+import { RuntimeSocketError } from './ctr.ts';
+import type { RuntimeEndpoint } from './ctr.ts';
+import { imageLayers } from './image-rootfs.ts';
 import type { Runner } from './exec.ts';
 import { DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE } from './container.ts';
 
@@ -65,7 +68,8 @@ export async function readManifest(bundleDir: string): Promise<Manifest> {
 /**
  * Root filesystem layers for the sandbox overlay, top first: the container's own changes (the shipped rootfs diff,
  * else its writable layer when reachable here), over the explicit target root, else the manifest's image layers
- * when they are on this node. Undefined when no image root is available (then the image is mounted from containerd).
+ * when they are on this node. Undefined when no image root is available (then image-rootfs.ts looks the image's
+ * layers up in containerd).
  */
 export function chooseLowerdirs(
   target: TargetRoot,
@@ -95,19 +99,28 @@ export async function unpackRootfsDiff(bundleDir: string, workDir: string, runne
   return dir;
 }
 
-/** Mount an image's root filesystem from the node's containerd (read-only view); returns the unmount. */
-export async function mountImageRootfs(
-  ref: string,
-  dir: string,
-  target: TargetRoot,
-  runner: Runner = run,
-): Promise<() => Promise<void>> {
-  const base = ['--address', target.containerdAddress ?? DEFAULT_CONTAINERD_ADDRESS, '--namespace', target.namespace ?? DEFAULT_CONTAINERD_NAMESPACE];
-  await mkdir(dir, { recursive: true });
-  await runOk(runner, 'ctr', [...base, 'images', 'mount', ref, dir], { timeoutMs: 60_000 });
-  return async () => {
-    await runner('ctr', [...base, 'images', 'unmount', '--rm', dir], { timeoutMs: 60_000 });
-  };
+/** The node's containerd, as the target root names it (defaults: the usual socket, the k8s.io namespace). */
+export function runtimeEndpoint(target: TargetRoot): RuntimeEndpoint {
+  return { address: target.containerdAddress ?? DEFAULT_CONTAINERD_ADDRESS, namespace: target.namespace ?? DEFAULT_CONTAINERD_NAMESPACE };
+}
+
+/** Why the image's layers were not found, and what to do, as one reason. Pure. */
+export function imageUnavailableReason(ref: string, e: unknown): Reason {
+  const msg = (e as Error).message.slice(0, 400);
+  if (e instanceof RuntimeSocketError) {
+    return reason(
+      'RestoreFailed',
+      `the image ${ref} cannot be looked up: ${msg}`,
+      "give the node's containerd socket (migprobe --address, migprobe-agent --containerd-address), or the target root filesystem (--target-root)",
+      'restore',
+    );
+  }
+  return reason(
+    'RestoreFailed',
+    `the image ${ref} is not available from this node's containerd: ${msg}`,
+    'pull the image on the target node (crictl pull / ctr images pull), or give the target root filesystem explicitly (--target-root)',
+    'restore',
+  );
 }
 
 export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreCheckOutput> {
@@ -132,21 +145,13 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
     return undefined;
   });
   let lower = chooseLowerdirs(input.target, manifest, existsSync, diffDir);
-  let unmountImage: (() => Promise<void>) | undefined;
-  const imageDir = join(input.workDir, 'image-rootfs');
   if (lower === undefined && manifest.imageRef !== undefined) {
     try {
-      unmountImage = await mountImageRootfs(manifest.imageRef, imageDir, input.target);
-      lower = [...(diffDir === undefined ? [] : [diffDir]), imageDir];
+      const image = await imageLayers(manifest.imageRef, runtimeEndpoint(input.target));
+      lower = [...(diffDir === undefined ? [] : [diffDir]), ...image.lowerdirs];
+      step('image');
     } catch (e) {
-      reasons.push(
-        reason(
-          'RestoreFailed',
-          `the image ${manifest.imageRef} is not available from this node's containerd: ${(e as Error).message.slice(0, 300)}`,
-          'pull the image on the target node (crictl pull / ctr images pull), or give the target root filesystem explicitly',
-          'restore',
-        ),
-      );
+      reasons.push(imageUnavailableReason(manifest.imageRef, e));
     }
   }
   if (lower === undefined) {
@@ -245,11 +250,6 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
   } finally {
     const left: string[] = [];
     if (sb !== undefined) left.push(...(await destroySandbox(sb, proc, sbRun?.pidnsInode)).leftovers);
-    if (unmountImage !== undefined) {
-      await unmountImage();
-      const mi = await readFile('/proc/self/mountinfo', 'utf8');
-      if (mi.includes(` ${imageDir} `)) left.push(`mount ${imageDir}`);
-    }
     proof.leftovers = left;
     step('teardown');
     if (left.length > 0) {
