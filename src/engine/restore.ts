@@ -160,7 +160,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
         reason(
           'RestoreFailed',
           `no root filesystem for the restore: the image ${manifest.imageRef ?? '(unknown)'} layers are not on this node and no target rootfs was given`,
-          'give the target root filesystem explicitly (TargetRoot.rootfs / --target-rootfs), or pull the image on the target',
+          'give the target root filesystem explicitly (TargetRoot.rootfs / --target-root), or pull the image on the target',
           'restore',
         ),
       );
