@@ -112,4 +112,13 @@ void test('--verbose prints the restore proof on stderr and leaves stdout to the
     formatDetail({ restoreProof: { cpuTicksBefore: { '1': 1 }, cpuTicksAfter: { '1': 2 }, states: { '1': 'T' }, leftovers: ['mount /x'] } }),
     /CPU time MOVED[\s\S]*leftovers after teardown: mount \/x/,
   );
+  assert.match(
+    formatDetail({
+      restoreProof: {
+        cpuTicksBefore: {}, cpuTicksAfter: {}, states: {}, leftovers: [],
+        freezeStatesNotRestored: ['freezer.state=FROZEN'], thawed: ['/sys/fs/cgroup/freezer/x/freezer.state: FROZEN -> THAWED'],
+      },
+    }),
+    /not restored \(the tasks were restored stopped\): freezer\.state=FROZEN\nfrozen cgroups thawed by teardown: \/sys\/fs\/cgroup\/freezer\/x/,
+  );
 });

@@ -98,6 +98,10 @@ export function formatDetail(d: ProbeDetail): string {
         ` (ticks ${JSON.stringify(p.cpuTicksBefore)} -> ${JSON.stringify(p.cpuTicksAfter)})`,
       `leftovers after teardown: ${p.leftovers.length === 0 ? 'none' : p.leftovers.join(', ')}`,
     );
+    if (p.freezeStatesNotRestored !== undefined) {
+      out.push(`freeze state in the images, not restored (the tasks were restored stopped): ${p.freezeStatesNotRestored.join(', ')}`);
+    }
+    if (p.thawed !== undefined) out.push(`frozen cgroups thawed by teardown: ${p.thawed.join(', ')}`);
   } else {
     out.push('restore proof: none (no restore ran)');
   }

@@ -17,6 +17,7 @@ import { criuPath, run, runOk } from './exec.ts';
 import { RuntimeSocketError } from './ctr.ts';
 import type { RuntimeEndpoint } from './ctr.ts';
 import { imageLayers } from './image-rootfs.ts';
+import { imagesWithoutFreezeState } from './cgroup-image.ts';
 import type { Runner } from './exec.ts';
 import { DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE } from './container.ts';
 
@@ -28,6 +29,10 @@ export interface RestoreProof {
   states: Record<string, string>;
   /** Found by looking after teardown: processes, mounts, cgroups, netns, folders. Empty when clean. */
   leftovers: string[];
+  /** Freeze states the images recorded and the restore left out (e.g. freezer.state=FROZEN of a paused dump). */
+  freezeStatesNotRestored?: string[];
+  /** Frozen sandbox cgroups teardown had to thaw (none when the freeze state was left out). */
+  thawed?: string[];
 }
 
 export interface RestoreCheckInput {
@@ -51,6 +56,8 @@ export interface RestoreCheckInput {
   compareFiles?: (layers: readonly string[]) => Promise<Reason[]>;
   /** Pause between the two CPU tick reads, ms. */
   tickPauseMs?: number;
+  /** Test hook: restore the freeze state the images record (to prove that teardown thaws and kills anyway). */
+  keepFreezeState?: boolean;
 }
 
 export interface RestoreCheckOutput {
@@ -189,8 +196,12 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
       }
     }
     const logFile = join(sb.dir, 'restore.log');
+    // A dump from a frozen cgroup records the freeze; restored with it, the tasks would sit frozen (state D), where
+    // SIGKILL cannot end them. The sandbox restores them stopped instead (--leave-stopped).
+    const unfrozen = input.keepFreezeState === true ? { dir: imagesDir, dropped: [] } : await imagesWithoutFreezeState(imagesDir, join(sb.dir, 'images'));
+    if (unfrozen.dropped.length > 0) proof.freezeStatesNotRestored = unfrozen.dropped;
     const args = restoreArgs({
-      imagesDir,
+      imagesDir: unfrozen.dir,
       logFile,
       root: sb.root,
       cgroupRoot: sb.cgroupRoot,
@@ -249,7 +260,11 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
     reasons.push(reason('InternalError', `restore sandbox: ${(e as Error).message}`, undefined, 'restore'));
   } finally {
     const left: string[] = [];
-    if (sb !== undefined) left.push(...(await destroySandbox(sb, proc, sbRun?.pidnsInode)).leftovers);
+    if (sb !== undefined) {
+      const torn = await destroySandbox(sb, proc, sbRun?.pidnsInode);
+      left.push(...torn.leftovers);
+      if (torn.thawed.length > 0) proof.thawed = torn.thawed;
+    }
     proof.leftovers = left;
     step('teardown');
     if (left.length > 0) {

@@ -2,8 +2,9 @@
 // ends inside, no route out), a private PID namespace whose PID 1 is a tiny /bin/sh init (CRIU must not be
 // PID 1: restoring the time namespace fails there), a private mount namespace whose root for the container is
 // an overlay over the target's root filesystem with a fresh upper layer, and a private cgroup root. Teardown
-// kills every task, lets the namespaces die with their last task, removes cgroups, netns and folders, then
-// LOOKS for leftovers.
+// kills every task, thaws any frozen cgroup of the sandbox (a frozen task dies of its pending SIGKILL only once
+// thawed), lets the namespaces die with their last task, removes cgroups, netns and folders, then LOOKS for
+// leftovers, retrying within a named bound.
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -81,6 +82,8 @@ export interface SandboxRun {
 
 export interface Leftovers {
   leftovers: string[];
+  /** Frozen cgroups teardown thawed (a restore that carried a freezer state over). */
+  thawed: string[];
 }
 
 export async function createSandbox(spec: SandboxSpec, runner: Runner = run): Promise<Sandbox> {
@@ -373,9 +376,57 @@ export function taskState(pid: number): string | undefined {
   }
 }
 
+/** How long teardown keeps killing, thawing and removing before it reports what is left. */
+export const TEARDOWN_BOUND_MS = 5000;
+/** A cgroup can stay busy for a moment after its last task is gone: rmdir is retried at least this long. */
+const CGROUP_RMDIR_GRACE_MS = 1000;
+
+/** SIGKILL every task in the sandbox cgroups and (when known) its PID namespace; returns how many were signalled. */
+async function killSandboxTasks(sb: Sandbox, pidns: number | undefined): Promise<number> {
+  const pids = new Set(await sandboxPids(sb));
+  if (pidns !== undefined) for (const p of pidsInPidns(pidns)) pids.add(p);
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+  return pids.size;
+}
+
+/**
+ * Thaw every frozen cgroup under the sandbox root, parents first (a v1 child stays frozen while its parent is):
+ * v1 `freezer.state`, v2 `cgroup.freeze`. A frozen task keeps a pending SIGKILL until it is thawed, so teardown
+ * thaws after the kill: the task then dies without running. Returns the cgroups it thawed.
+ */
+export async function thawSandboxCgroups(sb: Sandbox): Promise<string[]> {
+  const thawed: string[] = [];
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  for (const mp of cgroupMounts(mountinfo)) {
+    for (const d of await walkDirs(join(mp, sb.cgroupRoot))) {
+      for (const [file, frozen, thaw] of [
+        ['freezer.state', (v: string) => v !== 'THAWED', 'THAWED'],
+        ['cgroup.freeze', (v: string) => v === '1', '0'],
+      ] as const) {
+        try {
+          const v = (await readFile(join(d, file), 'latin1')).trim();
+          if (!frozen(v)) continue;
+          await writeFile(join(d, file), thaw);
+          thawed.push(`${join(d, file)}: ${v} -> ${thaw}`);
+        } catch {
+          // no such file in this hierarchy, or the cgroup is gone
+        }
+      }
+    }
+  }
+  return thawed;
+}
+
 /**
  * Tear the sandbox down and look for anything left. `proc` is the running sandbox (if it was started),
- * `pidnsInode` the PID namespace to check for survivors.
+ * `pidnsInode` the PID namespace to check for survivors. Kills, thaws, waits for every task, removes every cgroup
+ * (every hierarchy), the netns and the folders, retrying within TEARDOWN_BOUND_MS before it reports leftovers.
  */
 export async function destroySandbox(
   sb: Sandbox,
@@ -383,48 +434,34 @@ export async function destroySandbox(
   pidns: number | undefined,
   runner: Runner = run,
 ): Promise<Leftovers> {
-  // 1. SIGKILL every task in the sandbox cgroup and the init.
-  for (let i = 0; i < 3; i++) {
-    const pids = await sandboxPids(sb);
-    for (const p of pids) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    if (pids.length === 0) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const deadline = Date.now() + TEARDOWN_BOUND_MS;
+  const thawed: string[] = [];
+  // 1. SIGKILL every task in the sandbox cgroup and PID namespace, end the init, then thaw.
+  await killSandboxTasks(sb, pidns);
   proc?.kill();
-  if (pidns !== undefined) {
-    for (const p of pidsInPidns(pidns)) {
-      try {
-        process.kill(p, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  }
-  // 2. wait for the tasks to go (the mount namespace and its overlay go with the last one).
-  const deadline = Date.now() + 5000;
+  thawed.push(...(await thawSandboxCgroups(sb)));
+  // 2. wait for the tasks to go (the mount namespace and its overlay go with the last one), killing and thawing
+  //    again each round: a task may have been between cgroups, or a cgroup between states.
   while (Date.now() < deadline) {
     const alive = (await sandboxPids(sb)).length + (pidns === undefined ? 0 : pidsInPidns(pidns).length);
     const childAlive = proc !== undefined && proc.child.exitCode === null && proc.child.signalCode === null;
     if (alive === 0 && !childAlive) break;
     await new Promise((r) => setTimeout(r, 20));
+    await killSandboxTasks(sb, pidns);
+    thawed.push(...(await thawSandboxCgroups(sb)));
   }
-  // 3. cgroups, deepest first.
+  // 3. cgroups, deepest first, in every hierarchy.
+  const rmdirDeadline = Math.max(deadline, Date.now() + CGROUP_RMDIR_GRACE_MS);
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   for (const mp of cgroupMounts(mountinfo)) {
     const dirs = (await walkDirs(join(mp, sb.cgroupRoot))).reverse();
     for (const d of dirs) {
-      for (let i = 0; i < 20; i++) {
+      for (;;) {
         try {
           await rmdir(d);
           break;
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') break;
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT' || Date.now() > rmdirDeadline) break;
           await new Promise((r) => setTimeout(r, 25));
         }
       }
@@ -435,7 +472,7 @@ export async function destroySandbox(
   // 4. netns, folders.
   if (existsSync(sb.netnsPath)) await runner('ip', ['netns', 'del', sb.netnsName], { timeoutMs: 10_000 });
   await rm(sb.dir, { recursive: true, force: true });
-  return { leftovers: await findLeftovers(sb, pidns) };
+  return { leftovers: await findLeftovers(sb, pidns), thawed };
 }
 
 /** Look (do not assume) for anything of the sandbox that still exists. */

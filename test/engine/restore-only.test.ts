@@ -1,22 +1,30 @@
 // Restore-only mode on real full checkpoints: a CRIU image folder, and an archive in the kubelet / CRI-O layout
-// (checkpoint/, config.dump, spec.dump, rootfs-diff.tar, network.status) built here from a real dump.
+// (checkpoint/, config.dump, spec.dump, rootfs-diff.tar, network.status) built here from a real dump, or from a
+// runc checkpoint that containerd took the way the kubelet's does (the task paused: a dump from a frozen cgroup).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdir, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { TestContext } from 'node:test';
 import { dumpCheck } from '../../src/engine/dump.ts';
 import { checkRestoreOnly, defaultProbeDeps } from '../../src/engine/probe.ts';
 import { collectNodeFacts } from '../../src/engine/facts.ts';
 import type { ProbeDetail } from '../../src/engine/probe.ts';
 import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
 import { imageDirSize } from '../../src/engine/images.ts';
+import { freezeStates, readCgroupProps } from '../../src/engine/cgroup-image.ts';
+import { openCheckpoint } from '../../src/engine/checkpoint.ts';
+import { restoreCheck } from '../../src/engine/restore.ts';
+import { resolveContainer } from '../../src/engine/container.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed, testImage } from '../testbed/index.ts';
+import { ctr, removeContainer, taskPid } from '../testbed/containerd.ts';
 import { startWorkload } from './workloads.ts';
-import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, tempDir } from './engine-helpers.ts';
+import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
 
 const options = { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 60_000 };
 
@@ -113,4 +121,103 @@ void test('restore-only does not restore a checkpoint bigger than the memory thi
   const v = await checkRestoreOnly({ imagesDir: images }, options, { rootfs: ci.rootfs.lowerdirs[0] ?? '/' }, { deps, detail });
   assert.deepEqual(v.reasons.map((r) => `${r.phase}:${r.code}`), ['compat:InsufficientMemory']);
   assert.equal(detail.restoreProof, undefined, 'nothing was restored');
+});
+
+/**
+ * A kubelet-layout archive of a running container, checkpointed through containerd and runc as the kubelet's
+ * checkpoint API does: containerd pauses the task (its freezer cgroup FROZEN), runc has CRIU dump it from that
+ * cgroup (freeze_cgroup), the task runs on. runc reads `network-lock nftables` from the config file the
+ * container's `org.criu.config` annotation names (the default lock needs iptables, which is not here).
+ */
+async function runcCheckpointArchive(t: TestContext, work: string): Promise<{ tarball: string; id: string; image: string }> {
+  const tb = await testbed();
+  const image = await testImage();
+  const id = `mp-ro-${randomBytes(5).toString('hex')}`;
+  const conf = join(work, 'runc-criu.conf');
+  await writeFile(conf, 'network-lock nftables\n');
+  t.after(async () => await removeContainer(tb.containerd, id));
+  await ctr(tb.containerd, ['run', '-d', '--cgroup', `/k8s.io/${id}`, '--annotation', `org.criu.config=${conf}`, image, id, '/bin/sh', '-c', 'echo changed > /tmp/mine; while true; do sleep 0.05; done']);
+  let pid: number | undefined;
+  for (let i = 0; i < 100 && pid === undefined; i++) {
+    pid = await taskPid(tb.containerd, id);
+    if (pid === undefined) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(pid !== undefined, 'the container runs');
+  const arch = join(work, 'archive');
+  await mkdir(join(arch, 'checkpoint'), { recursive: true });
+  await ctr(tb.containerd, ['tasks', 'checkpoint', '--image-path', join(arch, 'checkpoint'), '--work-path', join(work, 'runc-work'), id]);
+  assert.equal(await taskPid(tb.containerd, id), pid, 'the container runs on after its checkpoint');
+  const ci = await resolveContainer({ containerId: id, namespace: tb.containerd.namespace, containerdAddress: tb.containerd.address });
+  assert.ok(ci.rootfs.upperdir !== undefined);
+  execFileSync('tar', ['-c', '-f', join(arch, 'rootfs-diff.tar'), '-C', ci.rootfs.upperdir, '.']);
+  const spec = (JSON.parse(await ctr(tb.containerd, ['containers', 'info', id])) as { Spec?: unknown }).Spec;
+  await writeFile(join(arch, 'spec.dump'), JSON.stringify(spec));
+  await writeFile(join(arch, 'config.dump'), JSON.stringify({ id, rootfsImageName: image, rootfsImageRef: image }));
+  await writeFile(join(arch, 'deleted.files'), JSON.stringify([]));
+  const tarball = join(work, `checkpoint-${id}.tar`);
+  execFileSync('tar', ['-c', '-f', tarball, '-C', arch, '.']);
+  return { tarball, id, image };
+}
+
+/** Every trace a restore could leave: sandbox netns, cgroups in every hierarchy, mounts, and image views. */
+async function assertNothingLeft(before: readonly string[], pids: readonly string[]): Promise<void> {
+  const tb = await testbed();
+  assert.deepEqual(await newSandboxTraces(before), [], 'no sandbox netns, cgroup (any hierarchy) or mount');
+  for (const p of pids) assert.deepEqual(await taskStates([Number(p)]), ['gone'], `restored pid ${p} is gone`);
+  const mi = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.ok(!mi.includes('migprobe-sandbox') && !mi.includes('/sandbox-'), 'no sandbox mount');
+  assert.doesNotMatch(await ctr(tb.containerd, ['snapshots', 'ls']), /migprobe-rootfs-view/, 'no image view snapshot');
+}
+
+void test('restore-only of a runc checkpoint dumped from a frozen cgroup: restored stopped, not frozen, and nothing left', async (t) => {
+  const tb = await testbed();
+  const tracesBefore = await sandboxTraces();
+  const work = await tempDir(t);
+  const { tarball } = await runcCheckpointArchive(t, work);
+  // The archive records the freeze, as a kubelet checkpoint does.
+  const peek = await openCheckpoint({ archive: tarball }, join(work, 'peek'));
+  assert.ok(freezeStates(await readCgroupProps(peek.imagesDir)).includes('freezer.state=FROZEN'), 'the images record freezer.state FROZEN');
+
+  // No target root: the image's layers come from containerd (a view snapshot of the image's chain ID).
+  const target = { containerdAddress: tb.containerd.address, namespace: tb.containerd.namespace };
+  const detail: ProbeDetail = {};
+  const started = Date.now();
+  const v = await checkRestoreOnly({ archive: tarball }, options, target, { detail });
+  const wallMs = Date.now() - started;
+  assert.equal(v.migratable, true, `${JSON.stringify(v.reasons)}\n${v.criuLogExcerpt ?? ''}`);
+  const proof = detail.restoreProof;
+  assert.ok(proof !== undefined);
+  assert.ok(Object.keys(proof.states).length >= 2, 'the shell and its sleep were restored');
+  assert.ok(Object.values(proof.states).every((s) => s === 'T'), `restored stopped, not frozen: ${JSON.stringify(proof.states)}`);
+  assert.deepEqual(proof.cpuTicksAfter, proof.cpuTicksBefore);
+  assert.ok(proof.freezeStatesNotRestored?.includes('freezer.state=FROZEN'), JSON.stringify(proof));
+  assert.deepEqual(proof.leftovers, []);
+  await assertNothingLeft(tracesBefore, Object.keys(proof.states));
+  t.diagnostic(`restore-only of the frozen-cgroup archive: ${wallMs} ms wall, verdict restoreMs ${v.timings.restoreMs ?? '?'}`);
+
+  // Teardown alone copes too: restored WITH the freeze state, the tasks sit frozen (state D), teardown kills,
+  // thaws, and nothing is left.
+  const cp2 = await openCheckpoint({ archive: tarball }, join(work, 'again'));
+  const facts = await collectNodeFacts(tb.criu);
+  const r = await restoreCheck({
+    bundleDir: join(work, 'again'),
+    imagesDir: cp2.imagesDir,
+    options,
+    target,
+    workDir: join(work, 'again-restore'),
+    facts,
+    criuVersion: facts.criuVersion,
+    manifest: cp2.manifest,
+    extraLowerdirs: cp2.extraLowerdirs,
+    ...(cp2.netnsKey === undefined ? {} : { netnsKey: cp2.netnsKey }),
+    cpuCap: cp2.hasCpuinfo,
+    keepFreezeState: true,
+  });
+  assert.deepEqual(r.result.reasons, [], `${JSON.stringify(r.result.reasons)}\n${r.result.criuLogExcerpt ?? ''}`);
+  assert.ok(Object.values(r.proof.states).every((s) => s === 'D'), `restored frozen: ${JSON.stringify(r.proof.states)}`);
+  assert.ok((r.proof.thawed ?? []).some((x) => x.includes('freezer.state: FROZEN -> THAWED')), JSON.stringify(r.proof));
+  assert.deepEqual(r.proof.leftovers, []);
+  assert.ok((r.steps['teardown'] ?? 0) - (r.steps['proof'] ?? 0) < 3000, `teardown took ${JSON.stringify(r.steps)}`);
+  await assertNothingLeft(tracesBefore, Object.keys(r.proof.states));
+  t.diagnostic(`teardown of a frozen restore: ${(r.steps['teardown'] ?? 0) - (r.steps['proof'] ?? 0)} ms`);
 });
