@@ -18,6 +18,7 @@ import { kubePodLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth
 import { AgentServer } from './server.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
 import { criuTooOld, resolveCriu } from '../engine/criu.ts';
+import { runtimeSocketProblem } from '../engine/ctr.ts';
 
 const { values } = parseArgs({
   options: {
@@ -66,9 +67,15 @@ async function main(): Promise<void> {
   // A previous run may have died mid-dump: thaw whatever it left frozen before anything else.
   const recovered = await recoverFrozen(workRoot);
   for (const r of recovered) log.warn('thawed a workload left frozen by a previous run', { marker: r.marker, actions: r.actions });
+  // Every dump and image lookup dials containerd: a socket that is not there is a configuration error, said now
+  // (after the recovery above, which needs no containerd).
+  const address = values['containerd-address'] ?? '';
+  const socketProblem = runtimeSocketProblem(address);
+  if (socketProblem !== undefined) {
+    throw new Error(`--containerd-address ${address}: no containerd socket there (${socketProblem}); set it (or CONTAINERD_ADDRESS) to this node's containerd socket`);
+  }
 
   const engine = await loadEngine();
-  const address = values['containerd-address'];
   const server = new AgentServer({
     config: {
       nodeName,

@@ -5,6 +5,7 @@ import type { Verdict } from '../verdict.ts';
 import type { NodeFacts } from '../engine/api.ts';
 import { reason } from '../engine/reasons.ts';
 import { formatDetail, runCli } from './cli.ts';
+import { RuntimeSocketError } from '../engine/ctr.ts';
 import type { CliDeps } from './cli.ts';
 
 const ok: Verdict = makeVerdict({
@@ -24,7 +25,7 @@ const facts: NodeFacts = {
   memAvailableBytes: 1024 ** 3, cpu: { vendor: 'GenuineIntel', model: 'Xeon', flags: ['fpu'] },
 };
 
-function harness(verdict: Verdict | Error) {
+function harness(verdict: Verdict | Error, sockets: Record<string, string> = {}) {
   const out: string[] = [];
   const err: string[] = [];
   const calls: unknown[] = [];
@@ -43,6 +44,7 @@ function harness(verdict: Verdict | Error) {
     },
     nodeFacts: () => Promise.resolve(facts),
     version: () => Promise.resolve('0.1.0'),
+    runtimeSocketProblem: (address) => sockets[address],
   };
   const io = { out: (s: string) => out.push(s), err: (s: string) => err.push(s) };
   return { deps, io, out, err, calls };
@@ -79,6 +81,25 @@ void test('usage error and engine error -> exit 2 with a message on stderr', asy
   const e = harness(new Error('no process with PID 999999'));
   assert.equal(await runCli(['check', '--pid', '999999'], e.deps, e.io), 2);
   assert.match(e.err.join(''), /PID 999999/);
+});
+
+void test('a containerd socket that is not there is a usage error naming --address, before any engine call', async () => {
+  const missing = { '/run/containerd/containerd.sock': 'it does not exist', '/x.sock': 'it is not a socket' };
+  const c = harness(ok, missing);
+  assert.equal(await runCli(['check', '--container', 'abc'], c.deps, c.io), 2);
+  assert.match(c.err.join(''), /no containerd socket at \/run\/containerd\/containerd\.sock \(it does not exist\): give this node's containerd socket with --address SOCK\n/);
+  assert.deepEqual(c.calls, []);
+  const a = harness(ok, missing);
+  assert.equal(await runCli(['restore-check', '--archive', 'cp.tar', '--address', '/x.sock'], a.deps, a.io), 2);
+  assert.match(a.err.join(''), /\/x\.sock \(it is not a socket\).*--address SOCK, or the checkpoint's root filesystem with --target-root DIR/);
+  assert.deepEqual(a.calls, []);
+  // restore-check dials the default socket only when the image must come from containerd: the engine says so.
+  const r = harness(new RuntimeSocketError('/run/containerd/containerd.sock', 'it does not exist'), missing);
+  assert.equal(await runCli(['restore-check', '--archive', 'cp.tar'], r.deps, r.io), 2);
+  assert.match(r.err.join(''), /--address SOCK, or the checkpoint's root filesystem with --target-root DIR/);
+  // --pid dials no socket.
+  const p = harness(ok, missing);
+  assert.equal(await runCli(['check', '--pid', '7'], p.deps, p.io), 0);
 });
 
 void test('facts, version, help', async () => {

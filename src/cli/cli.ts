@@ -6,6 +6,8 @@ import type { ContainerRef, NodeFacts, ProbeOptions, TargetRoot } from '../engin
 import type { ProbeDetail } from '../engine/probe.ts';
 import { formatFacts, formatVerdict } from '../engine/format.ts';
 import { USAGE, UsageError, parseArgs } from './args.ts';
+import { RuntimeSocketError } from '../engine/ctr.ts';
+import { DEFAULT_CONTAINERD_ADDRESS } from '../engine/container.ts';
 
 export interface CliDeps {
   checkContainer(
@@ -22,6 +24,8 @@ export interface CliDeps {
   ): Promise<Verdict>;
   nodeFacts(): Promise<NodeFacts>;
   version(): Promise<string>;
+  /** What is wrong with a containerd socket path (undefined: it is a socket). */
+  runtimeSocketProblem(address: string): string | undefined;
 }
 
 export interface CliIo {
@@ -32,6 +36,17 @@ export interface CliIo {
 export const EXIT_MIGRATABLE = 0;
 export const EXIT_NOT_MIGRATABLE = 1;
 export const EXIT_ERROR = 2;
+
+/** A containerd socket that is not there: a usage error, named by the flag that sets it. */
+function socketUsage(address: string, problem: string, restoreOnly: boolean): string {
+  const alt = restoreOnly ? ", or the checkpoint's root filesystem with --target-root DIR" : '';
+  return `no containerd socket at ${address} (${problem}): give this node's containerd socket with --address SOCK${alt}`;
+}
+
+/** The socket a container reference makes the probe dial, if any. Pure. */
+function containerdAddressOf(ref: ContainerRef): string | undefined {
+  return 'containerId' in ref ? (ref.containerdAddress ?? DEFAULT_CONTAINERD_ADDRESS) : undefined;
+}
 
 /** Errors the engine throws for user-facing problems (bad PID, unknown container) carry `exitCode` 2 too. */
 function describe(err: unknown): string {
@@ -65,6 +80,14 @@ export async function runCli(argv: readonly string[], deps: CliDeps, io: CliIo):
       }
       case 'check':
       case 'restore-check': {
+        // Before any wait: a socket the command will dial must exist (restore-check dials the default socket only
+        // when the checkpoint's image must come from containerd; the engine says so with RuntimeSocketError).
+        const address = cmd.kind === 'restore-check' ? cmd.target.containerdAddress : containerdAddressOf(cmd.ref);
+        const problem = address === undefined ? undefined : deps.runtimeSocketProblem(address);
+        if (address !== undefined && problem !== undefined) {
+          io.err(`migprobe: ${socketUsage(address, problem, cmd.kind === 'restore-check')}\n`);
+          return EXIT_ERROR;
+        }
         const detail: ProbeDetail = {};
         const withDetail = cmd.verbose ? { detail } : {};
         const v =
@@ -80,6 +103,10 @@ export async function runCli(argv: readonly string[], deps: CliDeps, io: CliIo):
       }
     }
   } catch (err) {
+    if (err instanceof RuntimeSocketError) {
+      io.err(`migprobe: ${socketUsage(err.address, err.problem, cmd.kind === 'restore-check')}\n`);
+      return EXIT_ERROR;
+    }
     io.err(`migprobe: ${describe(err)}\n`);
     return EXIT_ERROR;
   }

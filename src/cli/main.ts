@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { checkContainer, checkRestoreOnly } from '../engine/probe.ts';
 import { collectNodeFacts } from '../engine/facts.ts';
 import { resolveCriu } from '../engine/criu.ts';
+import { runtimeSocketProblem } from '../engine/ctr.ts';
 import { runCli } from './cli.ts';
 import type { CliDeps } from './cli.ts';
 
@@ -11,6 +12,7 @@ const deps: CliDeps = {
   checkContainer: (ref, opts, target, io) => checkContainer(ref, opts, target, io),
   checkRestoreOnly: (src, opts, target, io) => checkRestoreOnly(src, opts, target, io),
   nodeFacts: async () => collectNodeFacts((await resolveCriu()).path),
+  runtimeSocketProblem: (address) => runtimeSocketProblem(address),
   version: async () => {
     // src/cli/main.ts and dist/cli/main.js both sit two levels below package.json
     const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };

@@ -29,7 +29,8 @@ import { resolveCriu, criuTooOld } from './criu.ts';
 import { reason } from './reasons.ts';
 import { dumpCheck } from './dump.ts';
 import type { DumpHooks, Manifest } from './dump.ts';
-import { readManifest, restoreCheck, ROOTFS_DIFF } from './restore.ts';
+import { chooseLowerdirs, readManifest, restoreCheck, ROOTFS_DIFF, runtimeEndpoint } from './restore.ts';
+import { assertRuntimeSocket } from './ctr.ts';
 import type { RestoreProof } from './restore.ts';
 import { addressesOf, subjectFromContainer } from './subject.ts';
 import { openCheckpoint } from './checkpoint.ts';
@@ -390,7 +391,11 @@ export async function checkContainer(
   }
 }
 
-/** Restore-only: would this existing checkpoint restore here? It is restored stopped and killed, never run. */
+/**
+ * Restore-only: would this existing checkpoint restore here? It is restored stopped and killed, never run.
+ * Throws RuntimeSocketError (ctr.ts), before any wait, when the checkpoint's image must come from containerd
+ * (no target root given) and the containerd socket does not exist: a usage problem, not a verdict.
+ */
 export async function checkRestoreOnly(
   src: CheckpointSource,
   opts: ProbeOptions,
@@ -409,6 +414,9 @@ export async function checkRestoreOnly(
     } catch (e) {
       reasons.push(reason('CheckpointNotFound', errMessage(e), undefined, 'setup'));
       return makeVerdict({ reasons, timings: { totalMs: Math.round(performance.now() - started) }, sizes: {}, criu: criuVersions });
+    }
+    if (chooseLowerdirs(target, cp.manifest) === undefined && cp.manifest.imageRef !== undefined) {
+      assertRuntimeSocket(runtimeEndpoint(target).address);
     }
     let criu: { path: string; version: string };
     let facts: NodeFacts;

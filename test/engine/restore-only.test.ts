@@ -6,7 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import type { TestContext } from 'node:test';
 import { dumpCheck } from '../../src/engine/dump.ts';
@@ -18,7 +21,7 @@ import { imageDirSize } from '../../src/engine/images.ts';
 import { freezeStates, readCgroupProps } from '../../src/engine/cgroup-image.ts';
 import { openCheckpoint } from '../../src/engine/checkpoint.ts';
 import { restoreCheck } from '../../src/engine/restore.ts';
-import { resolveContainer } from '../../src/engine/container.ts';
+import { DEFAULT_CONTAINERD_ADDRESS, resolveContainer } from '../../src/engine/container.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
 import { testbed, testImage } from '../testbed/index.ts';
@@ -220,4 +223,40 @@ void test('restore-only of a runc checkpoint dumped from a frozen cgroup: restor
   assert.ok((r.steps['teardown'] ?? 0) - (r.steps['proof'] ?? 0) < 3000, `teardown took ${JSON.stringify(r.steps)}`);
   await assertNothingLeft(tracesBefore, Object.keys(r.proof.states));
   t.diagnostic(`teardown of a frozen restore: ${(r.steps['teardown'] ?? 0) - (r.steps['proof'] ?? 0)} ms`);
+});
+
+/** The `migprobe` CLI, its exit code, output and wall time. */
+async function migprobeCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const started = Date.now();
+  const bin = fileURLToPath(new URL('../../bin/migprobe.js', import.meta.url));
+  try {
+    const r = await promisify(execFile)(process.execPath, [bin, ...args], { timeout: 120_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - started };
+  } catch (e) {
+    const x = e as { code?: unknown; stdout?: string; stderr?: string };
+    return { code: typeof x.code === 'number' ? x.code : -1, stdout: x.stdout ?? '', stderr: x.stderr ?? '', ms: Date.now() - started };
+  }
+}
+
+void test('restore-check CLI on a real runc checkpoint: a socket that is not there is an instant usage error; the right one a verdict', async (t) => {
+  const tb = await testbed();
+  const tracesBefore = await sandboxTraces();
+  const work = await tempDir(t);
+  const { tarball } = await runcCheckpointArchive(t, work);
+  const missing = await migprobeCli(['restore-check', '--archive', tarball, '--address', join(work, 'no.sock')]);
+  assert.equal(missing.code, 2, missing.stdout + missing.stderr);
+  assert.match(missing.stderr, /no containerd socket at \S+no\.sock \(it does not exist\): give this node's containerd socket with --address SOCK, or .* --target-root DIR/);
+  assert.ok(missing.ms < 5000, `took ${missing.ms} ms`);
+  if (!existsSync(DEFAULT_CONTAINERD_ADDRESS)) {
+    // No --address: the default socket is dialled only because the image must come from containerd.
+    const dflt = await migprobeCli(['restore-check', '--archive', tarball]);
+    assert.equal(dflt.code, 2, dflt.stdout + dflt.stderr);
+    assert.match(dflt.stderr, /no containerd socket at \/run\/containerd\/containerd\.sock .*--address SOCK/);
+    assert.ok(dflt.ms < 5000, `took ${dflt.ms} ms`);
+  }
+  const ok = await migprobeCli(['restore-check', '--archive', tarball, '--address', tb.containerd.address, '--namespace', tb.containerd.namespace, '--json']);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.equal((JSON.parse(ok.stdout) as { migratable: boolean }).migratable, true);
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
+  t.diagnostic(`restore-check: missing socket ${missing.ms} ms (exit 2), verdict ${ok.ms} ms (exit 0)`);
 });
