@@ -4,8 +4,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +26,8 @@ import { DEFAULT_CONTAINERD_ADDRESS, resolveContainer } from '../../src/engine/c
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
 import { testbed, testImage } from '../testbed/index.ts';
-import { ctr, removeContainer, taskPid } from '../testbed/containerd.ts';
+import { ctr, importImage, removeContainer, startContainerd, stopContainerd, taskPid } from '../testbed/containerd.ts';
+import { buildImage } from '../testbed/image.ts';
 import { startWorkload } from './workloads.ts';
 import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
 
@@ -259,4 +261,33 @@ void test('restore-check CLI on a real runc checkpoint: a socket that is not the
   assert.equal((JSON.parse(ok.stdout) as { migratable: boolean }).migratable, true);
   assert.deepEqual(await newSandboxTraces(tracesBefore), []);
   t.diagnostic(`restore-check: missing socket ${missing.ms} ms (exit 2), verdict ${ok.ms} ms (exit 0)`);
+});
+
+void test('restore-only finds the image root filesystem on containerd v2 too (snapshot view, no ctr images mount)', async (t) => {
+  const tb = await testbed();
+  const cache = process.env.MIGPROBE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/migprobe');
+  const bin = join(cache, 'bin', 'containerd-v2');
+  if (!existsSync(join(bin, 'containerd'))) {
+    t.skip(`no containerd v2 in ${bin}: bash hack/provision.sh installs it`);
+    return;
+  }
+  const tracesBefore = await sandboxTraces();
+  const work = await tempDir(t);
+  const { tarball } = await runcCheckpointArchive(t, work);
+  // A private containerd v2 (plain, no CRI) holding the same image as the 1.6 test bed, unpacked.
+  const dir = await mkdtemp(join(tmpdir(), 'mp-ctrd2-'));
+  const v2 = await startContainerd({ dir, criuBinDir: dirname(tb.criu), binDir: bin });
+  t.after(async () => {
+    await stopContainerd(v2);
+    await rm(dir, { recursive: true, force: true });
+  });
+  assert.match(await ctr(v2, ['version']), /Server:[\s\S]*Version:\s+v?2\./);
+  const img = await buildImage(join(cache, 'images'));
+  await importImage(v2, img.ref, img.tarball);
+  const detail: ProbeDetail = {};
+  const v = await checkRestoreOnly({ archive: tarball }, options, { containerdAddress: v2.address, namespace: v2.namespace }, { detail });
+  assert.equal(v.migratable, true, `${JSON.stringify(v.reasons)}\n${v.criuLogExcerpt ?? ''}`);
+  assert.deepEqual(detail.restoreProof?.leftovers, []);
+  assert.doesNotMatch(await ctr(v2, ['snapshots', 'ls']), /migprobe-rootfs-view/, 'no image view snapshot');
+  assert.deepEqual(await newSandboxTraces(tracesBefore), []);
 });
