@@ -39,6 +39,17 @@ use_node() {
   node -e 'if (+process.versions.node.split(".")[0] < 24) process.exit(1)' || die "Node 24 not usable from $dir"
 }
 
+# Commands run when the calling script exits, last registered first (each may fail; the rest still run).
+MIGPROBE_AT_EXIT=()
+run_at_exit() {
+  local i
+  for ((i = ${#MIGPROBE_AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${MIGPROBE_AT_EXIT[i]}" || true; done
+}
+at_exit() {
+  MIGPROBE_AT_EXIT+=("$1")
+  trap run_at_exit EXIT
+}
+
 # Provisions, then exports the tool paths and starts a fresh test bed named $1 whose daemons are stopped
 # when the calling script exits. Sets MIGPROBE_TESTBED for the tests and the demo.
 provision_and_start_testbed() {
@@ -50,8 +61,20 @@ provision_and_start_testbed() {
   . "$MIGPROBE_CACHE/env.sh"
   export MIGPROBE_TESTBED="/var/lib/migprobe-testbed/$name/state.json"
   MIGPROBE_TESTBED_NAME="$name"
-  trap 'node "$MIGPROBE_ROOT/test/testbed/cli.ts" down "$MIGPROBE_TESTBED_NAME" >/dev/null 2>&1 || true' EXIT
+  at_exit 'node "$MIGPROBE_ROOT/test/testbed/cli.ts" down "$MIGPROBE_TESTBED_NAME" >/dev/null 2>&1'
   node test/testbed/cli.ts down "$name" >/dev/null 2>&1 || true
   log "starting test bed $name"
   node test/testbed/cli.ts up "$name" >/dev/null
+}
+
+# Starts the real two-node Kubernetes cluster named $1 (test/testbed/cluster.ts; call after
+# provision_and_start_testbed), torn down when the calling script exits; what the teardown could not remove
+# is printed. Sets MIGPROBE_CLUSTER for the tests. One cluster per machine.
+start_cluster() {
+  local name="$1"
+  export MIGPROBE_CLUSTER="/var/lib/migprobe-cluster/$name/state.json"
+  MIGPROBE_CLUSTER_NAME="$name"
+  at_exit 'node "$MIGPROBE_ROOT/test/testbed/cluster-cli.ts" down "$MIGPROBE_CLUSTER_NAME"'
+  log "starting cluster $name"
+  node "$MIGPROBE_ROOT/test/testbed/cluster-cli.ts" up "$name" >/dev/null
 }

@@ -13,7 +13,7 @@
 import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync, readdirSync } from 'node:fs';
 import { join, dirname, basename } from 'node:path';
 import { request, Agent } from 'node:https';
-import { startApiServer, stopApiServer, isReady, apiGet, binariesFromEnv, signCert, kubeconfig, type ApiServerState } from './apiserver.ts';
+import { startApiServer, isReady, apiGet, binariesFromEnv, signCert, kubeconfig, type ApiServerState } from './apiserver.ts';
 import { startContainerd, stopContainerd, reviveContainerd, removeAllContainers, importArchive, type ContainerdState } from './containerd.ts';
 import { buildImage, buildPauseImage } from './image.ts';
 import { ensureCgroupRoot, removeCgroupRoot, cgroupPids } from './cgroups.ts';
@@ -464,8 +464,8 @@ async function killAll(pids: number[], graceMs: number): Promise<void> {
 }
 
 /** Stops `pid` when it still is one of this cluster's daemons (a PID from an old state file may be reused). */
-async function stopOurs(pid: number | undefined, stateDir: string): Promise<void> {
-  if (pid && clusterProcesses(stateDir).includes(pid)) await stopDaemon(pid);
+async function stopOurs(pid: number | undefined, stateDir: string, graceMs = 5000): Promise<void> {
+  if (pid && clusterProcesses(stateDir).includes(pid)) await stopDaemon(pid, graceMs);
 }
 
 /**
@@ -477,9 +477,16 @@ export async function clusterDown(name: string): Promise<string[]> {
   const c = readState(name);
   const dir = lay.stateDir;
 
-  // Consumers first: nothing may restart pods while the runtimes are emptied.
+  // Consumers first: nothing may restart pods while the runtimes are emptied. The control plane goes with
+  // them (its data is per run; the API server's graceful shutdown would take seconds for nothing).
   for (const n of c?.nodes ?? []) await stopOurs(n.kubeletPid, dir);
-  await Promise.all([stopOurs(c?.controllerManagerPid, dir), stopOurs(c?.schedulerPid, dir), stopOurs(c?.proxyPid, dir)]);
+  await Promise.all([
+    stopOurs(c?.controllerManagerPid, dir),
+    stopOurs(c?.schedulerPid, dir),
+    stopOurs(c?.proxyPid, dir),
+    stopOurs(c?.apiserver?.apiserverPid, dir, 500),
+  ]);
+  await stopOurs(c?.apiserver?.etcdPid, dir, 500);
 
   // Every container and sandbox through each runtime (a stopped runtime is started again on its own config,
   // so that its shims are found and told to clean up), then the runtime itself.
@@ -514,7 +521,6 @@ export async function clusterDown(name: string): Promise<string[]> {
   left.push(...(await unmountUnder(dir)).map((m) => `mount ${m}`));
   for (const n of lay.nodes) left.push(...(await removeCgroupRoot(n.cgroupRoot)).map((d) => `cgroup ${d}`));
   left.push(...(await cleanupNetfilter(process.env.MIGPROBE_KUBE_PROXY)).map((ch) => `netfilter ${ch}`));
-  if (c?.apiserver) await stopApiServer(c.apiserver).catch(() => undefined);
   await killAll(clusterProcesses(dir), 3000);
   if (c?.sysctls) restoreAllSysctls(c.sysctls);
 

@@ -78,7 +78,7 @@ export async function runContainer(opts: Omit<RunOptions, 'image'> & { image?: s
 }
 
 const CLUSTER_HOW =
-  'start it with `bash hack/test.sh test/cluster/` (hack/test.sh starts it for the whole suite and for files under test/cluster/) ' +
+  'start it with `bash hack/test.sh \'test/cluster/**/*.test.ts\'` (hack/test.sh starts it for the whole suite and for files under test/cluster/) ' +
   'or `bash hack/testbed.sh cluster-up` and `eval "$(bash hack/testbed.sh cluster-env)"`';
 
 let cachedCluster: Cluster | undefined;
