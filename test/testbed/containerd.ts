@@ -4,7 +4,7 @@
 // With `cri` set it is instead a kubelet's runtime: the CRI plugin on (Debian's containerd 1.6, or containerd
 // v2 from its own folder), CNI from a private config folder, the locally built pause image as sandbox.
 
-import { mkdirSync, writeFileSync, existsSync, copyFileSync, rmSync } from 'node:fs';
+import { mkdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run, startDaemon, stopDaemon, waitFor, tailOf, isAlive } from './proc.ts';
@@ -231,13 +231,14 @@ export async function importArchive(st: ContainerdState, archive: string, ref: s
   const work = join(st.dir, `import-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     if (only.annotations?.['io.containerd.image.name'] !== name) {
-      mkdirSync(work, { recursive: true });
-      source = join(work, 'image.tar');
-      copyFileSync(archive, source);
-      await run('tar', ['--delete', '-f', source, entry], { timeoutMs: 120_000 });
+      // Unpacked and packed again: GNU tar's --delete mangles archives written by buildah.
+      const layout = join(work, 'layout');
+      mkdirSync(layout, { recursive: true });
+      await run('tar', ['-xf', archive, '-C', layout], { timeoutMs: 300_000 });
       only.annotations = { ...only.annotations, 'io.containerd.image.name': name };
-      writeFileSync(join(work, 'index.json'), JSON.stringify(index));
-      await run('tar', ['-rf', source, '-C', work, 'index.json'], { timeoutMs: 120_000 });
+      writeFileSync(join(layout, entry), JSON.stringify(index));
+      source = join(work, 'image.tar');
+      await run('tar', ['-cf', source, '-C', layout, '.'], { timeoutMs: 300_000 });
     }
     await ctr(st, ['images', 'import', '--all-platforms', source], 600_000);
   } finally {
