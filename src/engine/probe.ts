@@ -260,6 +260,7 @@ async function runTarget(
     criuVersion: criu.version,
     manifest,
     compareFiles,
+    sameNode: sameNodeFacts !== undefined,
   });
   let facts: NodeFacts;
   try {

@@ -47,6 +47,8 @@ export interface RestoreCheckInput {
   criuVersion: string;
   /** Manifest override (restore-only mode builds one from the checkpoint). */
   manifest?: Manifest;
+  /** The bundle was made on this node (the one-host check): its overlay paths are this node's (chooseLowerdirs). */
+  sameNode?: boolean;
   /** Extra layer on top of the target root (e.g. a checkpoint's rootfs diff), top first. */
   extraLowerdirs?: string[];
   /** External key of the network namespace in the images (default: the manifest's, migprobe's own key). */
@@ -73,21 +75,23 @@ export async function readManifest(bundleDir: string): Promise<Manifest> {
 }
 
 /**
- * Root filesystem layers for the sandbox overlay, top first: the container's own changes (the shipped rootfs diff,
- * else its writable layer when reachable here), over the explicit target root, else the manifest's image layers
- * when they are on this node. Undefined when no image root is available (then image-rootfs.ts looks the image's
- * layers up in containerd).
+ * Root filesystem layers for the sandbox overlay, top first: the container's own changes (the shipped rootfs diff),
+ * over the explicit target root, else undefined (then image-rootfs.ts looks the image's layers up in this node's
+ * containerd). Only when the bundle was made on this very node (`sameNode`: the one-host check) do the manifest's
+ * overlay paths (writable layer, image layers) name this node's folders and may be used: on another node the same
+ * snapshot path exists too, holding some other layer, and a peer's paths are never opened.
  */
 export function chooseLowerdirs(
   target: TargetRoot,
   manifest: Manifest,
   exists: (p: string) => boolean = existsSync,
   diffDir?: string,
+  sameNode = false,
 ): string[] | undefined {
-  const up = manifest.rootfs.upperdir;
+  const up = sameNode ? manifest.rootfs.upperdir : undefined;
   const diff = diffDir !== undefined ? [diffDir] : up !== undefined && exists(up) ? [up] : [];
   if (target.rootfs !== undefined) return [...diff, target.rootfs];
-  const l = manifest.rootfs.lowerdirs;
+  const l = sameNode ? manifest.rootfs.lowerdirs : [];
   if (l.length > 0 && l.every(exists)) return [...diff, ...l];
   return undefined;
 }
@@ -151,7 +155,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
     reasons.push(reason('TransferFailed', `the bundle's rootfs diff does not unpack: ${(e as Error).message}`, undefined, 'restore'));
     return undefined;
   });
-  let lower = chooseLowerdirs(input.target, manifest, existsSync, diffDir);
+  let lower = chooseLowerdirs(input.target, manifest, existsSync, diffDir, input.sameNode === true);
   if (lower === undefined && manifest.imageRef !== undefined) {
     try {
       const image = await imageLayers(manifest.imageRef, runtimeEndpoint(input.target));

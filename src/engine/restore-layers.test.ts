@@ -1,0 +1,36 @@
+// chooseLowerdirs: which folders the restore sandbox's overlay stands on, and that a bundle from another node
+// never makes the target open the source's overlay paths.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chooseLowerdirs } from './restore.ts';
+import type { Manifest } from './dump.ts';
+
+const manifest = {
+  version: 1,
+  createdAt: '2026-01-01T00:00:00Z',
+  imageRef: 'example.test/app:1',
+  rootfs: { lowerdirs: ['/var/lib/containerd/snapshots/7/fs'], upperdir: '/var/lib/containerd/snapshots/9/fs' },
+  externalMounts: [],
+  netnsExternal: true,
+  addresses: [],
+  fileDigests: [],
+  kind: 'lazy',
+} as unknown as Manifest;
+const everyPathExists = (): boolean => true;
+
+test('one host: the container\'s writable layer over its image layers, as the manifest names them', () => {
+  assert.deepEqual(chooseLowerdirs({}, manifest, everyPathExists, undefined, true), ['/var/lib/containerd/snapshots/9/fs', '/var/lib/containerd/snapshots/7/fs']);
+  assert.deepEqual(chooseLowerdirs({}, manifest, everyPathExists, '/work/diff', true), ['/work/diff', '/var/lib/containerd/snapshots/7/fs']);
+});
+
+test('another node: the source\'s overlay paths are never used, even where the same paths exist here', () => {
+  assert.equal(chooseLowerdirs({}, manifest, everyPathExists), undefined, 'the image must be looked up in this node\'s containerd');
+  assert.deepEqual(chooseLowerdirs({}, manifest, everyPathExists, '/work/diff'), undefined);
+  assert.deepEqual(chooseLowerdirs({ rootfs: '/target/root' }, manifest, everyPathExists), ['/target/root']);
+  assert.deepEqual(chooseLowerdirs({ rootfs: '/target/root' }, manifest, everyPathExists, '/work/diff'), ['/work/diff', '/target/root']);
+});
+
+test('one host, image layers gone: no root here (the image is looked up instead)', () => {
+  assert.equal(chooseLowerdirs({}, manifest, () => false, undefined, true), undefined);
+});
