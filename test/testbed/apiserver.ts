@@ -83,8 +83,9 @@ export async function signCert(dir: string, name: string, subject: string, ips: 
   const sans = [...ips.map((ip) => `IP:${ip}`), ...dns.map((d) => `DNS:${d}`)];
   const ext = join(dir, `${name}.ext`);
   writeFileSync(ext, sans.length > 0 ? `subjectAltName=${sans.join(',')}\n` : 'basicConstraints=CA:FALSE\n');
+  // A random serial, not a serial file: certificates may be signed concurrently.
   await ssl(['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'),
-    '-CAcreateserial', '-out', join(dir, `${name}.crt`), '-days', '3650', '-extfile', ext]);
+    '-set_serial', `0x${randomBytes(16).toString('hex')}`, '-out', join(dir, `${name}.crt`), '-days', '3650', '-extfile', ext]);
 }
 
 async function makeCerts(dir: string, host: string, cluster?: ClusterApiOptions): Promise<void> {

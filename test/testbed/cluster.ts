@@ -258,32 +258,35 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     { name: 'system:kube-proxy', groups: [] },
   ];
   const images = join(cache, 'images');
-  const [pause, test, apiserver] = await Promise.all([
-    buildPauseImage(images),
-    buildImage(images),
+  // The pause image names the runtimes' sandbox image, so it comes first (cached: at once); the rest overlaps.
+  const pause = await buildPauseImage(images);
+  const testImage = buildImage(images);
+  const [test, apiserver, runtimes] = await Promise.all([
+    testImage,
     startApiServer({
       dir: join(lay.stateDir, 'apiserver'),
       host: nodeA.ip,
       binaries: apiBins,
       cluster: { serviceCidr: lay.serviceCidr, serviceIP: lay.kubernetesServiceIP, port: lay.apiserverPort, users },
     }),
+    Promise.all(
+      lay.nodes.map(async (n) => {
+        const st = await startContainerd({
+          dir: join(n.dir, 'containerd'),
+          criuBinDir: dirname(criu),
+          ...(n.major === 2 ? { binDir: bins.containerd2Dir } : {}),
+          cri: { major: n.major, sandboxImage: pause.ref, cniConfDir: join(n.dir, 'cni'), cniBinDir: bins.cniBinDir },
+          reaper: bins.tini,
+        });
+        // Containers a crashed run left in this store would otherwise meet the new kubelet.
+        await removeAllContainers(st);
+        await importArchive(st, pause.tarball, pause.ref);
+        const t = await testImage;
+        await importArchive(st, t.tarball, t.ref);
+        return st;
+      }),
+    ),
   ]);
-  const runtimes = await Promise.all(
-    lay.nodes.map(async (n) => {
-      const st = await startContainerd({
-        dir: join(n.dir, 'containerd'),
-        criuBinDir: dirname(criu),
-        ...(n.major === 2 ? { binDir: bins.containerd2Dir } : {}),
-        cri: { major: n.major, sandboxImage: pause.ref, cniConfDir: join(n.dir, 'cni'), cniBinDir: bins.cniBinDir },
-        reaper: bins.tini,
-      });
-      // Containers a crashed run left in this store would otherwise meet the new kubelet.
-      await removeAllContainers(st);
-      await importArchive(st, pause.tarball, pause.ref);
-      await importArchive(st, test.tarball, test.ref);
-      return st;
-    }),
-  );
 
   const token = (user: string): string => {
     const t = apiserver.tokens?.[user];
@@ -317,11 +320,11 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     },
   );
 
+  await Promise.all(lay.nodes.map(async (n) => await signCert(apiserver.dir, `kubelet-${n.name}`, `/CN=system:node:${n.name}/O=system:nodes`, [n.ip])));
   const nodes: ClusterNode[] = [];
   for (const [i, n] of lay.nodes.entries()) {
     const containerd = runtimes[i];
     if (!containerd) throw new Error(`no runtime for ${n.name}`);
-    await signCert(apiserver.dir, `kubelet-${n.name}`, `/CN=system:node:${n.name}/O=system:nodes`, [n.ip]);
     const kubeletRoot = join(n.dir, 'kubelet');
     const kubeletPid = startKubelet(
       bins.kubelet,
@@ -502,7 +505,8 @@ export async function clusterDown(name: string): Promise<string[]> {
       ...(n.major === 2 && process.env.MIGPROBE_CONTAINERD2_DIR ? { ctr: join(process.env.MIGPROBE_CONTAINERD2_DIR, 'ctr') } : {}),
     };
     if (st.pid && !clusterProcesses(dir).includes(st.pid)) st.pid = 0;
-    if (existsSync(join(st.dir, 'config.toml'))) {
+    // A clean teardown removed the state folder: then nothing of that runtime can still be running.
+    if (existsSync(join(st.dir, 'config.toml')) && existsSync(st.state)) {
       try {
         await reviveContainerd(st);
         await stopContainerd(st);

@@ -108,6 +108,7 @@ export async function kubeChains(): Promise<string[]> {
  * canary and hint chains). Returns what is left.
  */
 export async function cleanupNetfilter(proxyBin: string | undefined): Promise<string[]> {
+  if ((await kubeChains()).length === 0) return [];
   if (proxyBin) await run(proxyBin, ['--cleanup', '--v=0'], { allowFail: true, timeoutMs: 60_000 });
   for (const c of await kubeChains()) {
     const [fam, rest] = c.split(':') as [string, string];
