@@ -39,11 +39,13 @@ use_node() {
   node -e 'if (+process.versions.node.split(".")[0] < 24) process.exit(1)' || die "Node 24 not usable from $dir"
 }
 
-# Commands run when the calling script exits, last registered first (each may fail; the rest still run).
+# Commands run when the calling script exits, last registered first. Each runs even when another failed;
+# a failed one turns a successful exit into exit 1 (a teardown that left things behind fails the run).
 MIGPROBE_AT_EXIT=()
 run_at_exit() {
-  local i
-  for ((i = ${#MIGPROBE_AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${MIGPROBE_AT_EXIT[i]}" || true; done
+  local rc=$? i failed=0
+  for ((i = ${#MIGPROBE_AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${MIGPROBE_AT_EXIT[i]}" || failed=1; done
+  if [ "$rc" = 0 ] && [ "$failed" = 1 ]; then exit 1; fi
 }
 at_exit() {
   MIGPROBE_AT_EXIT+=("$1")
@@ -61,7 +63,7 @@ provision_and_start_testbed() {
   . "$MIGPROBE_CACHE/env.sh"
   export MIGPROBE_TESTBED="/var/lib/migprobe-testbed/$name/state.json"
   MIGPROBE_TESTBED_NAME="$name"
-  at_exit 'node "$MIGPROBE_ROOT/test/testbed/cli.ts" down "$MIGPROBE_TESTBED_NAME" >/dev/null 2>&1'
+  at_exit 'node "$MIGPROBE_ROOT/test/testbed/cli.ts" down "$MIGPROBE_TESTBED_NAME" >/dev/null 2>&1 || true'
   node test/testbed/cli.ts down "$name" >/dev/null 2>&1 || true
   log "starting test bed $name"
   node test/testbed/cli.ts up "$name" >/dev/null
