@@ -9,6 +9,8 @@
 // netfilter chains). `clusterDown` leaves nothing: pods' processes and shims, mounts, cgroups in every
 // hierarchy, network namespaces, links, netfilter chains, daemons, the sysctls the kubelets changed; it also
 // cleans what a crashed earlier run left. The containerd image stores stay, so a warm start imports nothing.
+// Logs: <stateDir>/logs (kubelets, controller-manager, scheduler, kube-proxy) and <stateDir>/node-*/containerd/
+// containerd.log; they stay after a teardown, until the next start.
 
 import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync, readdirSync } from 'node:fs';
 import { join, dirname, basename } from 'node:path';
@@ -238,6 +240,9 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
   const cache = process.env.MIGPROBE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/migprobe');
   mkdirSync(lay.stateDir, { recursive: true });
   const stateFile = stateFileOf(name);
+  // The last run's logs stayed for a post-mortem; this run starts its own.
+  rmSync(join(lay.stateDir, 'logs'), { recursive: true, force: true });
+  for (const n of lay.nodes) rmSync(join(n.dir, 'containerd', 'containerd.log'), { force: true });
 
   // Record the host's sysctls before anything changes them, so a crash mid-start still restores them.
   const sysctls = { ...readSysctls(), ...enableForwarding() };
