@@ -8,6 +8,7 @@ import { containerdConfig, normalizeRef } from './containerd.ts';
 import { cniConfig, gatewayOf, inCidr24 } from './cni.ts';
 import { kubeletConfig, mountsUnder } from './kubelet.ts';
 import { kubeChainsOf, proxyArgs } from './control.ts';
+import { nodeBinds, hostPathOf } from './nodens.ts';
 
 const paths = { dir: '/x/n', address: '/x/n/containerd.sock', root: '/x/n/root', state: '/x/n/state' };
 const cri = { sandboxImage: 'migprobe.test/pause:abc', cniConfDir: '/x/n/cni', cniBinDir: '/usr/lib/cni' };
@@ -17,7 +18,7 @@ test('the two nodes never share an address, a bridge, a pod CIDR, a cgroupRoot o
   const [a, b] = l.nodes;
   assert.ok(a && b);
   for (const k of ['ip', 'cgroupRoot', 'dir'] as const) assert.notEqual(a[k], b[k], k);
-  for (const k of ['link', 'bridge', 'podCidr', 'network', 'ipamDir'] as const) assert.notEqual(a.net[k], b.net[k], k);
+  for (const k of ['link', 'bridge', 'podCidr', 'network'] as const) assert.notEqual(a.net[k], b.net[k], k);
   assert.deepEqual([a.major, b.major], [1, 2]);
   for (const n of l.nodes) {
     assert.ok(inCidr24(n.ip, l.nodeIPCidr));
@@ -65,7 +66,7 @@ test('image refs are normalized the way the kubelet asks the runtime for them', 
 test('CNI: a bridge per node with its own pod CIDR, gateway .1, no NAT', () => {
   const n = clusterLayout('t').nodes[1]?.net;
   assert.ok(n);
-  const conf = JSON.parse(cniConfig(n)) as { name: string; plugins: { type: string; bridge: string; ipMasq: boolean; isGateway: boolean; ipam: { ranges: { subnet: string; gateway: string }[][]; dataDir: string } }[] };
+  const conf = JSON.parse(cniConfig(n)) as { name: string; plugins: { type: string; bridge: string; ipMasq: boolean; isGateway: boolean; ipam: { ranges: { subnet: string; gateway: string }[][] } }[] };
   const br = conf.plugins[0];
   assert.equal(conf.name, n.network);
   assert.equal(br?.type, 'bridge');
@@ -73,7 +74,6 @@ test('CNI: a bridge per node with its own pod CIDR, gateway .1, no NAT', () => {
   assert.equal(br?.ipMasq, false);
   assert.equal(br?.isGateway, true);
   assert.deepEqual(br?.ipam.ranges, [[{ subnet: '10.244.2.0/24', gateway: '10.244.2.1' }]]);
-  assert.equal(br?.ipam.dataDir, n.ipamDir);
   assert.equal(gatewayOf('10.244.1.0/24'), '10.244.1.1');
   assert.ok(inCidr24('10.244.1.7', '10.244.1.0/24') && !inCidr24('10.244.10.7', '10.244.1.0/24'));
 });
@@ -136,4 +136,17 @@ test('mountsUnder: only the folder and what is below it, last mounted first', ()
 test('kubeChainsOf finds the KUBE-* chains of every table', () => {
   const save = ['*mangle', ':PREROUTING ACCEPT [0:0]', ':KUBE-KUBELET-CANARY - [0:0]', 'COMMIT', '*nat', ':KUBE-SERVICES - [0:0]', ':CNI-abc - [0:0]', '-A PREROUTING -j KUBE-SERVICES', 'COMMIT'].join('\n');
   assert.deepEqual(kubeChainsOf(save), ['mangle/KUBE-KUBELET-CANARY', 'nat/KUBE-SERVICES']);
+});
+
+test('a node sees the usual paths, bound to its own folders; other paths are the host\'s', () => {
+  const binds = nodeBinds('/c/node-a');
+  assert.equal(hostPathOf(binds, '/var/lib/kubelet/checkpoints/x.tar'), '/c/node-a/kubelet/checkpoints/x.tar');
+  assert.equal(hostPathOf(binds, '/run/containerd/containerd.sock'), '/c/node-a/containerd/state/containerd.sock');
+  assert.equal(hostPathOf(binds, '/var/lib/containerd'), '/c/node-a/containerd/root');
+  assert.equal(hostPathOf(binds, '/var/lib/kubeletx'), '/var/lib/kubeletx');
+  assert.equal(hostPathOf(binds, '/sys/fs/cgroup'), '/sys/fs/cgroup');
+  const nodePaths = binds.map((b) => b.nodePath);
+  for (const p of ['/run/containerd', '/var/lib/containerd', '/var/lib/kubelet', '/var/log/pods', '/etc/cni/net.d', '/run/netns', '/var/lib/migprobe']) {
+    assert.ok(nodePaths.includes(p), p);
+  }
 });

@@ -3,14 +3,18 @@
 //                  kube-controller-manager, kube-scheduler, one kube-proxy (iptables mode) for the machine
 //   node-a         kubelet on Debian's containerd 1.6 (CRI plugin on)
 //   node-b         kubelet on containerd v2 (it implements the kubelet checkpoint API)
-// Each node has its own runtime socket, root and state, kubelet root, cgroupRoot, CNI bridge and pod CIDR,
-// and a node IP on a veth. No registry: the pause and test images are built locally and imported into both
-// runtimes; pods use imagePullPolicy: Never. One cluster per machine (kube-proxy owns the host's KUBE-*
-// netfilter chains). `clusterDown` leaves nothing: pods' processes and shims, mounts, cgroups in every
-// hierarchy, network namespaces, links, netfilter chains, daemons, the sysctls the kubelets changed; it also
-// cleans what a crashed earlier run left. The containerd image stores stay, so a warm start imports nothing.
-// Logs: <stateDir>/logs (kubelets, controller-manager, scheduler, kube-proxy) and <stateDir>/node-*/containerd/
-// containerd.log; they stay after a teardown, until the next start.
+// Each node is a mount namespace of its own (test/testbed/nodens.ts) in which its containerd and kubelet see
+// the usual paths (/run/containerd/containerd.sock, /var/lib/containerd, /var/lib/kubelet, /var/log/pods,
+// /etc/cni/net.d, /run/netns, /var/lib/migprobe) bound to the node's own folders: a chart's default hostPaths
+// work on both nodes, and two kubelets never meet in a fixed path. Each node also has its own cgroupRoot, CNI
+// bridge and pod CIDR, and a node IP on a veth. No registry: the pause and test images are built locally and
+// imported into both runtimes; pods use imagePullPolicy: Never. One cluster per machine (kube-proxy owns the
+// host's KUBE-* netfilter chains). `clusterDown` leaves nothing: pods' processes and shims, the nodes' mount
+// namespaces (with every mount made in them), cgroups in every hierarchy, links, netfilter chains, daemons,
+// the sysctls the kubelets changed; it also cleans what a crashed earlier run left. The containerd image
+// stores stay, so a warm start imports nothing.
+// Logs: <stateDir>/logs (kubelets, controller-manager, scheduler, kube-proxy, node namespaces) and
+// <stateDir>/node-*/containerd/containerd.log; they stay after a teardown, until the next start.
 
 import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync, readdirSync } from 'node:fs';
 import { join, dirname, basename } from 'node:path';
@@ -21,8 +25,9 @@ import { buildImage, buildPauseImage } from './image.ts';
 import { ensureCgroupRoot, removeCgroupRoot, cgroupPids } from './cgroups.ts';
 import { addNodeLink, enableForwarding, restoreSysctls, writeCniConfig, removeNetwork, networkLeftovers, type NodeNet } from './cni.ts';
 import { startKubelet, unmountUnder, mountsUnder, KUBELET_PORT } from './kubelet.ts';
+import { createNodeNamespace, nodeBinds, hostPathOf, processesInMountNs, removeMountPoints, findHolder, mntInoOf, runOnNode as runInNs, type Bind, type NodeNamespace } from './nodens.ts';
 import { startControlPlane, cleanupNetfilter, kubeChains } from './control.ts';
-import { run, stopDaemon, isAlive, waitFor, sleep, tailOf } from './proc.ts';
+import { run, stopDaemon, isAlive, waitFor, sleep, tailOf, type RunResult } from './proc.ts';
 
 export const CLUSTER_BASE = '/var/lib/migprobe-cluster';
 export const DEFAULT_CLUSTER_NAME = 'cluster';
@@ -34,10 +39,15 @@ export interface ClusterNode {
   kubeletUrl: string;
   /** `containerd 1.6` (Debian's) or `containerd 2` (built from its Go module). */
   runtime: string;
+  /** The runtime, with host paths (its socket for `ctr --address`, root, state). */
   containerd: ContainerdState;
   net: NodeNet;
+  /** The node's mount namespace: its holder PID (`nsenter --mount=/proc/<holderPid>/ns/mnt`) and inode. */
+  ns: NodeNamespace;
+  /** Node path -> host folder, e.g. /var/lib/kubelet -> <dir>/kubelet. */
+  binds: Bind[];
+  /** Host paths of the kubelet's root folder and of the folder the kubelet checkpoint API writes to. */
   kubeletRoot: string;
-  /** Where the kubelet checkpoint API writes its archives. */
   checkpointsDir: string;
   cgroupRoot: string;
   kubeletPid: number;
@@ -69,6 +79,8 @@ export interface Cluster {
   helm3: string;
   /** Host sysctls as they were before the cluster started, restored by clusterDown. */
   sysctls: Record<string, string>;
+  /** Node name -> its mount namespace, written as soon as it exists (teardown of a half-started cluster). */
+  namespaces: Record<string, NodeNamespace>;
   /** Milliseconds from start to both nodes Ready. */
   readyMs: number;
 }
@@ -133,7 +145,6 @@ export function clusterLayout(name: string): {
         podCidr: `10.244.${index}.0/24`,
         bridge: `mp-cni-${n}`,
         network: `mp-node-${n}`,
-        ipamDir: join(dir, 'cni-ipam'),
       },
     };
   };
@@ -196,7 +207,7 @@ function restoreAllSysctls(before: Record<string, string>): void {
 /** True when every daemon of the cluster runs and its API server is ready. */
 export async function clusterHealthy(c: Partial<Cluster>): Promise<boolean> {
   if (!c.apiserver || !c.nodes) return false;
-  const pids = [c.controllerManagerPid, c.schedulerPid, c.proxyPid, ...c.nodes.flatMap((n) => [n.kubeletPid, n.containerd.pid])];
+  const pids = [c.controllerManagerPid, c.schedulerPid, c.proxyPid, ...c.nodes.flatMap((n) => [n.kubeletPid, n.containerd.pid, n.ns.holderPid])];
   if (pids.some((p) => !p || !isAlive(p))) return false;
   return await isReady(c.apiserver);
 }
@@ -246,13 +257,27 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
 
   // Record the host's sysctls before anything changes them, so a crash mid-start still restores them.
   const sysctls = { ...readSysctls(), ...enableForwarding() };
-  writeFileSync(stateFile, JSON.stringify({ name, stateDir: lay.stateDir, sysctls }, null, 2));
+  const early: Partial<Cluster> = { name, stateDir: lay.stateDir, sysctls, namespaces: {} };
+  writeFileSync(stateFile, JSON.stringify(early, null, 2));
+  const logs = join(lay.stateDir, 'logs');
+  mkdirSync(logs, { recursive: true });
 
+  const images = join(cache, 'images');
+  // The pause program holds the nodes' mount namespaces, and its image is the runtimes' sandbox image.
+  const pause = await buildPauseImage(images);
+  const namespaces: Record<string, NodeNamespace> = {};
   for (const n of lay.nodes) {
     await addNodeLink(n.net);
     ensureCgroupRoot(n.cgroupRoot);
     writeCniConfig(join(n.dir, 'cni'), n.net);
+    namespaces[n.name] = await createNodeNamespace(n.dir, pause.binary, join(logs, `ns-${n.name}.log`));
+    writeFileSync(stateFile, JSON.stringify({ ...early, namespaces }, null, 2));
   }
+  const nsOf = (node: string): NodeNamespace => {
+    const ns = namespaces[node];
+    if (!ns) throw new Error(`no mount namespace for ${node}`);
+    return ns;
+  };
   const nodeA = lay.nodes[0];
   if (!nodeA) throw new Error('cluster layout has no nodes');
   const users = [
@@ -262,9 +287,6 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     { name: 'system:kube-scheduler', groups: [] },
     { name: 'system:kube-proxy', groups: [] },
   ];
-  const images = join(cache, 'images');
-  // The pause image names the runtimes' sandbox image, so it comes first (cached: at once); the rest overlaps.
-  const pause = await buildPauseImage(images);
   const testImage = buildImage(images);
   const [test, apiserver, runtimes] = await Promise.all([
     testImage,
@@ -280,8 +302,9 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
           dir: join(n.dir, 'containerd'),
           criuBinDir: dirname(criu),
           ...(n.major === 2 ? { binDir: bins.containerd2Dir } : {}),
-          cri: { major: n.major, sandboxImage: pause.ref, cniConfDir: join(n.dir, 'cni'), cniBinDir: bins.cniBinDir },
+          cri: { major: n.major, sandboxImage: pause.ref, cniConfDir: '/etc/cni/net.d', cniBinDir: bins.cniBinDir },
           reaper: bins.tini,
+          nodeNs: nsOf(n.name).holderPid,
         });
         // Containers a crashed run left in this store would otherwise meet the new kubelet.
         await removeAllContainers(st);
@@ -303,8 +326,6 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     writeFileSync(p, kubeconfig(apiserver.url, apiserver.caFile, token(user)), { mode: 0o600 });
     return p;
   };
-  const logs = join(lay.stateDir, 'logs');
-  mkdirSync(logs, { recursive: true });
   const control = startControlPlane(
     { controllerManager: bins.controllerManager, scheduler: bins.scheduler, proxy: bins.proxy },
     {
@@ -330,24 +351,28 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
   for (const [i, n] of lay.nodes.entries()) {
     const containerd = runtimes[i];
     if (!containerd) throw new Error(`no runtime for ${n.name}`);
-    const kubeletRoot = join(n.dir, 'kubelet');
+    const ns = nsOf(n.name);
+    const binds = nodeBinds(n.dir);
+    // The kubelet's paths are the node's (its mount namespace binds them to the node's folders).
     const kubeletPid = startKubelet(
       bins.kubelet,
       {
         nodeName: n.name,
         nodeIP: n.ip,
-        rootDir: kubeletRoot,
+        rootDir: '/var/lib/kubelet',
         cgroupRoot: n.cgroupRoot,
-        runtimeSocket: containerd.address,
+        runtimeSocket: '/run/containerd/containerd.sock',
         kubeconfigPath: kc(`kubelet-${n.name}.kubeconfig`, `system:node:${n.name}`),
         caFile: apiserver.caFile,
         certFile: join(apiserver.dir, `kubelet-${n.name}.crt`),
         keyFile: join(apiserver.dir, `kubelet-${n.name}.key`),
-        podLogsDir: join(n.dir, 'pod-logs'),
+        podLogsDir: '/var/log/pods',
       },
       n.dir,
       join(logs, `kubelet-${n.name}.log`),
+      ns.holderPid,
     );
+    const kubeletRoot = hostPathOf(binds, '/var/lib/kubelet');
     nodes.push({
       name: n.name,
       ip: n.ip,
@@ -355,6 +380,8 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
       runtime: n.major === 2 ? 'containerd 2' : 'containerd 1.6',
       containerd,
       net: n.net,
+      ns,
+      binds,
       kubeletRoot,
       checkpointsDir: join(kubeletRoot, 'checkpoints'),
       cgroupRoot: n.cgroupRoot,
@@ -381,6 +408,7 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     helm: process.env.MIGPROBE_HELM ?? 'helm',
     helm3: process.env.MIGPROBE_HELM3 ?? 'helm',
     sysctls,
+    namespaces,
     readyMs: 0,
   };
   writeFileSync(stateFile, JSON.stringify(c, null, 2));
@@ -428,24 +456,31 @@ async function waitReady(c: Cluster, logs: string): Promise<void> {
   );
 }
 
-const OUR_DAEMONS = new Set(['kubelet', 'kube-apiserver', 'etcd', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'containerd', 'containerd-shim-runc-v2', 'tini']);
+// What the cluster runs on the host; `pause` holds the node namespaces, `nsenter` starts into them.
+const OUR_DAEMONS = new Set(['kubelet', 'kube-apiserver', 'etcd', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy', 'containerd', 'containerd-shim-runc-v2', 'tini', 'pause', 'nsenter', 'unshare']);
 
-/** Live processes of the cluster's daemons (and shims): a known program whose command line names `stateDir`. */
-export function clusterProcesses(stateDir: string): number[] {
+/**
+ * Live processes of the cluster: one of its daemons whose command line names `stateDir`, or any process in
+ * one of the mount namespaces `mountNs` (the nodes': runtimes, shims, kubelets, holders).
+ */
+export function clusterProcesses(stateDir: string, mountNs: number[] = []): number[] {
   const pids: number[] = [];
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
-    let argv: string[];
-    try {
-      argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
-    const prog = basename(argv[0] ?? '');
-    if (!OUR_DAEMONS.has(prog)) continue;
-    if (!argv.some((a) => a.includes(`${stateDir}/`))) continue;
     const pid = Number(e);
-    if (pid !== process.pid && isAlive(pid)) pids.push(pid);
+    if (pid === process.pid) continue;
+    const ino = mountNs.length > 0 ? mntInoOf(pid) : undefined;
+    let ours = ino !== undefined && mountNs.includes(ino);
+    if (!ours) {
+      let argv: string[];
+      try {
+        argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      } catch {
+        continue;
+      }
+      ours = OUR_DAEMONS.has(basename(argv[0] ?? '')) && argv.some((a) => a.includes(`${stateDir}/`));
+    }
+    if (ours && isAlive(pid)) pids.push(pid);
   }
   return pids;
 }
@@ -471,58 +506,75 @@ async function killAll(pids: number[], graceMs: number): Promise<void> {
   while (pids.some(isAlive) && Date.now() < hard) await sleep(50);
 }
 
-/** Stops `pid` when it still is one of this cluster's daemons (a PID from an old state file may be reused). */
-async function stopOurs(pid: number | undefined, stateDir: string, graceMs = 5000): Promise<void> {
-  if (pid && clusterProcesses(stateDir).includes(pid)) await stopDaemon(pid, graceMs);
-}
-
 /**
  * Stops the cluster `name` and removes everything it made on the host, whether it is up, half up or
- * crashed. Returns what is still there afterwards (empty: nothing left).
+ * crashed (its state file lost, even). Returns what is still there afterwards (empty: nothing left).
  */
 export async function clusterDown(name: string): Promise<string[]> {
   const lay = clusterLayout(name);
   const c = readState(name);
   const dir = lay.stateDir;
+  const namespaces: Record<string, NodeNamespace> = { ...(c?.namespaces ?? {}) };
+  const createdMountPoints = new Set(Object.values(namespaces).flatMap((ns) => ns.createdMountPoints));
+  // The nodes' mount namespaces: as recorded, and as their live holders say (a state file may be lost).
+  const mountNs = (): number[] => {
+    const inos = Object.values(namespaces).map((ns) => ns.mntIno);
+    for (const n of lay.nodes) {
+      const h = findHolder(n.dir);
+      const ino = h === undefined ? undefined : mntInoOf(h);
+      if (ino !== undefined) inos.push(ino);
+    }
+    return [...new Set(inos)];
+  };
+  const ours = (pid: number | undefined): boolean => pid !== undefined && pid > 0 && clusterProcesses(dir, mountNs()).includes(pid);
+  const stopOurs = async (pid: number | undefined, graceMs = 5000): Promise<void> => {
+    if (ours(pid)) await stopDaemon(pid ?? 0, graceMs);
+  };
 
   // Consumers first: nothing may restart pods while the runtimes are emptied. The control plane goes with
   // them (its data is per run; the API server's graceful shutdown would take seconds for nothing).
-  for (const n of c?.nodes ?? []) await stopOurs(n.kubeletPid, dir);
-  await Promise.all([
-    stopOurs(c?.controllerManagerPid, dir),
-    stopOurs(c?.schedulerPid, dir),
-    stopOurs(c?.proxyPid, dir),
-    stopOurs(c?.apiserver?.apiserverPid, dir, 500),
-  ]);
-  await stopOurs(c?.apiserver?.etcdPid, dir, 500);
+  for (const n of c?.nodes ?? []) await stopOurs(n.kubeletPid);
+  await Promise.all([stopOurs(c?.controllerManagerPid), stopOurs(c?.schedulerPid), stopOurs(c?.proxyPid), stopOurs(c?.apiserver?.apiserverPid, 500)]);
+  await stopOurs(c?.apiserver?.etcdPid, 500);
 
-  // Every container and sandbox through each runtime (a stopped runtime is started again on its own config,
-  // so that its shims are found and told to clean up), then the runtime itself.
+  // Every container and sandbox through each runtime, then the runtime. One that crashed is started again
+  // in its node namespace (a new one if that is gone too), so that it finds its shims and has them clean up.
   for (const n of lay.nodes) {
-    const known = c?.nodes?.find((x) => x.name === n.name)?.containerd;
-    const st: ContainerdState = known ?? {
-      dir: join(n.dir, 'containerd'),
-      address: join(n.dir, 'containerd', 'containerd.sock'),
+    const cdir = join(n.dir, 'containerd');
+    const st: ContainerdState = c?.nodes?.find((x) => x.name === n.name)?.containerd ?? {
+      dir: cdir,
+      address: join(cdir, 'state', 'containerd.sock'),
       namespace: 'k8s.io',
-      root: join(n.dir, 'containerd', 'root'),
-      state: join(n.dir, 'containerd', 'state'),
+      root: join(cdir, 'root'),
+      state: join(cdir, 'state'),
       pid: 0,
       ...(n.major === 2 && process.env.MIGPROBE_CONTAINERD2_DIR ? { ctr: join(process.env.MIGPROBE_CONTAINERD2_DIR, 'ctr') } : {}),
     };
-    if (st.pid && !clusterProcesses(dir).includes(st.pid)) st.pid = 0;
     // A clean teardown removed the state folder: then nothing of that runtime can still be running.
-    if (existsSync(join(st.dir, 'config.toml')) && existsSync(st.state)) {
-      try {
+    if (!existsSync(join(cdir, 'config.toml')) || !existsSync(st.state) || readdirSync(st.state).length === 0) continue;
+    try {
+      if (!ours(st.pid)) {
+        st.pid = 0;
+        let holder = findHolder(n.dir);
+        if (holder === undefined) {
+          const pause = await buildPauseImage(join(process.env.MIGPROBE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/migprobe'), 'images'));
+          const ns = await createNodeNamespace(n.dir, pause.binary, join(dir, 'logs', `ns-${n.name}-teardown.log`));
+          namespaces[`${n.name}-teardown`] = ns;
+          for (const p of ns.createdMountPoints) createdMountPoints.add(p);
+          holder = ns.holderPid;
+        }
+        st.nodeNs = holder;
         await reviveContainerd(st);
-        await stopContainerd(st);
-      } catch {
-        /* what it could not remove, the sweeps below do */
       }
+      await stopContainerd(st);
+    } catch {
+      /* what it could not remove, the sweeps below do */
     }
   }
 
-  // Whatever still runs: the daemons by their command lines, the pods' processes by their cgroups.
-  await killAll(clusterProcesses(dir), 3000);
+  // Whatever still runs: the daemons and everything in the node namespaces (holders included, so the
+  // namespaces end and every mount made in them with them), and the pods' processes by their cgroups.
+  await killAll(clusterProcesses(dir, mountNs()), 3000);
   for (const n of lay.nodes) await killAll(cgroupPids(n.cgroupRoot), 1000);
 
   const left: string[] = [];
@@ -530,15 +582,23 @@ export async function clusterDown(name: string): Promise<string[]> {
   left.push(...(await unmountUnder(dir)).map((m) => `mount ${m}`));
   for (const n of lay.nodes) left.push(...(await removeCgroupRoot(n.cgroupRoot)).map((d) => `cgroup ${d}`));
   left.push(...(await cleanupNetfilter(process.env.MIGPROBE_KUBE_PROXY)).map((ch) => `netfilter ${ch}`));
-  await killAll(clusterProcesses(dir), 3000);
+  await killAll(clusterProcesses(dir, mountNs()), 3000);
   if (c?.sysctls) restoreAllSysctls(c.sysctls);
+  left.push(...removeMountPoints([...createdMountPoints]).map((p) => `mount point ${p}`));
 
   // Per-run state goes; the runtimes' image stores and the last run's logs stay.
   rmSync(join(dir, 'apiserver'), { recursive: true, force: true });
   for (const n of lay.nodes) {
-    for (const sub of ['kubelet', 'pod-logs', 'cni', 'cni-ipam', 'containerd/state', 'containerd/opt']) {
-      rmSync(join(n.dir, sub), { recursive: true, force: true });
+    const keep = new Set([join(n.dir, 'containerd', 'root')]);
+    for (const b of nodeBinds(n.dir)) if (!keep.has(b.hostPath)) rmSync(b.hostPath, { recursive: true, force: true });
+    // Beside the image store, the config and the log: the opt folder, an interrupted import's copy.
+    const cdir = join(n.dir, 'containerd');
+    for (const e of existsSync(cdir) ? readdirSync(cdir) : []) {
+      if (!['root', 'config.toml', 'containerd.log'].includes(e)) rmSync(join(cdir, e), { recursive: true, force: true });
     }
+  }
+  for (const ino of Object.values(namespaces).map((ns) => ns.mntIno)) {
+    left.push(...processesInMountNs(ino).map((p) => `process ${p} in node mount namespace ${ino}`));
   }
   left.push(...clusterProcesses(dir).map((p) => `process ${p}: ${readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').slice(0, 120)}`));
   left.push(...mountsUnder(readFileSync('/proc/self/mountinfo', 'utf8'), dir).map((m) => `mount ${m}`));
@@ -561,8 +621,7 @@ export async function importImageToCluster(c: Cluster, archive: string, ref: str
 
 /** POST to a kubelet's own HTTPS port with the admin token; resolves status and body. */
 export async function kubeletRequest(c: Cluster, node: string, method: string, path: string, timeoutMs = 120_000): Promise<{ status: number; body: string }> {
-  const n = c.nodes.find((x) => x.name === node);
-  if (!n) throw new Error(`no node ${node} in cluster ${c.name} (nodes: ${c.nodes.map((x) => x.name).join(', ')})`);
+  const n = nodeOf(c, node);
   const agent = new Agent({ ca: readFileSync(c.caFile) });
   return await new Promise((resolve, reject) => {
     const req = request(`${n.kubeletUrl}${path}`, { method, agent, headers: { Authorization: `Bearer ${c.adminToken}` }, timeout: timeoutMs }, (res) => {
@@ -580,13 +639,45 @@ export async function kubeletRequest(c: Cluster, node: string, method: string, p
 /**
  * The kubelet checkpoint API (`POST /checkpoint/{namespace}/{pod}/{container}`) on `node`: the runtime
  * dumps the container with CRIU, leaves it running, and writes an archive under the kubelet's checkpoints
- * folder. Returns the archive's path on the host. Only containerd v2 nodes implement it.
+ * folder. Returns the archive's path as the node (and a pod's hostPath) sees it,
+ * /var/lib/kubelet/checkpoints/..., and as the host does. Only containerd v2 nodes implement it.
  */
-export async function checkpointContainer(c: Cluster, node: string, namespace: string, pod: string, container: string): Promise<string> {
+export async function checkpointContainer(
+  c: Cluster,
+  node: string,
+  namespace: string,
+  pod: string,
+  container: string,
+): Promise<{ path: string; hostPath: string }> {
   const r = await kubeletRequest(c, node, 'POST', `/checkpoint/${namespace}/${pod}/${container}`);
   if (r.status !== 200) throw new Error(`kubelet checkpoint API on ${node} answered ${r.status}: ${r.body.slice(0, 1000)}`);
   const items = (JSON.parse(r.body) as { items?: string[] }).items ?? [];
   const first = items[0];
   if (!first) throw new Error(`kubelet checkpoint API on ${node} answered without an archive: ${r.body.slice(0, 500)}`);
-  return first;
+  return { path: first, hostPath: hostPathOnNode(c, node, first) };
+}
+
+function nodeOf(c: Cluster, node: string): ClusterNode {
+  const n = c.nodes.find((x) => x.name === node);
+  if (!n) throw new Error(`no node ${node} in cluster ${c.name} (nodes: ${c.nodes.map((x) => x.name).join(', ')})`);
+  return n;
+}
+
+/** The host path of a path as `node` sees it (/var/lib/kubelet/x -> <node dir>/kubelet/x; others unchanged). */
+export function hostPathOnNode(c: Cluster, node: string, path: string): string {
+  return hostPathOf(nodeOf(c, node).binds, path);
+}
+
+/**
+ * Runs a command on `node` as a shell there would: in the node's mount namespace, where /run/containerd,
+ * /var/lib/containerd, /var/lib/kubelet, ... are that node's (e.g. migprobe's CLI against a pod's container).
+ */
+export async function runOnNode(
+  c: Cluster,
+  node: string,
+  cmd: string,
+  args: readonly string[],
+  opts: { timeoutMs?: number; allowFail?: boolean; input?: string } = {},
+): Promise<RunResult> {
+  return await runInNs(nodeOf(c, node).ns.holderPid, cmd, args, opts);
 }

@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run, startDaemon, stopDaemon, waitFor, tailOf, isAlive } from './proc.ts';
+import { inNode } from './nodens.ts';
 
 export interface ContainerdState {
   dir: string;
@@ -18,6 +19,11 @@ export interface ContainerdState {
   pid: number;
   /** The `ctr` of this containerd's own version (absent: `ctr` on PATH, Debian's). */
   ctr?: string;
+  /**
+   * A cluster node's containerd runs in that node's mount namespace (test/testbed/nodens.ts), held by this
+   * PID, where it has the usual paths; `address`, `root` and `state` here are the host's paths of the same.
+   */
+  nodeNs?: number;
 }
 
 /** A kubelet's runtime: the CRI plugin on, configured for the test bed's cluster. */
@@ -123,18 +129,23 @@ export async function startContainerd(opts: {
   binDir?: string;
   cri?: CriOptions;
   reaper?: string;
+  /** Run in this node mount namespace (holder PID), where `dir`/root is /var/lib/containerd and `dir`/state /run/containerd. */
+  nodeNs?: number;
 }): Promise<ContainerdState> {
   mkdirSync(opts.dir, { recursive: true });
+  const state = join(opts.dir, 'state');
   const st: ContainerdState = {
     dir: opts.dir,
-    address: join(opts.dir, 'containerd.sock'),
+    address: opts.nodeNs ? join(state, 'containerd.sock') : join(opts.dir, 'containerd.sock'),
     namespace: 'k8s.io',
     root: join(opts.dir, 'root'),
-    state: join(opts.dir, 'state'),
+    state,
     pid: 0,
     ...(opts.binDir ? { ctr: join(opts.binDir, 'ctr') } : {}),
+    ...(opts.nodeNs ? { nodeNs: opts.nodeNs } : {}),
   };
-  writeFileSync(join(opts.dir, 'config.toml'), containerdConfig(st, opts.cri));
+  const view = opts.nodeNs ? { dir: opts.dir, address: '/run/containerd/containerd.sock', root: '/var/lib/containerd', state: '/run/containerd' } : st;
+  writeFileSync(join(opts.dir, 'config.toml'), containerdConfig(view, opts.cri));
   st.pid = await launch(st, [opts.criuBinDir], opts.reaper);
   return st;
 }
@@ -147,9 +158,9 @@ async function launch(st: ContainerdState, pathFirst: string[], reaper?: string)
   const path = [...pathFirst, ...(binDir ? [binDir] : []), process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'].join(':');
   const env = { ...process.env, PATH: path };
   const daemon = binDir ? join(binDir, 'containerd') : 'containerd';
-  const pid = reaper
-    ? startDaemon(reaper, ['-s', '-g', '--', daemon, '--config', config], log, env)
-    : startDaemon(daemon, ['--config', config], log, env);
+  const argv = [...(reaper ? [reaper, '-s', '-g', '--'] : []), daemon, '--config', config];
+  const [cmd = daemon, ...args] = st.nodeNs ? ['nsenter', ...inNode(st.nodeNs), ...argv] : argv;
+  const pid = startDaemon(cmd, args, log, env);
   await waitFor('containerd to answer', 30_000, async () => {
     if (!isAlive(pid)) throw new Error(`containerd exited: ${tailOf(log, 10)}`);
     const r = await run(st.ctr ?? 'ctr', ['--address', st.address, 'version'], { allowFail: true, timeoutMs: 5000 });

@@ -4,7 +4,7 @@
 // gives a new image and an unchanged one is reused.
 
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync, symlinkSync, copyFileSync, statSync, renameSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync, symlinkSync, copyFileSync, statSync, renameSync, chmodSync } from 'node:fs';
 import { join, basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { run } from './proc.ts';
@@ -161,16 +161,28 @@ export async function buildImage(cacheDir: string): Promise<{ ref: string; tarba
   });
 }
 
-/** The sandbox ("pause") image of the cluster's pods: test/programs/pause.c, static, as /pause. */
-export async function buildPauseImage(cacheDir: string): Promise<{ ref: string; tarball: string }> {
+/**
+ * The sandbox ("pause") image of the cluster's pods: test/programs/pause.c, static, as /pause. The binary
+ * also stays on the host (`binary`, a file named `pause`): it holds the cluster nodes' mount namespaces.
+ */
+export async function buildPauseImage(cacheDir: string): Promise<{ ref: string; tarball: string; binary: string }> {
   const src = join(PROGRAMS_DIR, 'pause.c');
   const tag = createHash('sha256').update('pause-v1').update(readFileSync(src)).digest('hex').slice(0, 12);
-  return await buildOciImage(cacheDir, {
+  const binary = join(cacheDir, `pause-${tag}`, 'pause');
+  if (!existsSync(binary)) {
+    mkdirSync(dirname(binary), { recursive: true });
+    const tmp = `${binary}.${process.pid}.tmp`;
+    await run('gcc', ['-static', '-O2', '-Wall', '-o', tmp, src], { timeoutMs: 120_000 });
+    renameSync(tmp, binary);
+  }
+  const img = await buildOciImage(cacheDir, {
     repo: PAUSE_REPO,
     tag,
     config: { Entrypoint: ['/pause'] },
     populate: async (root) => {
-      await run('gcc', ['-static', '-O2', '-Wall', '-o', join(root, 'pause'), src], { timeoutMs: 120_000 });
+      copyFileSync(binary, join(root, 'pause'));
+      chmodSync(join(root, 'pause'), 0o755);
     },
   });
+  return { ...img, binary };
 }

@@ -18,7 +18,7 @@ import { clusterHealthy, importImageToCluster, stateFileOf, DEFAULT_CLUSTER_NAME
 export { kube };
 export { startApiServer, stopApiServer, restartApiServer, freePort, type ApiServerState } from './apiserver.ts';
 export type { RunningContainer } from './containerd.ts';
-export { checkpointContainer, kubeletRequest, type Cluster, type ClusterNode } from './cluster.ts';
+export { checkpointContainer, kubeletRequest, runOnNode, hostPathOnNode, type Cluster, type ClusterNode } from './cluster.ts';
 
 export const DEFAULT_STATE_FILE = '/var/lib/migprobe-testbed/shared/state.json';
 

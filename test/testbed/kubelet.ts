@@ -1,12 +1,13 @@
-// A kubelet of the test bed's cluster: its configuration (pure), its start, and the parts of a node's
-// teardown only a kubelet leaves: mounts under its root folder (projected ServiceAccount tokens, secrets,
-// its own shared bind mount of the root). Facts of this machine it is configured for: cgroup v1 (cgroupfs,
-// a cgroupRoot of its own), a node IP on a veth (never loopback), no swap, no registry (images are never
-// pulled, so image garbage collection is off).
+// A kubelet of the test bed's cluster: its configuration (pure), its start in its node's mount namespace,
+// and unmounting what is left under a folder (a safety net of teardown: the node's own mounts go with its
+// namespace). Facts of this machine it is configured for: cgroup v1 (cgroupfs, a cgroupRoot of its own), a
+// node IP on a veth (never loopback), no swap, no registry (images are never pulled, so image garbage
+// collection is off).
 
-import { mkdirSync, writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { run, startDaemon } from './proc.ts';
+import { inNode } from './nodens.ts';
 
 export interface KubeletSpec {
   nodeName: string;
@@ -85,13 +86,14 @@ export function kubeletArgs(s: KubeletSpec, configPath: string): string[] {
   ];
 }
 
-/** Writes the kubelet's config next to its root folder and starts it; returns its PID. */
-export function startKubelet(bin: string, s: KubeletSpec, dir: string, logFile: string): number {
-  mkdirSync(s.rootDir, { recursive: true });
-  mkdirSync(s.podLogsDir, { recursive: true });
+/**
+ * Writes the kubelet's config into `dir` and starts it, in the node mount namespace held by `nodeNs` (where
+ * its paths are the node's; test/testbed/nodens.ts); returns its PID.
+ */
+export function startKubelet(bin: string, s: KubeletSpec, dir: string, logFile: string, nodeNs: number): number {
   const configPath = join(dir, 'kubelet-config.json');
   writeFileSync(configPath, kubeletConfig(s));
-  return startDaemon(bin, kubeletArgs(s, configPath), logFile);
+  return startDaemon('nsenter', [...inNode(nodeNs), bin, ...kubeletArgs(s, configPath)], logFile);
 }
 
 /** Mount points at or under `dir`, deepest last mounted first, from a mountinfo text. Pure. */
