@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterLayout } from './cluster.ts';
+import { clusterLayout, runtimesOf } from './cluster.ts';
 import { containerdConfig, normalizeRef } from './containerd.ts';
 import { cniConfig, gatewayOf, inCidr24 } from './cni.ts';
 import { kubeletConfig, mountsUnder } from './kubelet.ts';
@@ -27,6 +27,18 @@ test('the two nodes never share an address, a bridge, a pod CIDR, a cgroupRoot o
     assert.ok(n.dir.startsWith(`${l.stateDir}/`));
   }
   assert.ok(inCidr24(l.kubernetesServiceIP, l.serviceCidr));
+});
+
+test("MIGPROBE_CLUSTER_RUNTIMES picks each node's runtime; each runtime keeps its own image store", () => {
+  assert.deepEqual(runtimesOf(undefined), [1, 2]);
+  assert.deepEqual(runtimesOf('2,2'), [2, 2]);
+  assert.deepEqual(runtimesOf(' 1.6 , 1.6 '), [1, 1]);
+  assert.throws(() => runtimesOf('2'), /1\.6,2 or 2,2/);
+  assert.throws(() => runtimesOf('1,2'), /1\.6 \(Debian's containerd\) or 2/);
+  const [a, b] = clusterLayout('t', [2, 2]).nodes;
+  assert.equal(a?.major, 2);
+  assert.ok(a?.runtimeDir.endsWith('/node-a/containerd-2') && b?.runtimeDir.endsWith('/node-b/containerd-2'));
+  assert.ok(clusterLayout('t').nodes[0]?.runtimeDir.endsWith('/node-a/containerd-1.6'));
 });
 
 test('containerd 1.6 CRI config: the pause image, clamped oom_score_adj, the node CNI folder, cgroupfs', () => {
@@ -138,11 +150,11 @@ test('kubeChainsOf finds the KUBE-* chains of every table', () => {
   assert.deepEqual(kubeChainsOf(save), ['mangle/KUBE-KUBELET-CANARY', 'nat/KUBE-SERVICES']);
 });
 
-test('a node sees the usual paths, bound to its own folders; other paths are the host\'s', () => {
-  const binds = nodeBinds('/c/node-a');
+test("a node sees the usual paths, bound to its own folders; other paths are the host's", () => {
+  const binds = nodeBinds('/c/node-a', '/c/node-a/containerd-1.6');
   assert.equal(hostPathOf(binds, '/var/lib/kubelet/checkpoints/x.tar'), '/c/node-a/kubelet/checkpoints/x.tar');
-  assert.equal(hostPathOf(binds, '/run/containerd/containerd.sock'), '/c/node-a/containerd/state/containerd.sock');
-  assert.equal(hostPathOf(binds, '/var/lib/containerd'), '/c/node-a/containerd/root');
+  assert.equal(hostPathOf(binds, '/run/containerd/containerd.sock'), '/c/node-a/containerd-1.6/state/containerd.sock');
+  assert.equal(hostPathOf(binds, '/var/lib/containerd'), '/c/node-a/containerd-1.6/root');
   assert.equal(hostPathOf(binds, '/var/lib/kubeletx'), '/var/lib/kubeletx');
   assert.equal(hostPathOf(binds, '/sys/fs/cgroup'), '/sys/fs/cgroup');
   const nodePaths = binds.map((b) => b.nodePath);

@@ -120,23 +120,51 @@ export function clusterBinariesFromEnv(): ClusterBinaries {
   };
 }
 
+/** A node's container runtime: 1 is Debian's containerd 1.6, 2 is containerd v2 (built from its Go module). */
+export type RuntimeMajor = 1 | 2;
+
+/** node-a on containerd 1.6 and node-b on containerd 2, unless MIGPROBE_CLUSTER_RUNTIMES says otherwise. */
+export const DEFAULT_RUNTIMES: readonly [RuntimeMajor, RuntimeMajor] = [1, 2];
+
+/** MIGPROBE_CLUSTER_RUNTIMES: the runtimes of node-a and node-b, e.g. `1.6,2` (the default) or `2,2`. Pure. */
+export function runtimesOf(spec: string | undefined): [RuntimeMajor, RuntimeMajor] {
+  if (spec === undefined || spec.trim() === '') return [...DEFAULT_RUNTIMES];
+  const parts = spec.split(',').map((x) => x.trim());
+  const major = (x: string | undefined): RuntimeMajor => {
+    if (x === '1.6') return 1;
+    if (x === '2') return 2;
+    throw new Error(`MIGPROBE_CLUSTER_RUNTIMES=${spec}: each of node-a and node-b is 1.6 (Debian's containerd) or 2 (containerd v2), e.g. 1.6,2 or 2,2`);
+  };
+  if (parts.length !== 2) major(undefined);
+  return [major(parts[0]), major(parts[1])];
+}
+
+/** Where a node keeps its containerd's root (the image store, kept between runs) and state. Pure. */
+export function runtimeDirOf(nodeDir: string, major: RuntimeMajor): string {
+  return join(nodeDir, major === 2 ? 'containerd-2' : 'containerd-1.6');
+}
+
 /** Everything about a cluster that does not depend on a run: names, addresses, folders. Pure. */
-export function clusterLayout(name: string): {
+export function clusterLayout(
+  name: string,
+  runtimes: readonly [RuntimeMajor, RuntimeMajor] = DEFAULT_RUNTIMES,
+): {
   stateDir: string;
   serviceCidr: string;
   kubernetesServiceIP: string;
   clusterCidr: string;
   nodeIPCidr: string;
   apiserverPort: number;
-  nodes: { name: string; ip: string; major: 1 | 2; cgroupRoot: string; dir: string; net: NodeNet }[];
+  nodes: { name: string; ip: string; major: RuntimeMajor; runtimeDir: string; cgroupRoot: string; dir: string; net: NodeNet }[];
 } {
   const stateDir = join(CLUSTER_BASE, name);
-  const node = (n: 'a' | 'b', index: number, major: 1 | 2) => {
+  const node = (n: 'a' | 'b', index: number, major: RuntimeMajor) => {
     const dir = join(stateDir, `node-${n}`);
     return {
       name: `node-${n}`,
       ip: `172.30.0.${10 + index}`,
       major,
+      runtimeDir: runtimeDirOf(dir, major),
       cgroupRoot: `/mp-node-${n}`,
       dir,
       net: {
@@ -155,7 +183,7 @@ export function clusterLayout(name: string): {
     clusterCidr: '10.244.0.0/16',
     nodeIPCidr: '172.30.0.0/24',
     apiserverPort: 6443,
-    nodes: [node('a', 1, 1), node('b', 2, 2)],
+    nodes: [node('a', 1, runtimes[0]), node('b', 2, runtimes[1])],
   };
 }
 
@@ -247,13 +275,13 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
   const apiBins = binariesFromEnv();
   const criu = process.env.MIGPROBE_CRIU ?? '';
   if (!criu || !existsSync(criu)) throw new Error(`MIGPROBE_CRIU is not set or missing: ${HOW_PROVISION}`);
-  const lay = clusterLayout(name);
+  const lay = clusterLayout(name, runtimesOf(process.env.MIGPROBE_CLUSTER_RUNTIMES));
   const cache = process.env.MIGPROBE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/migprobe');
   mkdirSync(lay.stateDir, { recursive: true });
   const stateFile = stateFileOf(name);
   // The last run's logs stayed for a post-mortem; this run starts its own.
   rmSync(join(lay.stateDir, 'logs'), { recursive: true, force: true });
-  for (const n of lay.nodes) rmSync(join(n.dir, 'containerd', 'containerd.log'), { force: true });
+  for (const n of lay.nodes) rmSync(join(n.runtimeDir, 'containerd.log'), { force: true });
 
   // Record the host's sysctls before anything changes them, so a crash mid-start still restores them.
   const sysctls = { ...readSysctls(), ...enableForwarding() };
@@ -270,7 +298,7 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     await addNodeLink(n.net);
     ensureCgroupRoot(n.cgroupRoot);
     writeCniConfig(join(n.dir, 'cni'), n.net);
-    namespaces[n.name] = await createNodeNamespace(n.dir, pause.binary, join(logs, `ns-${n.name}.log`));
+    namespaces[n.name] = await createNodeNamespace(n.dir, n.runtimeDir, pause.binary, join(logs, `ns-${n.name}.log`));
     writeFileSync(stateFile, JSON.stringify({ ...early, namespaces }, null, 2));
   }
   const nsOf = (node: string): NodeNamespace => {
@@ -299,7 +327,7 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     Promise.all(
       lay.nodes.map(async (n) => {
         const st = await startContainerd({
-          dir: join(n.dir, 'containerd'),
+          dir: n.runtimeDir,
           criuBinDir: dirname(criu),
           ...(n.major === 2 ? { binDir: bins.containerd2Dir } : {}),
           cri: { major: n.major, sandboxImage: pause.ref, cniConfDir: '/etc/cni/net.d', cniBinDir: bins.cniBinDir },
@@ -352,7 +380,7 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     const containerd = runtimes[i];
     if (!containerd) throw new Error(`no runtime for ${n.name}`);
     const ns = nsOf(n.name);
-    const binds = nodeBinds(n.dir);
+    const binds = nodeBinds(n.dir, n.runtimeDir);
     // The kubelet's paths are the node's (its mount namespace binds them to the node's folders).
     const kubeletPid = startKubelet(
       bins.kubelet,
@@ -540,35 +568,37 @@ export async function clusterDown(name: string): Promise<string[]> {
   // Every container and sandbox through each runtime, then the runtime. One that crashed is started again
   // in its node namespace (a new one if that is gone too), so that it finds its shims and has them clean up.
   for (const n of lay.nodes) {
-    const cdir = join(n.dir, 'containerd');
-    const st: ContainerdState = c?.nodes?.find((x) => x.name === n.name)?.containerd ?? {
-      dir: cdir,
-      address: join(cdir, 'state', 'containerd.sock'),
-      namespace: 'k8s.io',
-      root: join(cdir, 'root'),
-      state: join(cdir, 'state'),
-      pid: 0,
-      ...(n.major === 2 && process.env.MIGPROBE_CONTAINERD2_DIR ? { ctr: join(process.env.MIGPROBE_CONTAINERD2_DIR, 'ctr') } : {}),
-    };
-    // A clean teardown removed the state folder: then nothing of that runtime can still be running.
-    if (!existsSync(join(cdir, 'config.toml')) || !existsSync(st.state) || readdirSync(st.state).length === 0) continue;
-    try {
-      if (!ours(st.pid)) {
-        st.pid = 0;
-        let holder = findHolder(n.dir);
-        if (holder === undefined) {
-          const pause = await buildPauseImage(join(process.env.MIGPROBE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/migprobe'), 'images'));
-          const ns = await createNodeNamespace(n.dir, pause.binary, join(dir, 'logs', `ns-${n.name}-teardown.log`));
-          namespaces[`${n.name}-teardown`] = ns;
-          for (const p of ns.createdMountPoints) createdMountPoints.add(p);
-          holder = ns.holderPid;
+    for (const major of [1, 2] as const) {
+      const cdir = runtimeDirOf(n.dir, major);
+      const st: ContainerdState = c?.nodes?.find((x) => x.name === n.name && x.containerd.dir === cdir)?.containerd ?? {
+        dir: cdir,
+        address: join(cdir, 'state', 'containerd.sock'),
+        namespace: 'k8s.io',
+        root: join(cdir, 'root'),
+        state: join(cdir, 'state'),
+        pid: 0,
+        ...(major === 2 && process.env.MIGPROBE_CONTAINERD2_DIR ? { ctr: join(process.env.MIGPROBE_CONTAINERD2_DIR, 'ctr') } : {}),
+      };
+      // A clean teardown removed the state folder: then nothing of that runtime can still be running.
+      if (!existsSync(join(cdir, 'config.toml')) || !existsSync(st.state) || readdirSync(st.state).length === 0) continue;
+      try {
+        if (!ours(st.pid)) {
+          st.pid = 0;
+          let holder = findHolder(n.dir);
+          if (holder === undefined) {
+            const pause = await buildPauseImage(join(process.env.MIGPROBE_CACHE ?? join(process.env.HOME ?? '/root', '.cache/migprobe'), 'images'));
+            const ns = await createNodeNamespace(n.dir, cdir, pause.binary, join(dir, 'logs', `ns-${n.name}-teardown.log`));
+            namespaces[`${n.name}-teardown`] = ns;
+            for (const p of ns.createdMountPoints) createdMountPoints.add(p);
+            holder = ns.holderPid;
+          }
+          st.nodeNs = holder;
+          await reviveContainerd(st);
         }
-        st.nodeNs = holder;
-        await reviveContainerd(st);
+        await stopContainerd(st);
+      } catch {
+        /* what it could not remove, the sweeps below do */
       }
-      await stopContainerd(st);
-    } catch {
-      /* what it could not remove, the sweeps below do */
     }
   }
 
@@ -589,12 +619,13 @@ export async function clusterDown(name: string): Promise<string[]> {
   // Per-run state goes; the runtimes' image stores and the last run's logs stay.
   rmSync(join(dir, 'apiserver'), { recursive: true, force: true });
   for (const n of lay.nodes) {
-    const keep = new Set([join(n.dir, 'containerd', 'root')]);
-    for (const b of nodeBinds(n.dir)) if (!keep.has(b.hostPath)) rmSync(b.hostPath, { recursive: true, force: true });
-    // Beside the image store, the config and the log: the opt folder, an interrupted import's copy.
-    const cdir = join(n.dir, 'containerd');
-    for (const e of existsSync(cdir) ? readdirSync(cdir) : []) {
-      if (!['root', 'config.toml', 'containerd.log'].includes(e)) rmSync(join(cdir, e), { recursive: true, force: true });
+    for (const major of [1, 2] as const) {
+      const cdir = runtimeDirOf(n.dir, major);
+      for (const b of nodeBinds(n.dir, cdir)) if (b.hostPath !== join(cdir, 'root')) rmSync(b.hostPath, { recursive: true, force: true });
+      // Beside the image store, the config and the log: the opt folder, an interrupted import's copy.
+      for (const e of existsSync(cdir) ? readdirSync(cdir) : []) {
+        if (!['root', 'config.toml', 'containerd.log'].includes(e)) rmSync(join(cdir, e), { recursive: true, force: true });
+      }
     }
   }
   for (const ino of Object.values(namespaces).map((ns) => ns.mntIno)) {

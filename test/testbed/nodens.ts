@@ -17,11 +17,11 @@ export interface Bind {
   hostPath: string;
 }
 
-/** The node's bind mounts for node folder `dir`. Pure. */
-export function nodeBinds(dir: string): Bind[] {
+/** The node's bind mounts for node folder `dir` whose containerd keeps its root and state in `runtimeDir`. Pure. */
+export function nodeBinds(dir: string, runtimeDir: string): Bind[] {
   return [
-    { nodePath: '/run/containerd', hostPath: join(dir, 'containerd', 'state') },
-    { nodePath: '/var/lib/containerd', hostPath: join(dir, 'containerd', 'root') },
+    { nodePath: '/run/containerd', hostPath: join(runtimeDir, 'state') },
+    { nodePath: '/var/lib/containerd', hostPath: join(runtimeDir, 'root') },
     { nodePath: '/var/lib/kubelet', hostPath: join(dir, 'kubelet') },
     { nodePath: '/var/log/pods', hostPath: join(dir, 'pod-logs') },
     { nodePath: '/var/log/containers', hostPath: join(dir, 'container-logs') },
@@ -68,9 +68,9 @@ export function inNode(holderPid: number): string[] {
  * every bind mount. `holder` is a program that waits for a signal (test/programs/pause.c); `dir` is passed
  * to it so that teardown knows it by its command line.
  */
-export async function createNodeNamespace(dir: string, holder: string, logFile: string): Promise<NodeNamespace> {
+export async function createNodeNamespace(dir: string, runtimeDir: string, holder: string, logFile: string): Promise<NodeNamespace> {
   const createdMountPoints: string[] = [];
-  const binds = nodeBinds(dir);
+  const binds = nodeBinds(dir, runtimeDir);
   for (const b of binds) {
     mkdirSync(b.hostPath, { recursive: true });
     // A bind mount needs its mount point on the host filesystem; a missing one (and any missing parent) is
