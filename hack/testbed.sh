@@ -7,7 +7,7 @@
 # and the real two-node cluster (test/testbed/cluster.ts; one per machine, name: cluster):
 #   bash hack/testbed.sh cluster-up|cluster-down|cluster-status [name]
 #   eval "$(bash hack/testbed.sh cluster-env [name])"   export MIGPROBE_CLUSTER, KUBECONFIG, PATH
-#   MIGPROBE_CLUSTER_RUNTIMES=2,2 bash hack/testbed.sh cluster-up   both nodes on containerd 2 (default 1.6,2)
+#   MIGPROBE_CLUSTER_RUNTIMES=1.6,2 bash hack/testbed.sh cluster-up   node-a on Debian's containerd 1.6 (default 2,2)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cmd="${1:-status}"

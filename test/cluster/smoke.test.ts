@@ -67,7 +67,7 @@ after(async () => {
   if (c) await run(c.kubectl, ['--kubeconfig', c.kubeconfigPath, 'delete', 'namespace', ns, '--wait=false'], { allowFail: true });
 });
 
-test('both nodes are Ready, each on its runtime (node-a containerd 1.6, node-b containerd 2 by default) and with its node IP', async () => {
+test('both nodes are Ready, each on its runtime (both containerd 2 by default) and with its node IP', async () => {
   const nodes = (JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as {
     items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[]; addresses: { type: string; address: string }[]; nodeInfo: { containerRuntimeVersion: string } } }[];
   }).items;

@@ -30,7 +30,8 @@ test('the two nodes never share an address, a bridge, a pod CIDR, a cgroupRoot o
 });
 
 test("MIGPROBE_CLUSTER_RUNTIMES picks each node's runtime; each runtime keeps its own image store", () => {
-  assert.deepEqual(runtimesOf(undefined), [1, 2]);
+  assert.deepEqual(runtimesOf(undefined), [2, 2]);
+  assert.deepEqual(runtimesOf('1.6,2'), [1, 2]);
   assert.deepEqual(runtimesOf('2,2'), [2, 2]);
   assert.deepEqual(runtimesOf(' 1.6 , 1.6 '), [1, 1]);
   assert.throws(() => runtimesOf('2'), /1\.6,2 or 2,2/);
@@ -38,7 +39,7 @@ test("MIGPROBE_CLUSTER_RUNTIMES picks each node's runtime; each runtime keeps it
   const [a, b] = clusterLayout('t', [2, 2]).nodes;
   assert.equal(a?.major, 2);
   assert.ok(a?.runtimeDir.endsWith('/node-a/containerd-2') && b?.runtimeDir.endsWith('/node-b/containerd-2'));
-  assert.ok(clusterLayout('t').nodes[0]?.runtimeDir.endsWith('/node-a/containerd-1.6'));
+  assert.ok(clusterLayout('t', [1, 2]).nodes[0]?.runtimeDir.endsWith('/node-a/containerd-1.6'));
 });
 
 test('containerd 1.6 CRI config: the pause image, clamped oom_score_adj, the node CNI folder, cgroupfs', () => {

@@ -1,7 +1,7 @@
 // The test bed's real two-node Kubernetes cluster, started and torn down by the test bed itself:
 //   control plane  etcd + kube-apiserver on node-a's IP (pods reach it through the `kubernetes` Service),
 //                  kube-controller-manager, kube-scheduler, one kube-proxy (iptables mode) for the machine
-//   node-a         kubelet on Debian's containerd 1.6 (CRI plugin on)
+//   node-a         kubelet on containerd v2 (MIGPROBE_CLUSTER_RUNTIMES=1.6,2: Debian's containerd 1.6, CRI plugin on)
 //   node-b         kubelet on containerd v2 (it implements the kubelet checkpoint API)
 // Each node is a mount namespace of its own (test/testbed/nodens.ts) in which its containerd and kubelet see
 // the usual paths (/run/containerd/containerd.sock, /var/lib/containerd, /var/lib/kubelet, /var/log/pods,
@@ -123,10 +123,14 @@ export function clusterBinariesFromEnv(): ClusterBinaries {
 /** A node's container runtime: 1 is Debian's containerd 1.6, 2 is containerd v2 (built from its Go module). */
 export type RuntimeMajor = 1 | 2;
 
-/** node-a on containerd 1.6 and node-b on containerd 2, unless MIGPROBE_CLUSTER_RUNTIMES says otherwise. */
-export const DEFAULT_RUNTIMES: readonly [RuntimeMajor, RuntimeMajor] = [1, 2];
+/**
+ * Both nodes on containerd 2, unless MIGPROBE_CLUSTER_RUNTIMES says otherwise: the e2e tests check each verdict
+ * against a real migration (kubelet checkpoint API on the source, CRI restore on the target), and only containerd 2
+ * does both. The simulated test bed keeps containerd 1.6 under the same engine code.
+ */
+export const DEFAULT_RUNTIMES: readonly [RuntimeMajor, RuntimeMajor] = [2, 2];
 
-/** MIGPROBE_CLUSTER_RUNTIMES: the runtimes of node-a and node-b, e.g. `1.6,2` (the default) or `2,2`. Pure. */
+/** MIGPROBE_CLUSTER_RUNTIMES: the runtimes of node-a and node-b, e.g. `2,2` (the default) or `1.6,2`. Pure. */
 export function runtimesOf(spec: string | undefined): [RuntimeMajor, RuntimeMajor] {
   if (spec === undefined || spec.trim() === '') return [...DEFAULT_RUNTIMES];
   const parts = spec.split(',').map((x) => x.trim());
