@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { containerdIdOf, decodeHeaderJson, encodeHeaderJson, isProbeUid, parseStartRequest, sanitizeReason, ValidationError } from './protocol.ts';
+import { containerdIdOf, decodeHeaderJson, encodeHeaderJson, isProbeUid, parseRestoreCheckRequest, parseStartRequest, sanitizeReason, ValidationError } from './protocol.ts';
 import { composeVerdict } from './compose.ts';
 
 const opts = { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 1048576, freezeBudgetMs: 2000, timeoutMs: 60000 };
@@ -81,4 +81,14 @@ test('composeVerdict merges the two halves', () => {
   assert.deepEqual(v.timings, { preflightMs: 3, freezeMs: 50, dumpMs: 200, transferMs: 20, restoreMs: 400, totalMs: 700 });
   assert.deepEqual(v.sizes, { imageBytes: 1000, workloadRssBytes: 5000, shippedBytes: 300 });
   assert.deepEqual(v.criu, { source: '4.2.1', target: '4.2.1' });
+});
+
+test('parseRestoreCheckRequest: a restore-only archive is named by a file name (the kubelet\'s carry a time with colons), never a path', () => {
+  const base = { namespace: 'default', podName: 'web-0', sourceNodeName: 'node-a', options: opts };
+  const named = (name: string): unknown => ({ ...base, restoreOnly: { kind: 'archive', name } });
+  const kubelet = 'checkpoint-web-7d4b9c_default-app-2026-12-02T10:43:00Z.tar';
+  assert.deepEqual(parseRestoreCheckRequest(named(kubelet)).restoreOnly, { kind: 'archive', name: kubelet });
+  for (const bad of ['../x.tar', 'a/b.tar', '-rf.tar', '.hidden', '', 'x'.repeat(256)]) {
+    assert.throws(() => parseRestoreCheckRequest(named(bad)), ValidationError, bad);
+  }
 });

@@ -10,6 +10,7 @@
 //   GET    /healthz                         unauthenticated liveness
 
 import type { NodeFacts, ProbeOptions, RestoreCheckResult } from '../engine/api.ts';
+import type { ProbeStage } from '../engine/compose.ts';
 import type { ProbeMode } from '../api/v1alpha1.ts';
 import { isReasonCode, type Reason, type Verdict } from '../verdict.ts';
 
@@ -18,7 +19,7 @@ export const HEADER_SHA256 = 'x-migprobe-sha256';
 export const HEADER_REQUEST = 'x-migprobe-request';
 
 /** The agent's stage of an operation; the controller maps it to the probe's phase. */
-export type OperationStage = 'preflight' | 'dump' | 'transfer' | 'restore' | 'done';
+export type OperationStage = ProbeStage;
 export type OperationState = 'Running' | 'Done' | 'Failed';
 
 export interface StartRequest {
@@ -160,7 +161,8 @@ export function parseRestoreCheckRequest(v: unknown): RestoreCheckRequest {
   if (o['restoreOnly'] !== undefined) {
     const r = obj(o['restoreOnly'], 'restoreOnly');
     if (r['kind'] === 'imagesDir') out.restoreOnly = { kind: 'imagesDir' };
-    else if (r['kind'] === 'archive') out.restoreOnly = { kind: 'archive', name: str(r, 'name', /^[A-Za-z0-9][A-Za-z0-9._-]*$/, 255) };
+    // A file name, never a path: the kubelet's names carry an RFC 3339 time (checkpoint-<pod>_<ns>-<ctr>-2026-12-02T10:43:00Z.tar).
+    else if (r['kind'] === 'archive') out.restoreOnly = { kind: 'archive', name: str(r, 'name', /^[A-Za-z0-9][A-Za-z0-9._:+-]*$/, 255) };
     else throw new ValidationError('restoreOnly.kind must be imagesDir or archive');
   }
   return out;

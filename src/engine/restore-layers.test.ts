@@ -3,7 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseLowerdirs } from './restore.ts';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chooseLowerdirs, mountpointIsDir } from './restore.ts';
 import type { Manifest } from './dump.ts';
 
 const manifest = {
@@ -33,4 +36,24 @@ test('another node: the source\'s overlay paths are never used, even where the s
 
 test('one host, image layers gone: no root here (the image is looked up instead)', () => {
   assert.equal(chooseLowerdirs({}, manifest, () => false, undefined, true), undefined);
+});
+
+test('mountpointIsDir: the top layer that has the path decides; unknown or unsafe paths are folders', async (t) => {
+  const top = mkdtempSync(join(tmpdir(), 'mp-layer-top-'));
+  const low = mkdtempSync(join(tmpdir(), 'mp-layer-low-'));
+  t.after(() => {
+    rmSync(top, { recursive: true, force: true });
+    rmSync(low, { recursive: true, force: true });
+  });
+  mkdirSync(join(top, 'etc'));
+  writeFileSync(join(top, 'etc/hosts'), '');
+  mkdirSync(join(low, 'etc/hosts'), { recursive: true });
+  mkdirSync(join(low, 'data'));
+  writeFileSync(join(low, 'secret'), '');
+  assert.equal(await mountpointIsDir([top, low], '/etc/hosts'), false, 'the kubelet\'s /etc/hosts is a file bind');
+  assert.equal(await mountpointIsDir([low], '/etc/hosts'), true);
+  assert.equal(await mountpointIsDir([top, low], '/data'), true);
+  assert.equal(await mountpointIsDir([top, low], '/not/there'), true);
+  assert.equal(await mountpointIsDir([top], '/../' + low.slice(1) + '/secret'), true, 'no lookup outside the layers');
+  assert.equal(await mountpointIsDir([top], 'etc/hosts'), true, 'relative paths are not looked up');
 });

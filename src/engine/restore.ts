@@ -2,9 +2,9 @@
 // tasks never execute one instruction: we read their CPU ticks twice with a pause between and require them
 // unchanged, then kill everything and prove nothing is left.
 
-import { mkdir, readFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, posix } from 'node:path';
 import type { NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
 import type { Reason } from '../verdict.ts';
 import { restoreArgs } from './criu-args.ts';
@@ -94,6 +94,23 @@ export function chooseLowerdirs(
   const l = sameNode ? manifest.rootfs.lowerdirs : [];
   if (l.length > 0 && l.every(exists)) return [...diff, ...l];
   return undefined;
+}
+
+/**
+ * Whether a mount point is a folder in the root the restore stands on (its layers, top first): the first layer that
+ * has the path decides; a path no layer has is a folder (CRIU creates it). The mount point comes from the images,
+ * so only a plain absolute path is looked up (no `..`, which could reach outside the layers): others count as folders.
+ */
+export async function mountpointIsDir(layers: readonly string[], mountpoint: string): Promise<boolean> {
+  if (!mountpoint.startsWith('/') || posix.normalize(mountpoint) !== mountpoint || mountpoint.split('/').includes('..')) return true;
+  for (const layer of layers) {
+    try {
+      return (await lstat(join(layer, mountpoint))).isDirectory();
+    } catch {
+      // not in this layer
+    }
+  }
+  return true;
 }
 
 export const ROOTFS_DIFF = 'rootfs-diff.tar';
@@ -191,11 +208,19 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
     step('sandbox');
     const extMounts: { key: string; path: string }[] = [];
     for (const m of manifest.externalMounts) {
-      if (m.kind === 'bind' && m.hostPath !== undefined && existsSync(m.hostPath)) {
+      // A host path is used only for a bundle made on this node; a peer's paths are never opened here.
+      if (input.sameNode === true && m.kind === 'bind' && m.hostPath !== undefined && existsSync(m.hostPath)) {
         extMounts.push({ key: m.key, path: m.hostPath });
       } else {
+        // An empty stand-in of the same type: a file bind (the kubelet's /etc/hosts, /etc/resolv.conf,
+        // /dev/termination-log) needs a file, or CRIU's move_mount fails with EINVAL.
         const p = join(sb.dir, 'ext', m.key.replace(/[^A-Za-z0-9._-]/g, '_'));
-        await mkdir(p, { recursive: true });
+        if (await mountpointIsDir(lowerdirs, m.mountpoint)) {
+          await mkdir(p, { recursive: true });
+        } else {
+          await mkdir(dirname(p), { recursive: true });
+          await writeFile(p, '', { flag: 'a' });
+        }
         extMounts.push({ key: m.key, path: p });
       }
     }
