@@ -137,6 +137,8 @@ export async function openCheckpoint(src: CheckpointSource, workDir: string, run
       key: m.extKey,
       kind: hostPath !== undefined ? 'bind' : m.fstype === 12 || m.fstype === 23 ? 'cgroup' : m.fstype === 5 ? 'tmpfs' : 'other',
       ...(hostPath === undefined ? {} : { hostPath }),
+      // runc hides a masked file by binding /dev/null over it.
+      ...(hostPath === '/dev/null' ? { file: true } : {}),
     });
   }
   const netnsKey = await readNetnsExtKey(imagesDir);

@@ -26,6 +26,8 @@ export interface ExternalMount {
   kind: 'cgroup' | 'bind' | 'tmpfs' | 'other';
   /** For bind mounts: the host path it comes from (the restore maps the key back to it when it exists). */
   hostPath?: string;
+  /** A bind of a file, not a folder (e.g. a masked path bound from /dev/null): its stand-in on restore is a file. */
+  file?: boolean;
 }
 
 export interface DumpArgsInput {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chooseLowerdirs, mountpointIsDir } from './restore.ts';
+import { chooseLowerdirs, kindInLayers, kindsFromTarListing } from './restore.ts';
 import type { Manifest } from './dump.ts';
 
 const manifest = {
@@ -38,7 +38,7 @@ test('one host, image layers gone: no root here (the image is looked up instead)
   assert.equal(chooseLowerdirs({}, manifest, () => false, undefined, true), undefined);
 });
 
-test('mountpointIsDir: the top layer that has the path decides; unknown or unsafe paths are folders', async (t) => {
+test('kindInLayers: the top layer that has the path decides; unknown or unsafe paths are not looked up', async (t) => {
   const top = mkdtempSync(join(tmpdir(), 'mp-layer-top-'));
   const low = mkdtempSync(join(tmpdir(), 'mp-layer-low-'));
   t.after(() => {
@@ -50,10 +50,27 @@ test('mountpointIsDir: the top layer that has the path decides; unknown or unsaf
   mkdirSync(join(low, 'etc/hosts'), { recursive: true });
   mkdirSync(join(low, 'data'));
   writeFileSync(join(low, 'secret'), '');
-  assert.equal(await mountpointIsDir([top, low], '/etc/hosts'), false, 'the kubelet\'s /etc/hosts is a file bind');
-  assert.equal(await mountpointIsDir([low], '/etc/hosts'), true);
-  assert.equal(await mountpointIsDir([top, low], '/data'), true);
-  assert.equal(await mountpointIsDir([top, low], '/not/there'), true);
-  assert.equal(await mountpointIsDir([top], '/../' + low.slice(1) + '/secret'), true, 'no lookup outside the layers');
-  assert.equal(await mountpointIsDir([top], 'etc/hosts'), true, 'relative paths are not looked up');
+  assert.equal(await kindInLayers([top, low], '/etc/hosts'), 'file', 'the kubelet\'s /etc/hosts is a file bind');
+  assert.equal(await kindInLayers([low], '/etc/hosts'), 'dir');
+  assert.equal(await kindInLayers([top, low], '/data'), 'dir');
+  assert.equal(await kindInLayers([top, low], '/not/there'), undefined);
+  assert.equal(await kindInLayers([top], '/../' + low.slice(1) + '/secret'), undefined, 'no lookup outside the layers');
+  assert.equal(await kindInLayers([top], 'etc/hosts'), undefined, 'relative paths are not looked up');
+});
+
+test('kindsFromTarListing reads GNU tar -tv lines (CRIU\'s tmpfs tarballs)', () => {
+  const listing = [
+    'drwxr-xr-x root/root         0 2026-12-02 10:48 ./',
+    '-rw-rw-rw- root/root         0 2026-12-02 10:48 ./termination-log',
+    'drwxrwxrwt root/root         0 2026-12-02 10:48 ./shm/',
+    'lrwxrwxrwx root/root         0 2026-12-02 10:48 ./fd -> /proc/self/fd',
+    'crw-rw-rw- root/root       1,3 2026-12-02 10:48 ./null',
+    'garbage',
+  ].join('\n');
+  const kinds = kindsFromTarListing(listing);
+  assert.equal(kinds.get('termination-log'), 'file');
+  assert.equal(kinds.get('shm'), 'dir');
+  assert.equal(kinds.get('fd'), 'file');
+  assert.equal(kinds.get('null'), 'file');
+  assert.equal(kinds.has('.'), false);
 });

@@ -18,6 +18,7 @@ import { RuntimeSocketError } from './ctr.ts';
 import type { RuntimeEndpoint } from './ctr.ts';
 import { imageLayers } from './image-rootfs.ts';
 import { imagesWithoutFreezeState } from './cgroup-image.ts';
+import { readMountpoints } from './images.ts';
 import type { Runner } from './exec.ts';
 import { DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE } from './container.ts';
 
@@ -96,21 +97,59 @@ export function chooseLowerdirs(
   return undefined;
 }
 
-/**
- * Whether a mount point is a folder in the root the restore stands on (its layers, top first): the first layer that
- * has the path decides; a path no layer has is a folder (CRIU creates it). The mount point comes from the images,
- * so only a plain absolute path is looked up (no `..`, which could reach outside the layers): others count as folders.
- */
-export async function mountpointIsDir(layers: readonly string[], mountpoint: string): Promise<boolean> {
-  if (!mountpoint.startsWith('/') || posix.normalize(mountpoint) !== mountpoint || mountpoint.split('/').includes('..')) return true;
+/** The type of a path as a root layer or a tmpfs tarball holds it; undefined when neither has it. */
+export type PathKind = 'dir' | 'file' | undefined;
+
+/** A plain absolute path (no `..`, nothing to normalize): only such mount points from images are looked up. Pure. */
+function plainAbsolute(p: string): boolean {
+  return p.startsWith('/') && posix.normalize(p) === p && !p.split('/').includes('..');
+}
+
+/** The type of `path` in the root layers (top first): the first layer that has it decides. */
+export async function kindInLayers(layers: readonly string[], path: string): Promise<PathKind> {
+  if (!plainAbsolute(path)) return undefined;
   for (const layer of layers) {
     try {
-      return (await lstat(join(layer, mountpoint))).isDirectory();
+      return (await lstat(join(layer, path))).isDirectory() ? 'dir' : 'file';
     } catch {
       // not in this layer
     }
   }
-  return true;
+  return undefined;
+}
+
+/** GNU `tar -t -v` lines -> relative path -> kind (first column: d for a folder). Pure. */
+export function kindsFromTarListing(listing: string): Map<string, 'dir' | 'file'> {
+  const out = new Map<string, 'dir' | 'file'>();
+  for (const line of listing.split('\n')) {
+    // perms owner/group size date time name[ -> target]
+    const m = /^(\S)\S*\s+\S+\s+\S+\s+\S+\s+\S+\s(.+)$/.exec(line);
+    if (m === null) continue;
+    const name = (m[2] ?? '').replace(/ -> .*$/, '').replace(/^\.\//, '').replace(/\/$/, '');
+    if (name !== '' && name !== '.') out.set(name, m[1] === 'd' ? 'dir' : 'file');
+  }
+  return out;
+}
+
+/**
+ * The type of a mount point that no root layer has: CRIU's tarball of the tmpfs it sits on (the kubelet's
+ * /dev/termination-log is a file runc made in the container's /dev tmpfs). Reads the listing of the innermost
+ * tmpfs mount above `path` that CRIU archived (tmpfs-dev-<mnt id>.tar.gz.img), bounded by a timeout.
+ */
+export async function kindInTmpfsImages(imagesDir: string, path: string, runner: Runner = run): Promise<PathKind> {
+  if (!plainAbsolute(path)) return undefined;
+  let best: { mountpoint: string; mntId: number } | undefined;
+  for (const m of await readMountpoints(imagesDir).catch(() => [])) {
+    const mp = m.mountpoint.replace(/^\.(?=\/)/, '').replace(/\/$/, '') || '/';
+    if (mp === path || !(mp === '/' || path.startsWith(`${mp}/`))) continue;
+    if (!existsSync(join(imagesDir, `tmpfs-dev-${m.mntId}.tar.gz.img`))) continue;
+    if (best === undefined || mp.length > best.mountpoint.length) best = { mountpoint: mp, mntId: m.mntId };
+  }
+  if (best === undefined) return undefined;
+  const r = await runner('tar', ['-t', '-v', '-z', '-f', join(imagesDir, `tmpfs-dev-${best.mntId}.tar.gz.img`)], { timeoutMs: 30_000 });
+  if (r.exitCode !== 0) return undefined;
+  const rel = best.mountpoint === '/' ? path.slice(1) : path.slice(best.mountpoint.length + 1);
+  return kindsFromTarListing(r.stdout).get(rel);
 }
 
 export const ROOTFS_DIFF = 'rootfs-diff.tar';
@@ -215,7 +254,8 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
         // An empty stand-in of the same type: a file bind (the kubelet's /etc/hosts, /etc/resolv.conf,
         // /dev/termination-log) needs a file, or CRIU's move_mount fails with EINVAL.
         const p = join(sb.dir, 'ext', m.key.replace(/[^A-Za-z0-9._-]/g, '_'));
-        if (await mountpointIsDir(lowerdirs, m.mountpoint)) {
+        const kind = m.file === true ? 'file' : ((await kindInLayers(lowerdirs, m.mountpoint)) ?? (await kindInTmpfsImages(imagesDir, m.mountpoint)));
+        if (kind !== 'file') {
           await mkdir(p, { recursive: true });
         } else {
           await mkdir(dirname(p), { recursive: true });
