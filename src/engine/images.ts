@@ -481,6 +481,8 @@ export async function imageDirSize(dir: string): Promise<ImageDirSize> {
 
 export interface MountpointEntry {
   mntId: number;
+  /** The superblock's device as CRIU records it (root_dev); CRIU names a tmpfs's tarball tmpfs-dev-<rootDev>.tar.gz.img. */
+  rootDev: number;
   fstype: number;
   root: string;
   mountpoint: string;
@@ -496,6 +498,7 @@ export function decodeMountpoints(img: ImageFile): MountpointEntry[] {
     const extMount = (getVarint(f, 13) ?? 0n) !== 0n;
     const m: MountpointEntry = {
       mntId: Number(getVarint(f, 2) ?? 0n),
+      rootDev: Number(getVarint(f, 3) ?? 0n),
       fstype: Number(getVarint(f, 1) ?? 0n),
       root: getString(f, 6) ?? '',
       mountpoint: getString(f, 7) ?? '',

@@ -134,19 +134,20 @@ export function kindsFromTarListing(listing: string): Map<string, 'dir' | 'file'
 /**
  * The type of a mount point that no root layer has: CRIU's tarball of the tmpfs it sits on (the kubelet's
  * /dev/termination-log is a file runc made in the container's /dev tmpfs). Reads the listing of the innermost
- * tmpfs mount above `path` that CRIU archived (tmpfs-dev-<mnt id>.tar.gz.img), bounded by a timeout.
+ * tmpfs mount above `path` that CRIU archived (tmpfs-dev-<root dev>.tar.gz.img), bounded by a timeout.
  */
 export async function kindInTmpfsImages(imagesDir: string, path: string, runner: Runner = run): Promise<PathKind> {
   if (!plainAbsolute(path)) return undefined;
-  let best: { mountpoint: string; mntId: number } | undefined;
+  let best: { mountpoint: string; tarball: string } | undefined;
   for (const m of await readMountpoints(imagesDir).catch(() => [])) {
     const mp = m.mountpoint.replace(/^\.(?=\/)/, '').replace(/\/$/, '') || '/';
     if (mp === path || !(mp === '/' || path.startsWith(`${mp}/`))) continue;
-    if (!existsSync(join(imagesDir, `tmpfs-dev-${m.mntId}.tar.gz.img`))) continue;
-    if (best === undefined || mp.length > best.mountpoint.length) best = { mountpoint: mp, mntId: m.mntId };
+    const tarball = join(imagesDir, `tmpfs-dev-${m.rootDev}.tar.gz.img`);
+    if (!existsSync(tarball)) continue;
+    if (best === undefined || mp.length > best.mountpoint.length) best = { mountpoint: mp, tarball };
   }
   if (best === undefined) return undefined;
-  const r = await runner('tar', ['-t', '-v', '-z', '-f', join(imagesDir, `tmpfs-dev-${best.mntId}.tar.gz.img`)], { timeoutMs: 30_000 });
+  const r = await runner('tar', ['-t', '-v', '-z', '-f', best.tarball], { timeoutMs: 30_000 });
   if (r.exitCode !== 0) return undefined;
   const rel = best.mountpoint === '/' ? path.slice(1) : path.slice(best.mountpoint.length + 1);
   return kindsFromTarListing(r.stdout).get(rel);
