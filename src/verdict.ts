@@ -20,6 +20,8 @@ export const REASON_CODES = [
   'Ptraced',
   'UnsupportedSocket',
   'UnsupportedFile',
+  'Uprobes',
+  'InsufficientPrivileges',
   // dump
   'FreezeBudgetExceeded',
   'DumpFailed',

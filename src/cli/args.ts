@@ -47,6 +47,7 @@ Options:
   --tcp-established     allow established TCP connections (CRIU --tcp-established)
   --file-locks          allow held file locks (CRIU --file-locks)
   --ext-unix-sk         allow unix sockets with a peer outside the container (CRIU --ext-unix-sk)
+  --allow-uprobes       allow tasks with a uprobe attached; the probe does not migrate (CRIU --allow-uprobes)
   --ghost-limit BYTES   largest deleted-but-open file to carry (default ${DEFAULT_PROBE_OPTIONS.ghostLimitBytes}; K, M, G suffixes)
   --freeze-budget MS    longest pause the workload may feel (default ${DEFAULT_PROBE_OPTIONS.freezeBudgetMs})
   --timeout SEC         bound on every CRIU call (default ${DEFAULT_PROBE_OPTIONS.timeoutMs / 1000})
@@ -64,17 +65,17 @@ const VALUE_FLAGS = new Set([
   '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
   '--timeout', '--work-dir', '--images', '--archive',
 ]);
-const BOOL_FLAGS = new Set(['--tcp-established', '--file-locks', '--ext-unix-sk', '--json', '--verbose', '--help', '-h']);
+const BOOL_FLAGS = new Set(['--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose', '--help', '-h']);
 
 /** Which flags each command accepts. */
 const ALLOWED: Record<'check' | 'restore-check' | 'facts' | 'version', ReadonlySet<string>> = {
   check: new Set([
     '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
-    '--timeout', '--work-dir', '--tcp-established', '--file-locks', '--ext-unix-sk', '--json', '--verbose',
+    '--timeout', '--work-dir', '--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose',
   ]),
   'restore-check': new Set([
     '--images', '--archive', '--target-root', '--namespace', '--address', '--ghost-limit', '--freeze-budget',
-    '--timeout', '--tcp-established', '--file-locks', '--ext-unix-sk', '--json', '--verbose',
+    '--timeout', '--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose',
   ]),
   facts: new Set(['--json']),
   version: new Set([]),
@@ -134,6 +135,7 @@ function probeOptions(values: Map<string, string>, bools: Set<string>): ProbeOpt
   opts.tcpEstablished = bools.has('--tcp-established');
   opts.fileLocks = bools.has('--file-locks');
   opts.extUnixSockets = bools.has('--ext-unix-sk');
+  if (bools.has('--allow-uprobes')) opts.allowUprobes = true;
   const ghost = values.get('--ghost-limit');
   if (ghost !== undefined) opts.ghostLimitBytes = parseBytes('--ghost-limit', ghost);
   const freeze = values.get('--freeze-budget');

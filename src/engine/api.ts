@@ -17,6 +17,8 @@ export interface ProbeOptions {
   freezeBudgetMs: number;
   /** Hard bound on every CRIU call. */
   timeoutMs: number;
+  /** Allow tasks with a uprobe attached (CRIU --allow-uprobes on dump and restore). Default false. */
+  allowUprobes?: boolean;
 }
 
 export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {

@@ -95,3 +95,19 @@ test('mount keys are stable and free of separators', () => {
   assert.equal(mountKey('bind', '/etc/my config:x'), 'bind-etc_my_config_x');
   assert.equal(mountKey('bind', '/'), 'bind-root');
 });
+
+test('--allow-uprobes on dump and restore when the options allow uprobes', () => {
+  const d = dumpArgs({ pid: 1, imagesDir: '/i', logFile: '/l', externalMounts: [], leaveRunning: true, options: { ...options, allowUprobes: true } });
+  assert.ok(d.includes('--allow-uprobes'));
+  assert.ok(!dumpArgs({ pid: 1, imagesDir: '/i', logFile: '/l', externalMounts: [], leaveRunning: true, options }).includes('--allow-uprobes'));
+  const r = restoreArgs({
+    imagesDir: '/i',
+    logFile: '/l',
+    root: '/r',
+    cgroupRoot: '/c',
+    externalMounts: [],
+    pidfile: '/p',
+    options: { tcpEstablished: false, fileLocks: false, extUnixSockets: false, allowUprobes: true },
+  });
+  assert.ok(r.includes('--allow-uprobes'));
+});

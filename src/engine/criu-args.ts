@@ -51,7 +51,7 @@ export interface DumpArgsInput {
   /** Keep the default: `true` in the dump check, `false` for a baseline full dump that exits. */
   leaveRunning: boolean;
   verbosity?: number;
-  options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets' | 'ghostLimitBytes'>;
+  options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets' | 'ghostLimitBytes' | 'allowUprobes'>;
 }
 
 export const NETNS_KEY = 'migprobe-netns';
@@ -73,6 +73,8 @@ export function dumpArgs(i: DumpArgsInput): string[] {
   if (i.options.tcpEstablished) a.push('--tcp-established');
   if (i.options.fileLocks) a.push('--file-locks');
   if (i.options.extUnixSockets) a.push('--ext-unix-sk');
+  // a uprobe's [uprobes] area: CRIU refuses the task without it, and the restore needs it too
+  if (i.options.allowUprobes === true) a.push('--allow-uprobes');
   a.push('--ghost-limit', String(Math.max(0, Math.floor(i.options.ghostLimitBytes))));
   a.push(`--cpu-cap=${CPU_CAP}`);
   if (i.lazyPages !== undefined) {
@@ -97,7 +99,7 @@ export interface RestoreArgsInput {
   netnsFd?: number;
   netnsKey?: string;
   pidfile: string;
-  options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets'>;
+  options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets' | 'allowUprobes'>;
   verbosity?: number;
   /** Check the CPU against cpuinfo.img (default true; false when the images have no cpuinfo.img). */
   cpuCap?: boolean;
@@ -126,6 +128,7 @@ export function restoreArgs(i: RestoreArgsInput): string[] {
   if (i.options.tcpEstablished) a.push('--tcp-established');
   if (i.options.fileLocks) a.push('--file-locks');
   if (i.options.extUnixSockets) a.push('--ext-unix-sk');
+  if (i.options.allowUprobes === true) a.push('--allow-uprobes');
   if (i.cpuCap !== false) a.push(`--cpu-cap=${CPU_CAP}`);
   return a;
 }

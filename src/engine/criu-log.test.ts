@@ -176,3 +176,11 @@ void test('excerpt is capped', () => {
   assert.ok(Buffer.byteLength(r.excerpt) <= EXCERPT_CAP + 4, `excerpt ${Buffer.byteLength(r.excerpt)} bytes`);
   assert.ok(r.excerpt.endsWith('...'));
 });
+
+void test('uprobes and a missing CAP_SYS_RESOURCE get their own codes, not DumpFailed', () => {
+  assert.deepEqual(codes('(00.1) Error (criu/proc_parse.c:614): PID 75 has uprobes vma. Consider using --allow-uprobes.'), ['Uprobes']);
+  assert.deepEqual(codes('Error (criu/image.c:99): Dumped with --allow-uprobes. Need to set it on restore as well.', 'restore'), ['Uprobes']);
+  const priv = reasonsFromCriuLog("(00.151030) Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted", 'dump').reasons;
+  assert.deepEqual(priv.map((r) => r.code), ['InsufficientPrivileges']);
+  assert.match(priv[0]?.hint ?? '', /CAP_SYS_RESOURCE/);
+});

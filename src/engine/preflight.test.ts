@@ -124,3 +124,32 @@ void test('options allow what CRIU can carry, and only that', async (t) => {
   ]);
   assert.match(r.reasons.find((x) => x.code === 'ExternalUnixSocket')?.hint ?? '', /only carries datagram sockets/);
 });
+
+void test('a [uprobes] mapping is a blocker unless allowUprobes', async (t) => {
+  const { proc, info } = await fakeProc(t);
+  await writeFile(join(proc, '101', 'maps'), '00400000-00500000 r-xp 00000000 00:2e 12 /bin/app\n7fff0000-7fff1000 r-xp 00000000 00:00 0                          [uprobes]\n');
+  const r = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
+  assert.ok(r.reasons.some((x) => x.code === 'Uprobes' && /task 101: has a \[uprobes\] mapping/.test(x.message)));
+  assert.match(r.reasons.find((x) => x.code === 'Uprobes')?.hint ?? '', /--allow-uprobes/);
+  const allowed = await preflightScan(info, { ...DEFAULT_PROBE_OPTIONS, allowUprobes: true }, { proc, runner: fakeRunner(proc) });
+  assert.ok(!allowed.reasons.some((x) => x.code === 'Uprobes'));
+});
+
+void test('without CAP_SYS_RESOURCE, a task of another user is a blocker (CRIU cannot read its rlimits)', async (t) => {
+  const { proc, info } = await fakeProc(t);
+  await mkdir(join(proc, 'self'));
+  const status = (uid: string, gid: string, capEff: string): string =>
+    `Name:\tx\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\nGid:\t${gid}\t${gid}\t${gid}\t${gid}\nCapEff:\t${capEff}\n`;
+  await writeFile(join(proc, '100', 'status'), status('0', '0', '0'));
+  await writeFile(join(proc, '101', 'status'), status('18943', '58467', '0'));
+  await writeFile(join(proc, 'self', 'status'), status('0', '0', '000001fffeffffff'));
+  const r = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
+  const got = r.reasons.filter((x) => x.code === 'InsufficientPrivileges');
+  assert.equal(got.length, 1, r.reasons.map((x) => x.message).join('\n'));
+  assert.match(got[0]?.message ?? '', /task 101: runs as uid 18943\/18943\/18943/);
+  assert.match(got[0]?.hint ?? '', /CAP_SYS_RESOURCE/);
+  // with the capability (bit 24), nothing
+  await writeFile(join(proc, 'self', 'status'), status('0', '0', '000001ffffffffff'));
+  const ok = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
+  assert.ok(!ok.reasons.some((x) => x.code === 'InsufficientPrivileges'));
+});

@@ -25,6 +25,9 @@
 //   dumps: TCP, UDP, UDP-Lite, RAW, PING (v4 and v6), UNIX, NETLINK, PACKET. Node cannot call getxattr, so
 //   one `perl` call (perl-base is part of every Debian) reads the xattr for all sockets of the container.
 //   MPTCP, AF_VSOCK, AF_XDP, AF_ALG, SCTP, bluetooth... are reported. Never allowed.
+// - Uprobes: a `[uprobes]` mapping (a uprobe fired in the task). Allowed by allowUprobes (CRIU --allow-uprobes).
+// - InsufficientPrivileges: migprobe (so CRIU) has no CAP_SYS_RESOURCE and a task's real, effective or saved
+//   uid or gid is not ours: the kernel refuses CRIU that task's rlimits. Never allowed.
 // rssBytes: the sum of Pss of every process (shared pages counted once), Rss when Pss is unavailable.
 
 import { readFile, readdir, readlink, stat } from 'node:fs/promises';
@@ -321,7 +324,13 @@ export async function preflightScan(
     if (/anon_inode:\[io_uring\]$/m.test(maps) && !hasFd((l) => l === 'anon_inode:[io_uring]')) {
       reasons.push(reason('IoUring', `task ${pid}: maps an io_uring ring (no fd left open)`));
     }
+    if (/ \[uprobes\]$/m.test(maps) && opts.allowUprobes !== true) {
+      reasons.push(reason('Uprobes', `task ${pid}: has a [uprobes] mapping (a uprobe is attached to its code)`));
+    }
   }
+
+  // --- CRIU's privileges against the tasks' owners
+  reasons.push(...(await privilegeBlockers(proc, info.pids)));
 
   // --- file locks
   if (!opts.fileLocks) {
@@ -369,6 +378,43 @@ export async function preflightScan(
   }
 
   return { reasons, rssBytes };
+}
+
+/** CAP_SYS_RESOURCE's bit in the Cap* masks of /proc/<pid>/status. */
+const CAP_SYS_RESOURCE = 24n;
+
+/** Real, effective and saved IDs of a `Uid:`/`Gid:` status line. */
+function ids(status: string, field: 'Uid' | 'Gid'): string[] {
+  return (statusField(status, field) ?? '').split(/\s+/).slice(0, 3);
+}
+
+/**
+ * CRIU (our child, with our capabilities) reads every task's rlimits with prlimit(2), which the kernel allows
+ * for a task of another user only with CAP_SYS_RESOURCE (`Can't get rlimit 0: Operation not permitted`).
+ */
+async function privilegeBlockers(proc: string, pids: readonly number[]): Promise<Reason[]> {
+  const self = await tryRead(`${proc}/self/status`);
+  const capEff = self === undefined ? undefined : statusField(self, 'CapEff');
+  if (self === undefined || capEff === undefined || !/^[0-9a-f]+$/i.test(capEff)) return [];
+  if ((BigInt(`0x${capEff}`) & (1n << CAP_SYS_RESOURCE)) !== 0n) return [];
+  const [uid] = ids(self, 'Uid');
+  const [gid] = ids(self, 'Gid');
+  const out: Reason[] = [];
+  for (const pid of pids) {
+    const status = await tryRead(`${proc}/${pid}/status`);
+    if (status === undefined) continue;
+    const u = ids(status, 'Uid');
+    const g = ids(status, 'Gid');
+    if (u.every((x) => x === uid) && g.every((x) => x === gid)) continue;
+    out.push(
+      reason(
+        'InsufficientPrivileges',
+        `task ${pid}: runs as uid ${u.join('/')} gid ${g.join('/')}, and migprobe (uid ${uid ?? '?'}) has no ` +
+          'CAP_SYS_RESOURCE: CRIU cannot read its rlimits',
+      ),
+    );
+  }
+  return out;
 }
 
 function describeLock(l: LockInfo): string {

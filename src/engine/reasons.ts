@@ -71,6 +71,22 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
     description: 'A task holds a special file CRIU cannot dump (e.g. userfaultfd, perf_event, or another anon inode kind it does not know).',
     hint: 'close that file before the migration (the message names the task, the fd and its kind); no CRIU option can carry it',
   },
+  Uprobes: {
+    phase: 'preflight',
+    description:
+      'A task has a [uprobes] mapping: a tracing tool (an eBPF agent, perf, bpftrace) attached a uprobe to its code; CRIU 4.2 refuses it unless told.',
+    hint:
+      'probe with --allow-uprobes (CLI; CRIU --allow-uprobes on dump and restore) if the process may migrate without ' +
+      'its probe (the tracing tool must attach again on the target), or detach the tracing tool first',
+  },
+  InsufficientPrivileges: {
+    phase: 'preflight',
+    description:
+      'CRIU runs without a capability this workload needs: without CAP_SYS_RESOURCE it cannot read the rlimits of a task of another user.',
+    hint:
+      'run migprobe with CAP_SYS_RESOURCE (the chart\'s agent.privileged: true, or SYS_RESOURCE in ' +
+      'agent.capabilities; the CLI as full root), or run the workload as the user migprobe runs as',
+  },
   FreezeBudgetExceeded: {
     phase: 'dump',
     description: 'The dump check froze the workload longer than the freeze budget allows.',

@@ -8,7 +8,7 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, readdir, rm, rmdir, stat, open, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, readdir, rm, rmdir, stat, open, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -139,6 +139,18 @@ async function prepareCpusetParent(): Promise<void> {
   }
 }
 
+/**
+ * An overlay's root directory takes its mode and owner from the upper directory, not from the image: give the
+ * fresh upper dir the top layer's, or CRIU refuses a root that is not 0755 root:root (the zdtm conformance run
+ * found it: `File . has bad mode 040755 (expect 040775)`).
+ */
+export async function matchRootAttributes(upper: string, top: string | undefined): Promise<void> {
+  if (top === undefined) return;
+  const st = await stat(top);
+  await chmod(upper, st.mode & 0o7777);
+  await chown(upper, st.uid, st.gid);
+}
+
 export interface RunInSandboxInput {
   sandbox: Sandbox;
   lowerdirs: string[];
@@ -161,6 +173,7 @@ export interface SandboxProcess {
 export async function runInSandbox(input: RunInSandboxInput): Promise<SandboxProcess> {
   const sb = input.sandbox;
   const opts = overlayOptions(input.lowerdirs, join(sb.dir, 'upper'), join(sb.dir, 'work'));
+  await matchRootAttributes(join(sb.dir, 'upper'), input.lowerdirs[0]);
   let nsfd: FileHandle | undefined;
   if (input.netnsFd) nsfd = await open(sb.netnsPath, 'r');
   const args = [
@@ -450,10 +463,11 @@ export async function destroySandbox(
     await killSandboxTasks(sb, pidns);
     thawed.push(...(await thawSandboxCgroups(sb)));
   }
-  // 3. cgroups, deepest first, in every hierarchy.
+  // 3. cgroups, deepest first, in every hierarchy (those mounted nowhere here too: see unmountedHierarchies).
   const rmdirDeadline = Math.max(deadline, Date.now() + CGROUP_RMDIR_GRACE_MS);
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  for (const mp of cgroupMounts(mountinfo)) {
+  const extra = await mountUnmountedHierarchies(sb, runner);
+  for (const mp of [...cgroupMounts(mountinfo), ...extra.mounts]) {
     const dirs = (await walkDirs(join(mp, sb.cgroupRoot))).reverse();
     for (const d of dirs) {
       for (;;) {
@@ -469,10 +483,79 @@ export async function destroySandbox(
     // The shared parent (/migprobe-sandbox) stays: removing it could race with another sandbox being set up, whose
     // CRIU would then recreate it without cpus/mems (v1 cpuset) and fail.
   }
+  for (const mp of extra.mounts) {
+    if (existsSync(join(mp, sb.cgroupRoot))) extra.left.push(`cgroup ${sb.cgroupRoot} in hierarchy ${extra.names.get(mp) ?? mp}`);
+  }
+  await extra.unmount();
   // 4. netns, folders.
   if (existsSync(sb.netnsPath)) await runner('ip', ['netns', 'del', sb.netnsName], { timeoutMs: 10_000 });
   await rm(sb.dir, { recursive: true, force: true });
-  return { leftovers: await findLeftovers(sb, pidns), thawed };
+  return { leftovers: [...extra.left, ...(await findLeftovers(sb, pidns))], thawed };
+}
+
+/**
+ * cgroup v1 hierarchies this process belongs to that are mounted nowhere in its mount namespace, as the mount
+ * options that name them (e.g. `none,name=zdtmtst`). CRIU restores into them too (`--cgroup-root` applies to every
+ * hierarchy), so the sandbox's cgroups there must go as well: left behind, the next dump of a task at the root of
+ * that hierarchy carries them and its restore check nests a copy of them, every probe doubling the tree (the
+ * zdtm conformance run grew CRIU's named hierarchies to 200,000 cgroups and every dump on the node to minutes).
+ */
+export function unmountedHierarchies(procCgroup: string, mountinfo: string): string[] {
+  const mounted = new Set<string>();
+  for (const line of mountinfo.split('\n')) {
+    const sep = line.indexOf(' - ');
+    if (sep < 0) continue;
+    const [fstype, , supers] = line.slice(sep + 3).split(' ');
+    if (fstype !== 'cgroup') continue;
+    const keys = (supers ?? '').split(',').filter((o) => o !== 'rw' && o !== 'ro' && o !== 'none' && !o.startsWith('release_agent=') && o !== 'clone_children' && o !== 'noprefix' && o !== 'xattr');
+    mounted.add(keys.sort().join(','));
+  }
+  const out: string[] = [];
+  for (const line of procCgroup.split('\n')) {
+    const parts = line.split(':');
+    const ctrls = parts[1] ?? '';
+    if (parts.length < 3 || ctrls === '') continue; // cgroup v2 or malformed
+    const key = ctrls.split(',').sort().join(',');
+    if (mounted.has(key)) continue;
+    out.push(ctrls.split(',').every((c) => c.startsWith('name=')) ? `none,${ctrls}` : ctrls);
+  }
+  return out;
+}
+
+interface ExtraMounts {
+  mounts: string[];
+  names: Map<string, string>;
+  left: string[];
+  unmount: () => Promise<void>;
+}
+
+async function mountUnmountedHierarchies(sb: Sandbox, runner: Runner): Promise<ExtraMounts> {
+  const names = new Map<string, string>();
+  const out: ExtraMounts = { mounts: [], names, left: [], unmount: async () => {} };
+  let hierarchies: string[];
+  try {
+    hierarchies = unmountedHierarchies(await readFile('/proc/self/cgroup', 'utf8'), await readFile('/proc/self/mountinfo', 'utf8'));
+  } catch {
+    return out;
+  }
+  if (hierarchies.length === 0) return out;
+  const base = join(sb.dir, 'cgroup-hierarchies');
+  for (const [i, opts] of hierarchies.entries()) {
+    const mp = join(base, String(i));
+    await mkdir(mp, { recursive: true });
+    const r = await runner('mount', ['-t', 'cgroup', '-o', opts, 'migprobe-sandbox', mp], { timeoutMs: 10_000 });
+    if (r.exitCode !== 0) {
+      out.left.push(`cgroup ${sb.cgroupRoot} in hierarchy ${opts} (could not mount it: ${r.stderr.trim().slice(0, 200)})`);
+      continue;
+    }
+    out.mounts.push(mp);
+    names.set(mp, opts);
+  }
+  out.unmount = async (): Promise<void> => {
+    for (const mp of out.mounts) await runner('umount', ['-l', mp], { timeoutMs: 10_000 });
+    await rm(base, { recursive: true, force: true });
+  };
+  return out;
 }
 
 /** Look (do not assume) for anything of the sandbox that still exists. */
