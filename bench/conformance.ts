@@ -167,6 +167,7 @@ interface Ctx {
   runDir: string;
   asRoot: boolean;
   cgroups: ReturnType<typeof hierarchies>;
+  jobs: number;
 }
 
 function runOne(plan: Plan, ctx: Ctx, attempt: number): Promise<RunRecord & { ms: number }> {
@@ -230,6 +231,10 @@ function runOne(plan: Plan, ctx: Ctx, attempt: number): Promise<RunRecord & { ms
       rmSync(dumpDir, { recursive: true, force: true });
       const left = removeTestCgroups(ctx.cgroups, plan.test);
       if (left.length > 0) log(`${plan.test}: cgroups left behind (tasks still in them): ${left.join(' ')}`);
+      // Every task of the node sits at the root of zdtm's named hierarchies, so every CRIU dump on the node (ours,
+      // and any other migprobe's) carries all cgroups found there, and its restore check copies them one level
+      // deeper: empty them after each test, or they grow with every probe.
+      if (ctx.jobs === 1) clearZdtmHierarchies(ctx.runDir);
       const verdictRc = readOr(join(state, 'verdict.rc'));
       const verdictJson = readOr(join(state, 'verdict.json'));
       const verdictStderr = readOr(join(state, 'verdict.stderr'));
@@ -282,7 +287,7 @@ async function main(): Promise<void> {
   mkdirSync(runDir, { recursive: true });
   const asRoot = !hasCapSysResource();
   log(`zdtm's cgroup hierarchies from an earlier run: ${clearZdtmHierarchies(runDir).join('; ') || 'none left'}`);
-  const ctx: Ctx = { testDir, shimPath: shim(runDir, criu), runDir, asRoot, cgroups: hierarchies() };
+  const ctx: Ctx = { testDir, shimPath: shim(runDir, criu), runDir, asRoot, cgroups: hierarchies(), jobs: args.jobs };
   const { all, listed } = testNames(staticDir);
   let names = all;
   if (args.only !== undefined) {

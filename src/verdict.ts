@@ -30,6 +30,7 @@ export const REASON_CODES = [
   'ImageTooLarge',
   // restore
   'RestoreFailed',
+  'NetworkDeviceMissing',
   // compat (node pair)
   'CPUIncompatible',
   'KernelFeatureMissing',

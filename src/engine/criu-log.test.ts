@@ -183,4 +183,6 @@ void test('uprobes and a missing CAP_SYS_RESOURCE get their own codes, not DumpF
   const priv = reasonsFromCriuLog("(00.151030) Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted", 'dump').reasons;
   assert.deepEqual(priv.map((r) => r.code), ['InsufficientPrivileges']);
   assert.match(priv[0]?.hint ?? '', /CAP_SYS_RESOURCE/);
+  const dev = reasonsFromCriuLog("5: Error (criu/sk-inet.c:1030): inet: couldn't find ifindex for zdtmbr0", 'restore').reasons;
+  assert.deepEqual(dev.map((r) => `${r.code}: ${r.message}`), ['NetworkDeviceMissing: a socket is bound to network device zdtmbr0, which the target network namespace does not have']);
 });

@@ -68,6 +68,8 @@ const RULES: readonly Rule[] = [
   { re: /has uprobes vma\. Consider using --allow-uprobes|Dumped with --allow-uprobes\. Need to set it on restore/, code: 'Uprobes' },
   { re: /Can't get rlimit (\d+): Operation not permitted/, code: 'InsufficientPrivileges',
     message: (_m, text) => `CRIU could not read a task's rlimits (it lacks CAP_SYS_RESOURCE for a task of another user): ${text}` },
+  { re: /couldn't find ifindex for (\S+)/, code: 'NetworkDeviceMissing',
+    message: (m) => `a socket is bound to network device ${m[1] ?? '?'}, which the target network namespace does not have` },
   { re: /Unseizable non-zombie \d+ found|Unable to (seize|interrupt) task|is already being traced/, code: 'Ptraced',
     message: (_m, text) => `CRIU could not attach to a task: ${text.replace(/ \d+ found/, ' found')}`,
     hint: () => 'CRIU could not attach to a task: detach any debugger or tracer and probe again' },

@@ -112,6 +112,14 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
     description: 'criu restore failed in the sandbox for a reason migprobe has no specific code for.',
     hint: 'read the CRIU log excerpt in the verdict; the first "Error (" line names the cause',
   },
+  NetworkDeviceMissing: {
+    phase: 'restore',
+    description:
+      'A socket is bound to a network device the container made itself (SO_BINDTODEVICE); the target gives the container a network namespace of its own (as runc and CNI do), without that device.',
+    hint:
+      'bind the socket to an address instead of a device, or have the workload create the device again after the ' +
+      'migration; no CRIU option carries devices into a network namespace the runtime provides',
+  },
   CPUIncompatible: {
     phase: 'compat',
     description: 'The target CPU lacks instruction set features the source CPU has, which the workload may use.',
