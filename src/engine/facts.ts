@@ -115,7 +115,7 @@ export async function collectNodeFacts(criuPath: string, deps: Partial<FactsDeps
   };
 }
 
-async function sha256File(path: string): Promise<string> {
+export async function sha256File(path: string): Promise<string> {
   const h = createHash('sha256');
   for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
   return h.digest('hex');

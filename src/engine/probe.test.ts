@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkContainer, dedupe, digestsByLayer, sourceDumpCheck } from './probe.ts';
+import { checkContainer, digestsByLayer, sourceDumpCheck } from './probe.ts';
 import type { ProbeDeps } from './probe.ts';
 import { ContainerNotFoundError } from './container.ts';
 import type { ContainerInfo } from './container.ts';
@@ -101,12 +101,6 @@ test('sourceDumpCheck leaves no bundle when nothing was dumped', async () => {
   } finally {
     await rm(work, { recursive: true, force: true });
   }
-});
-
-test('dedupe keeps distinct blockers and drops exact repeats', () => {
-  const a = reason('RootfsMismatch', 'bin/busybox differs', undefined, 'compat');
-  const b = reason('RootfsMismatch', 'bin/busybox has bad size', undefined, 'restore');
-  assert.deepEqual(dedupe([a, b, a]), [a, b]);
 });
 
 test('digestsByLayer looks files up top layer first, like the overlay', async () => {

@@ -1,7 +1,9 @@
-// The orchestrator: resolve the container -> preflight (blockers: stop, nothing frozen) -> dump check -> pack the
-// image set as a transfer would (tar+gzip) -> compatibility (node facts, file digests vs the target root) ->
-// restore check -> one Verdict. Also the two halves for the node agent (source and target run on different
-// nodes) and the restore-only mode. Everything it creates lives under one work dir that is always removed.
+// The two halves of a probe and the one-host check built from them. Source half: resolve the container ->
+// preflight (blockers: stop, nothing frozen) -> dump check -> bundle. Target half: compatibility (node facts,
+// file digests vs the target root) -> restore check. `checkContainer` (the CLI) is source -> local hand-over
+// (tar+gzip, as a transfer would) -> target -> composeVerdict (compose.ts); the node agents run the same halves
+// with the network in between and compose with the same function. Also the restore-only mode. Everything the
+// one-host check creates lives under one work dir that is always removed.
 //
 // For the node agent:
 //   source: sourceDumpCheck(ref, opts, <workRoot>/<probe>) -> result.bundleDir = <workRoot>/<probe>/bundle:
@@ -18,6 +20,7 @@ import { join } from 'node:path';
 import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
 import { makeVerdict } from '../verdict.ts';
 import type { Reason, Verdict } from '../verdict.ts';
+import { composeVerdict, dedupe, hasImages, type TransferOutcome } from './compose.ts';
 import { resolveContainer, ContainerNotFoundError } from './container.ts';
 import type { ContainerInfo } from './container.ts';
 import { preflightScan } from './preflight.ts';
@@ -94,13 +97,12 @@ function setupReason(e: unknown): Reason {
 }
 
 interface SourceOutcome {
+  /** `bundleDir` is set exactly when the dump produced images (see hasImages in compose.ts). */
   result: DumpCheckResult;
   info?: ContainerInfo;
   /** Source node facts, possibly still being collected (sourceDumpCheck writes them into the manifest). */
   sourceFacts?: Promise<NodeFacts | undefined>;
   detail: ProbeDetail;
-  /** True when there are images to restore. */
-  dumped: boolean;
 }
 
 async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps): Promise<SourceOutcome> {
@@ -109,11 +111,11 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   try {
     criu = await deps.resolveCriu();
   } catch (e) {
-    return { result: { reasons: [setupReason(e)], timings: {}, sizes: {}, criuVersion: '' }, detail, dumped: false };
+    return { result: { reasons: [setupReason(e)], timings: {}, sizes: {}, criuVersion: '' }, detail };
   }
   const old = criuTooOld(criu.version);
   if (old !== undefined) {
-    return { result: { reasons: [{ ...old, phase: 'setup' }], timings: {}, sizes: {}, criuVersion: criu.version }, detail, dumped: false };
+    return { result: { reasons: [{ ...old, phase: 'setup' }], timings: {}, sizes: {}, criuVersion: criu.version }, detail };
   }
   // Node facts take a few hundred ms of `criu check` runs. They start now and run beside the rest, the dump
   // included: the default deps run them at nice 19, so they take only CPU the dump leaves (measured with 1 GiB,
@@ -129,7 +131,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   try {
     info = await deps.resolveContainer(ref);
   } catch (e) {
-    return { result: { reasons: [setupReason(e)], timings: {}, sizes: {}, criuVersion: criu.version }, detail, dumped: false, ...(factsP === undefined ? {} : { sourceFacts: factsP }) };
+    return { result: { reasons: [setupReason(e)], timings: {}, sizes: {}, criuVersion: criu.version }, detail, ...(factsP === undefined ? {} : { sourceFacts: factsP }) };
   }
   const t0 = performance.now();
   const pre = await deps.preflightScan(info, opts);
@@ -140,7 +142,6 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
       result: { reasons: pre.reasons, timings: { preflightMs }, sizes: { workloadRssBytes: pre.rssBytes }, criuVersion: criu.version },
       info,
       detail,
-      dumped: false,
       ...(factsP === undefined ? {} : { sourceFacts: factsP }),
     };
   }
@@ -163,8 +164,11 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
     },
     ...(deps.dumpHooks === undefined ? {} : { hooks: deps.dumpHooks }),
   });
+  // Images exist exactly when CRIU's dump exited 0 within its timeout, whatever blockers were also found (a freeze
+  // over budget, for one): then the bundle stays and the target half runs (compose.ts says why).
   const dumped = out.info.criuExitCode === 0 && !out.info.timedOut;
-  if (dumped && out.result.bundleDir !== undefined && info.rootfs.upperdir !== undefined) {
+  if (!dumped) delete out.result.bundleDir;
+  if (out.result.bundleDir !== undefined && info.rootfs.upperdir !== undefined) {
     await shipRootfsDiff(info.rootfs.upperdir, out.result.bundleDir, deps.runner);
   }
   detail.dumpRecovery = out.info.recovery;
@@ -175,7 +179,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   // bundle leaves; the one-host check hands them to the target side directly (never rewriting the manifest while
   // the transfer packs it).
   factsP ??= collect();
-  return { result: out.result, info, sourceFacts: factsP, detail, dumped };
+  return { result: out.result, info, sourceFacts: factsP, detail };
 }
 
 /** Merge fields into a bundle's manifest.json (written to a temporary file, then renamed: readers see old or new). */
@@ -207,13 +211,15 @@ export async function shipRootfsDiff(upperdir: string, bundleDir: string, runner
   }
 }
 
-/** Source half, for the node agent: preflight + dump check. The bundle lands in `<workDir>/bundle`; the caller owns workDir. */
+/**
+ * Source half, for the node agent: preflight + dump check. The bundle lands in `<workDir>/bundle` (and
+ * `bundleDir` is set) when the dump produced images; the caller owns workDir.
+ */
 export async function sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps = defaultProbeDeps): Promise<DumpCheckResult> {
   await mkdir(workDir, { recursive: true });
   const s = await runSource(ref, opts, workDir, deps);
   const facts = await s.sourceFacts;
-  if (facts !== undefined && s.dumped && s.result.bundleDir !== undefined) await updateManifest(s.result.bundleDir, { sourceFacts: facts });
-  if (!s.dumped) delete s.result.bundleDir;
+  if (facts !== undefined && hasImages(s.result)) await updateManifest(s.result.bundleDir, { sourceFacts: facts });
   return s.result;
 }
 
@@ -310,16 +316,6 @@ export async function digestsByLayer(digests: readonly FileDigest[], layers: rea
   return out;
 }
 
-/** The same code twice (compat's RootfsMismatch and the restore's) is one blocker with both messages. */
-export function dedupe(reasons: readonly Reason[]): Reason[] {
-  const out: Reason[] = [];
-  for (const r of reasons) {
-    const same = out.find((o) => o.code === r.code && o.phase === r.phase && o.message === r.message);
-    if (same === undefined) out.push(r);
-  }
-  return out;
-}
-
 /** Target half, for the node agent: compatibility + restore check of a received bundle. */
 export async function targetRestoreCheck(
   bundleDir: string,
@@ -347,7 +343,10 @@ export async function transferBundle(bundleDir: string, dest: string, runner: Ru
   return { shippedBytes, transferMs: Math.round(performance.now() - t0), archive };
 }
 
-/** The whole check on one host: source and target sides, the target in its own sandbox. */
+/**
+ * The whole check on one host: source half -> local hand-over -> target half (in its own sandbox) ->
+ * composeVerdict, the same steps and the same composition as the node agents (src/agent/source.ts).
+ */
 export async function checkContainer(
   ref: ContainerRef,
   opts: ProbeOptions,
@@ -362,30 +361,28 @@ export async function checkContainer(
     const src = await runSource(ref, opts, join(work, 'source'), deps);
     pending = src.sourceFacts;
     Object.assign(io.detail ?? {}, src.detail);
-    const reasons: Reason[] = [...src.result.reasons];
-    const timings: Verdict['timings'] = { ...src.result.timings };
-    const sizes: Verdict['sizes'] = { ...src.result.sizes };
-    const criu: Verdict['criu'] = src.result.criuVersion === '' ? {} : { source: src.result.criuVersion };
-    let excerpt = src.result.criuLogExcerpt;
-    if (src.dumped && src.result.bundleDir !== undefined) {
-      const t = await transferBundle(src.result.bundleDir, join(work, 'target-bundle'), deps.runner).catch((e: unknown) => {
-        reasons.push(reason('TransferFailed', errMessage(e), undefined, 'transfer'));
-        return undefined;
-      });
-      if (t !== undefined) {
-        sizes.shippedBytes = t.shippedBytes;
-        timings.transferMs = t.transferMs;
+    let transfer: TransferOutcome | undefined;
+    let restore: RestoreCheckResult | undefined;
+    if (hasImages(src.result)) {
+      const dest = join(work, 'target-bundle');
+      const t0 = performance.now();
+      transfer = await transferBundle(src.result.bundleDir, dest, deps.runner).then(
+        (t): TransferOutcome => ({ ms: t.transferMs, shippedBytes: t.shippedBytes }),
+        (e: unknown): TransferOutcome => ({ ms: performance.now() - t0, failure: reason('TransferFailed', errMessage(e), undefined, 'transfer') }),
+      );
+      if (transfer.failure === undefined) {
         // One host: the target node is this node, whose facts the source side is collecting already.
-        const tgt = await runTarget(join(work, 'target-bundle'), opts, target, src.sourceFacts, deps, work, src.sourceFacts);
-        reasons.push(...tgt.result.reasons);
-        if (tgt.result.timings.restoreMs !== undefined) timings.restoreMs = tgt.result.timings.restoreMs;
-        if (tgt.result.criuVersion !== '') criu.target = tgt.result.criuVersion;
-        excerpt ??= tgt.result.criuLogExcerpt;
+        const tgt = await runTarget(dest, opts, target, src.sourceFacts, deps, work, src.sourceFacts);
+        restore = tgt.result;
         if (io.detail !== undefined && tgt.proof !== undefined) io.detail.restoreProof = tgt.proof;
       }
     }
-    timings.totalMs = Math.round(performance.now() - started);
-    return makeVerdict({ reasons: dedupe(reasons), timings, sizes, criu, ...(excerpt === undefined ? {} : { criuLogExcerpt: excerpt }) });
+    return composeVerdict({
+      dump: src.result,
+      ...(transfer === undefined ? {} : { transfer }),
+      ...(restore === undefined ? {} : { restore }),
+      totalMs: performance.now() - started,
+    });
   } finally {
     await pending;
     await rm(work, { recursive: true, force: true });
