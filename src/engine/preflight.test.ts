@@ -153,3 +153,13 @@ void test('without CAP_SYS_RESOURCE, a task of another user is a blocker (CRIU c
   const ok = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
   assert.ok(!ok.reasons.some((x) => x.code === 'InsufficientPrivileges'));
 });
+
+void test('a lease in the middle of a break is a blocker even with fileLocks', async (t) => {
+  const { proc, info } = await fakeProc(t);
+  await writeFile(join(proc, 'locks'), '1: LEASE  BREAKING  READ  100 00:2e:97 0 EOF\n2: LEASE  ACTIVE    READ  101 00:2e:96 0 EOF\n');
+  const r = await preflightScan(info, { ...DEFAULT_PROBE_OPTIONS, fileLocks: true }, { proc, runner: fakeRunner(proc) });
+  const leases = r.reasons.filter((x) => x.code === 'FileLocks');
+  assert.equal(leases.length, 1, leases.map((x) => x.message).join('\n'));
+  assert.match(leases[0]?.message ?? '', /task 100: holds a READ lease on file 00:2e:97 \(dev:inode\) that another open is breaking/);
+  assert.match(leases[0]?.hint ?? '', /even with --file-locks/);
+});

@@ -20,6 +20,8 @@
 //   (CRIU compares st_blocks * 512). Memfds are not ghost files. Raise ghostLimitBytes.
 // - FileLocks: a lock in /proc/locks owned by a task, or a `lock:` line in an fd's fdinfo (OFD locks have no
 //   owner PID in /proc/locks). Allowed by fileLocks.
+//   A lease in the middle of a break (LEASE BREAKING in /proc/locks) is a blocker even with fileLocks: after a
+//   real C/R the task gets a stray lease-break signal (zdtm's file_lease02..04).
 // - Ptraced: a thread with a non-zero TracerPid. Never allowed (CRIU must be the only tracer).
 // - UnsupportedSocket: a socket whose protocol (the socket's system.sockprotoname xattr) is not one CRIU
 //   dumps: TCP, UDP, UDP-Lite, RAW, PING (v4 and v6), UNIX, NETLINK, PACKET. Node cannot call getxattr, so
@@ -331,6 +333,20 @@ export async function preflightScan(
 
   // --- CRIU's privileges against the tasks' owners
   reasons.push(...(await privilegeBlockers(proc, info.pids)));
+
+  // --- a lease being broken: CRIU restores it, but the restored task then gets a lease-break signal it already had
+  //     (zdtm's file_lease02..04 fail their own check after a real C/R here), whatever options.fileLocks says
+  for (const l of parseProcLocks((await tryRead(`${proc}/locks`)) ?? '')) {
+    if (!pidSet.has(l.pid) || l.kind !== 'LEASE' || l.state !== 'BREAKING') continue;
+    reasons.push(
+      reason(
+        'FileLocks',
+        `task ${l.pid}: holds a ${l.mode} lease on file ${l.file} (dev:inode) that another open is breaking`,
+        'a lease in the middle of a break does not survive C/R (the restored task gets a stray lease-break signal), ' +
+          'even with --file-locks: probe again once the workload has released or downgraded the lease',
+      ),
+    );
+  }
 
   // --- file locks
   if (!opts.fileLocks) {

@@ -114,14 +114,16 @@ void test('ss -x output: inode and peer, names with spaces', () => {
 
 void test('locks: /proc/locks (waiters skipped) and fdinfo lock lines', () => {
   const locks = parseProcLocks(
-    '1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF\n1: -> POSIX  ADVISORY  WRITE 99 08:01:5678 0 EOF\n2: OFDLCK ADVISORY  READ  -1 00:2e:9 0 EOF\n',
+    '1: POSIX  ADVISORY  WRITE 1234 08:01:5678 0 EOF\n1: -> POSIX  ADVISORY  WRITE 99 08:01:5678 0 EOF\n2: OFDLCK ADVISORY  READ  -1 00:2e:9 0 EOF\n' +
+      '3: LEASE  BREAKING  READ  42 00:2e:10 0 EOF\n',
   );
   assert.deepEqual(locks, [
-    { kind: 'POSIX', mode: 'WRITE', pid: 1234, file: '08:01:5678' },
-    { kind: 'OFDLCK', mode: 'READ', pid: -1, file: '00:2e:9' },
+    { kind: 'POSIX', mode: 'WRITE', state: 'ADVISORY', pid: 1234, file: '08:01:5678' },
+    { kind: 'OFDLCK', mode: 'READ', state: 'ADVISORY', pid: -1, file: '00:2e:9' },
+    { kind: 'LEASE', mode: 'READ', state: 'BREAKING', pid: 42, file: '00:2e:10' },
   ]);
   assert.deepEqual(parseFdinfoLocks('pos:\t0\nflags:\t02\nlock:\t1: FLOCK  ADVISORY  WRITE 77 00:2e:12 0 EOF\n'), [
-    { kind: 'FLOCK', mode: 'WRITE', pid: 77, file: '00:2e:12' },
+    { kind: 'FLOCK', mode: 'WRITE', state: 'ADVISORY', pid: 77, file: '00:2e:12' },
   ]);
 });
 

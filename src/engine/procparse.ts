@@ -291,6 +291,8 @@ export function parseSsUnix(text: string): UnixSocketInfo[] {
 export interface LockInfo {
   kind: string;
   mode: string;
+  /** ADVISORY or MANDATORY; for a lease ACTIVE, BREAKING (another open is breaking it) or BREAKER. */
+  state?: string;
   pid: number;
   /** "major:minor:inode" (major and minor in hex as the kernel prints them). */
   file: string;
@@ -300,7 +302,7 @@ export interface LockInfo {
 export function parseLockLine(line: string): LockInfo | undefined {
   const t = line.trim().split(/\s+/);
   if (t.length < 6 || !/^\d+:$/.test(t[0] ?? '') || t[1] === '->') return undefined;
-  return { kind: t[1] ?? '', mode: t[3] ?? '', pid: Number(t[4]), file: t[5] ?? '' };
+  return { kind: t[1] ?? '', mode: t[3] ?? '', state: t[2] ?? '', pid: Number(t[4]), file: t[5] ?? '' };
 }
 
 export function parseProcLocks(text: string): LockInfo[] {
