@@ -1,6 +1,6 @@
 // Bench (not a test): migprobe's verdict against the truth on CRIU's own zdtm static test programs.
 //
-//   tini -s -- node bench/conformance.ts [--jobs N] [--only t1,t2] [--out DIR]
+//   tini -s -- node bench/conformance.ts [--jobs N] [--only t1,t2] [--out DIR] [--update]
 //
 // For every test of test/zdtm/static (built by hack/zdtm.sh from the CRIU source provisioning downloaded) that
 // can run here, one `zdtm.py run -t zdtm/static/<t> -f ns` (the test in its own PID, mount, network, IPC and UTS
@@ -9,7 +9,9 @@
 // --target-root <the test's root>`); then the real dump, kill, restore and the test's own pass/fail check are the
 // truth. A disagreement is run once more; the second run counts and the report says so. Output: docs/conformance.md
 // and docs/conformance.json (with --only: into the run folder unless --out), rewritten after every test so an
-// interrupted run leaves a partial report. Run it under a reaper (tini -s): PID 1 of this VM reaps nothing.
+// interrupted run leaves a partial report. --update re-runs only the --only tests into the report already in
+// --out (default docs/), after an engine fix, and says so in the report; with no --only it re-renders the report
+// (e.g. after bench/zdtm/known.ts changed). Run it under a reaper (tini -s): PID 1 of this VM reaps nothing.
 
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
@@ -32,6 +34,7 @@ const FREEZE_BUDGET = '600000';
 
 interface Args {
   jobs: number;
+  update?: boolean;
   only?: string[];
   out?: string;
 }
@@ -50,7 +53,8 @@ function parseArgs(argv: readonly string[]): Args {
     } else if (k === '--out' && v !== undefined) {
       a.out = v;
       i++;
-    } else throw new Error(`unknown argument ${k ?? ''}: use --jobs N, --only t1,t2, --out DIR`);
+    } else if (k === '--update') a.update = true;
+    else throw new Error(`unknown argument ${k ?? ''}: use --jobs N, --only t1,t2, --out DIR, --update`);
   }
   return a;
 }
@@ -289,15 +293,19 @@ async function main(): Promise<void> {
   log(`zdtm's cgroup hierarchies from an earlier run: ${clearZdtmHierarchies(runDir).join('; ') || 'none left'}`);
   const ctx: Ctx = { testDir, shimPath: shim(runDir, criu), runDir, asRoot, cgroups: hierarchies(), jobs: args.jobs };
   const { all, listed } = testNames(staticDir);
-  let names = all;
+  let names = args.update === true ? [] : all;
   if (args.only !== undefined) {
     const unknown = args.only.filter((t) => !names.includes(t));
     if (unknown.length > 0) throw new Error(`no such zdtm static test: ${unknown.join(', ')}`);
     names = args.only;
   }
   const descs = readDescs(staticDir, names);
-  const outDir = args.out ?? (args.only === undefined ? join(ROOT, 'docs') : runDir);
+  const outDir = args.out ?? (args.only === undefined || args.update === true ? join(ROOT, 'docs') : runDir);
   mkdirSync(outDir, { recursive: true });
+  const base =
+    args.update === true
+      ? (JSON.parse(readFileSync(join(outDir, 'conformance.json'), 'utf8')) as { meta: ReportMeta; rows: Row[] })
+      : undefined;
   const rows = new Map<string, Row>();
   const plans: Plan[] = [];
   for (const t of names) {
@@ -313,10 +321,23 @@ async function main(): Promise<void> {
     'The freeze budget is set out of reach (`--freeze-budget 600000`): it is a policy on the pause, not a C/R capability, and on a loaded machine it would decide verdicts.',
     'When a test\'s .desc gives CRIU options that migprobe has a flag for (--file-locks, --tcp-established, --ext-unix-sk, --ghost-limit), migprobe gets that flag too; options it has none for are listed per test.',
     ...(asRoot
-      ? ['This machine\'s root has no CAP_SYS_RESOURCE (bounding set), so no CRIU here can read the rlimits of a task of another uid: every test runs as root (as zdtm runs its `suid` tests) instead of dropping to uid 18943. migprobe names that case with reason CRIUPrivileges.']
+      ? ['This machine\'s root has no CAP_SYS_RESOURCE (bounding set), so no CRIU here can read the rlimits of a task of another uid: every test runs as root (as zdtm runs its `suid` tests) instead of dropping to uid 18943. migprobe names that case with reason InsufficientPrivileges.']
       : []),
   ];
   const write = (partial?: string): void => {
+    if (base !== undefined) {
+      const merged = base.rows.map((r): Row => {
+        const { known: _old, ...row } = rows.get(r.test) ?? r;
+        const k = KNOWN[row.test];
+        return k === undefined ? row : { ...row, known: k };
+      });
+      const again = names.length === 0 ? [] : [`Re-run after engine fixes on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC (their rows come from that run): ${names.join(', ')}.`];
+      const meta: ReportMeta = { ...base.meta, notes: [...base.meta.notes, ...again], ...(partial === undefined ? {} : { partial }) };
+      if (partial === undefined && base.meta.partial !== undefined) delete meta.partial;
+      writeFileSync(join(outDir, 'conformance.json'), JSON.stringify({ meta, matrix: matrixOf(merged), rows: merged }, null, 1) + '\n');
+      writeFileSync(join(outDir, 'conformance.md'), reportMarkdown(meta, merged));
+      return;
+    }
     const ordered = names.map((t) => rows.get(t)).filter((r): r is Row => r !== undefined);
     const meta: ReportMeta = {
       date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
