@@ -1,6 +1,6 @@
 // The probe engine as the agent uses it (src/engine/api.ts contract).
 
-import type { AgentEngine } from './server.ts';
+import type { AgentEngine } from './deps.ts';
 import { checkRestoreOnly, sourceDumpCheck, targetRestoreCheck } from '../engine/probe.ts';
 import { collectNodeFacts } from '../engine/facts.ts';
 import { recoverFrozen } from '../engine/dump.ts';

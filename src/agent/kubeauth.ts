@@ -4,7 +4,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { kubeRequest } from '../kube/client.ts';
 import { isNotFound } from '../kube/errors.ts';
-import type { PodLookup } from './server.ts';
+import type { PodLookup } from './deps.ts';
 import type { TokenRequester, TokenReviewer } from './auth.ts';
 
 export function kubeTokenReviewer(kc: KubeConfig): TokenReviewer {

@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { containerdIdOf, decodeHeaderJson, encodeHeaderJson, isProbeUid, parseRestoreCheckRequest, parseStartRequest, sanitizeReason, ValidationError } from './protocol.ts';
-import { composeVerdict } from './compose.ts';
 
 const opts = { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 1048576, freezeBudgetMs: 2000, timeoutMs: 60000 };
 const good = {
@@ -62,25 +61,6 @@ test('sanitizeReason drops unknown codes and bounds messages', () => {
   const r = sanitizeReason({ code: 'RestoreFailed', message: 'x'.repeat(5000), phase: 'bogus' }, 'restore');
   assert.equal(r?.phase, 'restore');
   assert.equal(r?.message.length, 4096);
-});
-
-test('composeVerdict merges the two halves', () => {
-  const v = composeVerdict({
-    dump: { reasons: [], timings: { preflightMs: 3, freezeMs: 50, dumpMs: 200 }, sizes: { imageBytes: 1000, workloadRssBytes: 5000 }, criuVersion: '4.2.1', bundleDir: '/x' },
-    transfer: { ms: 20, shippedBytes: 300 },
-    restore: {
-      reasons: [{ code: 'RootfsMismatch', message: 'bin/busybox differs', hint: 'h', phase: 'compat' }],
-      timings: { restoreMs: 400 },
-      criuVersion: '4.2.1',
-      facts: { hostname: 'b', arch: 'x86_64', kernelRelease: '6.18', criuVersion: '4.2.1', criuFeatures: {}, memAvailableBytes: 1, cpu: { vendor: 'v', model: 'm', flags: [] } },
-    },
-    totalMs: 700,
-  });
-  assert.equal(v.migratable, false);
-  assert.deepEqual(v.reasons.map((r) => r.code), ['RootfsMismatch']);
-  assert.deepEqual(v.timings, { preflightMs: 3, freezeMs: 50, dumpMs: 200, transferMs: 20, restoreMs: 400, totalMs: 700 });
-  assert.deepEqual(v.sizes, { imageBytes: 1000, workloadRssBytes: 5000, shippedBytes: 300 });
-  assert.deepEqual(v.criu, { source: '4.2.1', target: '4.2.1' });
 });
 
 test('parseRestoreCheckRequest: a restore-only archive is named by a file name (the kubelet\'s carry a time with colons), never a path', () => {

@@ -14,7 +14,8 @@ import { nullLogger } from '../kube/logger.ts';
 import type { NodeFacts } from '../engine/api.ts';
 import { Authenticator } from './auth.ts';
 import { AgentClient, AgentHttpError } from './client.ts';
-import { AgentServer, type AgentEngine, type PodInfo } from './server.ts';
+import { AgentServer } from './server.ts';
+import type { AgentEngine, PodInfo } from './deps.ts';
 import type { OperationStatus, StartRequest } from './protocol.ts';
 
 const UID = '0f8fad5b-d9cb-469f-a165-70867728950e';

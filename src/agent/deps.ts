@@ -1,0 +1,60 @@
+// What the node agent is given: its configuration and every dependency that touches the world (the probe engine,
+// TokenReview, the pod lookup, the peer agent client, a program runner, the clock, the log). Types only; the
+// agent's parts (server.ts, operations.ts, source.ts, target.ts) all take these, tests inject fakes.
+
+import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from '../engine/api.ts';
+import type { CheckpointSource } from '../engine/checkpoint.ts';
+import type { Clock } from '../kube/clock.ts';
+import type { Logger } from '../kube/logger.ts';
+import type { Verdict } from '../verdict.ts';
+import type { Authenticator } from './auth.ts';
+import type { AgentClient } from './client.ts';
+
+/** The engine's functions the agent uses (src/engine/probe.ts, facts.ts, dump.ts), injectable for tests. */
+export interface AgentEngine {
+  /** Source half: preflight + dump check; `bundleDir` set when the dump produced images. */
+  sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string): Promise<DumpCheckResult>;
+  /** Target half: compatibility + restore check of a received bundle. */
+  targetRestoreCheck(bundleDir: string, opts: ProbeOptions, target: TargetRoot, sourceFacts?: NodeFacts): Promise<RestoreCheckResult>;
+  collectNodeFacts(criu: string): Promise<NodeFacts>;
+  /** Restore-only: would this existing full checkpoint restore here (restored stopped, killed, never run)? */
+  checkRestoreOnly(src: CheckpointSource, opts: ProbeOptions, target: TargetRoot): Promise<Verdict>;
+}
+
+/** What the agent needs to know about a pod (from the API server). */
+export interface PodInfo {
+  nodeName: string | undefined;
+  /** container name -> containerID as the kubelet reports it (`containerd://<id>`). */
+  containerIds: Record<string, string>;
+}
+export type PodLookup = (namespace: string, name: string) => Promise<PodInfo | undefined>;
+
+/** Runs a program with an argument array; rejects when it fails. */
+export type Runner = (file: string, args: string[], opts: { timeoutMs: number }) => Promise<void>;
+
+export interface AgentConfig {
+  nodeName: string;
+  workRoot: string;
+  criu: string;
+  containerd: { address?: string; namespace: string };
+  /** RestoreOnly checkpoints are read only from below this folder. */
+  checkpointDir?: string;
+  /** Largest image set accepted from a peer. */
+  maxBundleBytes: number;
+  /** Concurrent source operations (dumps) on this node; more answer 429. */
+  maxConcurrentDumps: number;
+  maxConcurrentRestores: number;
+  /** How long finished operations are remembered (for the controller's GET). */
+  retainFinishedMs: number;
+}
+
+export interface AgentDeps {
+  config: AgentConfig;
+  engine: AgentEngine;
+  auth: Authenticator;
+  pods: PodLookup;
+  peer: AgentClient;
+  run: Runner;
+  clock: Clock;
+  log: Logger;
+}
