@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# The main job: a two-node migprobe demo on a built-in local test bed. Provisions (cached), starts a test
-# bed (etcd + kube-apiserver + containerd + CRIU), then the controller and two node agents as nodes node-a
-# and node-b on 127.0.0.2 and 127.0.0.3. Runs real containers as pods on node-a, applies examples/ probes
-# targeting node-b, and shows `kubectl get migrationprobes`. Tears everything down at the end.
-# Pass --keep to leave it running until Ctrl-C. Needs root.
+# The main job: migprobe as it ships, on a real two-node Kubernetes cluster that the test bed runs on this
+# machine (etcd, kube-apiserver, controller-manager, scheduler, kube-proxy, and kubelets node-a and node-b on
+# containerd 2). Provisions (cached), starts the cluster, builds or reuses the images from the Dockerfiles,
+# `helm install`s the chart, runs two real pods on node-a, applies examples/ probes targeting node-b, shows
+# `kubectl get migrationprobes -o wide` and `kubectl describe` of one probe, `helm uninstall`s and tears the
+# cluster down. Pass --keep to leave it running until Ctrl-C. Needs root.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-provision_and_start_testbed demo
+cd "$MIGPROBE_ROOT"
+bash hack/provision.sh
+use_node
+# shellcheck source=/dev/null
+. "$MIGPROBE_CACHE/env.sh"
+start_cluster demo
 node hack/demo.ts "$@"

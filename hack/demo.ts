@@ -1,53 +1,73 @@
-// The demo: on the running test bed, start the controller and two agents as nodes node-a and node-b (on
-// 127.0.0.2 and 127.0.0.3), run two real containers as pods on node-a, apply examples/ probes targeting
-// node-b, wait for their verdicts and show `kubectl get migrationprobes -o wide`. Cleans up after itself
-// (pass --keep to leave everything running and print how to look at it).
+// The demo: migprobe as it ships, on the test bed's real two-node Kubernetes cluster (kubelets on node-a and
+// node-b). Builds or reuses the images from the Dockerfiles, `helm install`s charts/migprobe with them, runs two
+// real kubelet pods on node-a (web: a busybox loop; locked: holds a file lock), applies the examples/ probes
+// targeting node-b, waits for their verdicts, shows `kubectl get migrationprobes -o wide` and `kubectl describe`
+// of one probe, then `helm uninstall`s. hack/demo.sh starts the cluster and tears it down.
 //
-//   node hack/demo.ts [--keep]        (needs the test bed: bash hack/testbed.sh up)
+//   node hack/demo.ts [--keep]        (needs the cluster: bash hack/testbed.sh cluster-up)
 
-import { randomBytes } from 'node:crypto';
-import { kube, testbed, type RunningContainer } from '../test/testbed/index.ts';
-import { REPO, startOperator } from '../test/operator/harness.ts';
-import { isFinal, waitProbe, workloadPod } from '../test/operator/lib.ts';
+import { cluster } from '../test/testbed/index.ts';
+import { REPO } from '../test/operator/harness.ts';
+import { helmFor, installRelease, kubectlFor, until } from '../test/cluster/lib.ts';
+
+const RELEASE = 'migprobe';
+const SYSTEM_NS = 'migprobe-system';
+
+function pod(name: string, image: string, command: string[]): string {
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'default', labels: { app: name } },
+    spec: {
+      nodeSelector: { 'kubernetes.io/hostname': 'node-a' },
+      terminationGracePeriodSeconds: 1,
+      containers: [{ name: 'app', image, imagePullPolicy: 'Never', command }],
+    },
+  });
+}
 
 async function main(): Promise<number> {
   const keep = process.argv.includes('--keep');
-  const tb = await testbed();
-  const namespace = `migprobe-demo-${randomBytes(3).toString('hex')}`;
-  console.log(`# starting the controller and two agents (nodes node-a, node-b); probes in namespace ${namespace}`);
-  const op = await startOperator({ tb, namespace, nodes: ['node-a', 'node-b'] });
-  const containers: RunningContainer[] = [];
+  const c = await cluster();
+  const k = kubectlFor(c.kubectl, c.kubeconfigPath);
+  const show = async (args: string[], opts: { allowFail?: boolean } = {}): Promise<number> => {
+    console.log(`$ kubectl ${args.map((a) => a.replace(`${REPO}/`, '')).join(' ')}`);
+    const r = await k(args, { ...opts, timeoutMs: 240_000 });
+    process.stdout.write(`${(r.stdout || r.stderr).trimEnd()}\n\n`);
+    return r.exitCode;
+  };
+  console.log(`# cluster: ${c.nodes.map((n) => `${n.name} (${n.ip}, ${n.runtime})`).join(', ')}; KUBECONFIG=${c.kubeconfigPath}`);
+  await show(['get', 'nodes', '-o', 'wide']);
+  console.log('# building (or reusing) the images from Dockerfile.agent and Dockerfile.controller, importing them into both nodes, helm install');
+  const { command, timings } = await installRelease(c, k, { release: RELEASE, namespace: SYSTEM_NS });
+  console.log(`$ helm ${command.map((a) => a.replace(REPO + '/', '')).join(' ')}`);
+  console.log(`# images ${(timings.imagesMs ?? 0) / 1000} s, import ${(timings.importMs ?? 0) / 1000} s, helm install --wait ${(timings.helmInstallMs ?? 0) / 1000} s\n`);
   try {
-    console.log('# running two real containers as pods on node-a: web (busybox sleep) and locked (holds a file lock)');
-    containers.push(await workloadPod(op, 'web', 'node-a', ['sleep', '100000']));
-    containers.push(await workloadPod(op, 'locked', 'node-a', ['/usr/local/bin/flocker', 'flock']));
-    const files = ['examples/probe-migratable.yaml', 'examples/probe-blocked.yaml'];
-    console.log(`$ kubectl apply -n ${namespace} ${files.map((f) => `-f ${f}`).join(' ')}`);
-    const applied = await op.kubectl(['apply', '-n', namespace, ...files.flatMap((f) => ['-f', `${REPO}/${f}`])]);
-    process.stdout.write(applied.stdout + '\n');
-    console.log(`$ kubectl wait -n ${namespace} --for=condition=Migratable migrationprobe/web-to-node-b --timeout=180s`);
-    const w = await op.kubectl(['wait', '-n', namespace, '--for=condition=Migratable', 'migrationprobe/web-to-node-b', '--timeout=180s'], { reject: false });
-    process.stdout.write((w.stdout || w.stderr) + '\n');
-    await waitProbe(op, 'locked-to-node-b', isFinal, 180_000);
-    console.log(`$ kubectl get migrationprobes -n ${namespace} -o wide`);
-    process.stdout.write((await op.kubectl(['get', 'migrationprobes', '-n', namespace, '-o', 'wide'])).stdout + '\n');
-    const timingsPath = '{.status.timings}{"\\n"}{.status.sizes}{"\\n"}';
-    console.log(`$ kubectl get migrationprobe web-to-node-b -n ${namespace} -o jsonpath='${timingsPath}'`);
-    process.stdout.write((await op.kubectl(['get', 'migrationprobe', 'web-to-node-b', '-n', namespace, '-o', `jsonpath=${timingsPath}`])).stdout + '\n');
-    console.log(`$ kubectl get migrationprobe locked-to-node-b -n ${namespace} -o jsonpath='{.status.reasons}'`);
-    process.stdout.write((await op.kubectl(['get', 'migrationprobe', 'locked-to-node-b', '-n', namespace, '-o', 'jsonpath={.status.reasons}'])).stdout + '\n');
+    await show(['get', 'pods', '-n', SYSTEM_NS, '-o', 'wide']);
+    console.log('# two real kubelet pods on node-a: web (a busybox loop) and locked (holds a file lock)');
+    for (const p of [pod('web', c.images.test, ['/bin/sh', '-c', 'while true; do date > /tmp/now; sleep 1; done']), pod('locked', c.images.test, ['/usr/local/bin/flocker', 'flock'])]) {
+      await k(['apply', '-f', '-'], { input: p });
+    }
+    await show(['wait', '--for=condition=Ready', 'pod/web', 'pod/locked', '--timeout=120s']);
+    await show(['apply', '-f', `${REPO}/examples/probe-migratable.yaml`, '-f', `${REPO}/examples/probe-blocked.yaml`]);
+    const waited = await show(['wait', '--for=condition=Migratable', 'migrationprobe/web-to-node-b', '--timeout=180s'], { allowFail: true });
+    await until('locked-to-node-b to finish', 180_000, async () => {
+      const phase = (await k(['get', 'migrationprobe', 'locked-to-node-b', '-o', 'jsonpath={.status.phase}'])).stdout;
+      return phase === 'Succeeded' || phase === 'Failed' ? phase : undefined;
+    });
+    await show(['get', 'migrationprobes', '-o', 'wide']);
+    await show(['describe', 'migrationprobe', 'web-to-node-b']);
+    await show(['get', 'migrationprobe', 'locked-to-node-b', '-o', 'jsonpath={.status.reasons}{"\\n"}']);
     if (keep) {
-      console.log(`\n# left running (--keep). KUBECONFIG=${tb.kubeconfigPath}; controller log: ${op.controller.logFile}`);
-      console.log('# stop with Ctrl-C');
+      console.log(`# left running (--keep). KUBECONFIG=${c.kubeconfigPath}; stop with Ctrl-C`);
       await new Promise<void>((r) => process.once('SIGINT', () => r()));
     }
-    return w.exitCode === 0 ? 0 : 1;
+    return waited === 0 ? 0 : 1;
   } finally {
-    for (const c of containers) await c.remove().catch(() => undefined);
-    for (const name of ['web', 'locked']) await kube.deletePod(op.kc, namespace, name).catch(() => undefined);
-    await op.stop();
-    await kube.deleteNamespace(op.kc, namespace).catch(() => undefined);
-    await kube.deleteNamespace(op.kc, op.agentNamespace).catch(() => undefined);
+    await k(['delete', 'migrationprobes', '--all', '--wait=true', '--timeout=120s'], { allowFail: true });
+    await k(['delete', 'pod', 'web', 'locked', '--wait=false'], { allowFail: true });
+    console.log(`$ helm uninstall ${RELEASE} -n ${SYSTEM_NS}`);
+    process.stdout.write(`${(await helmFor(c)(['uninstall', RELEASE, '-n', SYSTEM_NS, '--wait', '--timeout', '3m'])).trimEnd()}\n`);
   }
 }
 
