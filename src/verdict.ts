@@ -22,6 +22,7 @@ export const REASON_CODES = [
   'UnsupportedFile',
   'Uprobes',
   'InsufficientPrivileges',
+  'UnsupportedMount',
   // dump
   'FreezeBudgetExceeded',
   'DumpFailed',

@@ -183,6 +183,8 @@ void test('uprobes and a missing CAP_SYS_RESOURCE get their own codes, not DumpF
   const priv = reasonsFromCriuLog("(00.151030) Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted", 'dump').reasons;
   assert.deepEqual(priv.map((r) => r.code), ['InsufficientPrivileges']);
   assert.match(priv[0]?.hint ?? '', /CAP_SYS_RESOURCE/);
+  assert.deepEqual(codes("Error (criu/mount.c:1027): mnt: 143:./zdtm/static/x.test doesn't have a proper root mount"), ['UnsupportedMount']);
+  assert.deepEqual(codes('Error (criu/mount.c:1): mnt: Mount 218 ./a/dst_b (master_id: 4 shared_id: 0) has unreachable sharing. Try --enable-external-masters.'), ['UnsupportedMount']);
   const dev = reasonsFromCriuLog("5: Error (criu/sk-inet.c:1030): inet: couldn't find ifindex for zdtmbr0", 'restore').reasons;
   assert.deepEqual(dev.map((r) => `${r.code}: ${r.message}`), ['NetworkDeviceMissing: a socket is bound to network device zdtmbr0, which the target network namespace does not have']);
 });

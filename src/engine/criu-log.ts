@@ -70,6 +70,8 @@ const RULES: readonly Rule[] = [
     message: (_m, text) => `CRIU could not read a task's rlimits (it lacks CAP_SYS_RESOURCE for a task of another user): ${text}` },
   { re: /couldn't find ifindex for (\S+)/, code: 'NetworkDeviceMissing',
     message: (m) => `a socket is bound to network device ${m[1] ?? '?'}, which the target network namespace does not have` },
+  { re: /doesn't have a proper root mount|has unreachable sharing|Failed to copy sharing from/,
+    code: 'UnsupportedMount', message: (_m, text) => `CRIU cannot carry a mount of the container: ${text}` },
   { re: /Unseizable non-zombie \d+ found|Unable to (seize|interrupt) task|is already being traced/, code: 'Ptraced',
     message: (_m, text) => `CRIU could not attach to a task: ${text.replace(/ \d+ found/, ' found')}`,
     hint: () => 'CRIU could not attach to a task: detach any debugger or tracer and probe again' },

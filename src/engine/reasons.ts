@@ -87,6 +87,15 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
       'run migprobe with CAP_SYS_RESOURCE (the chart\'s agent.privileged: true, or SYS_RESOURCE in ' +
       'agent.capabilities; the CLI as full root), or run the workload as the user migprobe runs as',
   },
+  UnsupportedMount: {
+    phase: 'dump',
+    description:
+      'A mount of the container cannot be carried as it is: its source lies outside the container\'s root (a bind from a host path the runtime did not set up) or it shares propagation with mounts outside.',
+    hint:
+      'have the runtime set the mount up (a volume or hostPath: migprobe declares those external, as runtimes ' +
+      'do), or make it private; CRIU\'s own remedies (--external mnt[...], --enable-external-sharing, ' +
+      '--enable-external-masters) need the same mount on the target',
+  },
   FreezeBudgetExceeded: {
     phase: 'dump',
     description: 'The dump check froze the workload longer than the freeze budget allows.',
