@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { errorText } from '../src/engine/criu-log.ts';
+import { errorText, isNoise } from '../src/engine/criu-log.ts';
 import { KNOWN } from './zdtm/known.ts';
 import { clearZdtmHierarchies, hierarchies, homeProcs, makeTestCgroups, removeTestCgroups } from './zdtm/cgroups.ts';
 import { isPlan, matrixOf, outcomeOf, planTest, reportMarkdown } from './zdtm/plan.ts';
@@ -128,7 +128,7 @@ function criuErrors(dumpDir: string): string[] {
       else if (/^(dump|restore)\.log$/.test(n)) {
         for (const line of (readOr(p) ?? '').split('\n')) {
           const t = errorText(line);
-          if (t !== undefined && t !== '' && !out.includes(`${n.replace('.log', '')}: ${t}`)) out.push(`${n.replace('.log', '')}: ${t}`);
+          if (t !== undefined && t !== '' && !isNoise(t) && !out.includes(`${n.replace('.log', '')}: ${t}`)) out.push(`${n.replace('.log', '')}: ${t}`);
         }
       }
     }

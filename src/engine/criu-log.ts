@@ -77,6 +77,11 @@ const RULES: readonly Rule[] = [
     hint: () => 'CRIU could not attach to a task: detach any debugger or tracer and probe again' },
 ];
 
+/** An error text CRIU prints that says nothing about the workload. */
+export function isNoise(text: string): boolean {
+  return NOISE.some((re) => re.test(text));
+}
+
 /** `Error (file:line): text` -> text, or undefined when the line is not an error line. */
 export function errorText(line: string): string | undefined {
   const m = /Error \([^)]*\):\s?(.*)$/.exec(line);
@@ -107,7 +112,7 @@ export function reasonsFromCriuLog(log: string, phase: 'dump' | 'restore'): { re
   for (const line of lines) {
     const text = errorText(line);
     if (text === undefined) continue;
-    if (NOISE.some((re) => re.test(text))) continue;
+    if (isNoise(text)) continue;
     errorLines.push(line.trim());
     let matched = false;
     for (const rule of RULES) {
