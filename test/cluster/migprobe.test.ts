@@ -6,11 +6,12 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { cluster, checkpointContainer, runOnNode, hostPathOnNode, type Cluster } from '../testbed/index.ts';
 import { run } from '../testbed/proc.ts';
+import { ROOT } from '../chart/lib.ts';
 import { codes, helmFor, installRelease, kubectlFor, probeYaml, runWorkload, until, waitFinal, type Kubectl, type WorkloadSpec } from './lib.ts';
 import { realMigration, type Truth } from './truth.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
@@ -241,6 +242,43 @@ test(`RestoreOnly of a real kubelet archive from ${SOURCE}: restores on ${TARGET
   timings.restoreOnlyMs = Date.now() - t;
   assert.equal(p.status?.phase, 'Succeeded', describeStatus(p));
   assert.equal(p.status?.migratable, true, describeStatus(p) + (await agentLogs()));
+});
+
+/** Every restore sandbox cgroup (/migprobe-sandbox/<id>) in every hierarchy, as hierarchy/id. */
+function sandboxCgroups(): Set<string> {
+  const out = new Set<string>();
+  for (const h of readdirSync('/sys/fs/cgroup')) {
+    const dir = `/sys/fs/cgroup/${h}/migprobe-sandbox`;
+    if (!existsSync(dir)) continue;
+    for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) out.add(`${h}/${e.name}`);
+  }
+  return out;
+}
+
+test(`restore-check (CLI) on ${TARGET} of a real kubelet archive dumped from a frozen cgroup: migratable, nothing left`, { timeout: 300_000 }, async () => {
+  const pods = JSON.parse((await k(['get', 'pods', '-n', ns, '-l', 'app=plain', '-o', 'json'])).stdout) as { items: { metadata: { name: string } }[] };
+  const cp = await checkpointContainer(c, SOURCE, ns, pods.items[0]?.metadata.name ?? '', 'app');
+  // As a user on node-b would: the archive copied over, the CLI with the node's default containerd socket.
+  const onTarget = `${CHECKPOINTS}/copied-${randomBytes(3).toString('hex')}.tar`;
+  copyFileSync(cp.hostPath, hostPathOnNode(c, TARGET, onTarget));
+  const before = sandboxCgroups();
+  const t = Date.now();
+  const r = await runOnNode(c, TARGET, process.execPath, [join(ROOT, 'bin/migprobe.js'), 'restore-check', '--archive', onTarget, '--json', '--verbose'], {
+    allowFail: true,
+    timeoutMs: 180_000,
+  });
+  timings.cliRestoreOnlyMs = Date.now() - t;
+  rmSync(hostPathOnNode(c, TARGET, onTarget), { force: true });
+  assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+  const v = JSON.parse(r.stdout) as { migratable: boolean; reasons: { code: string }[] };
+  assert.equal(v.migratable, true, r.stdout);
+  // The kubelet's runtime dumps from a frozen freezer cgroup and the images record it: the restore must not carry
+  // it over (the tasks would sit frozen, unkillable), and teardown must leave nothing (the CLI's own proof, and no
+  // sandbox cgroup of this run in any hierarchy).
+  assert.match(r.stderr, /freeze state in the images, not restored/, r.stderr);
+  assert.match(r.stderr, /leftovers after teardown: none/, r.stderr);
+  const after = sandboxCgroups();
+  assert.deepEqual([...after].filter((x) => !before.has(x)), [], 'sandbox cgroups left by the CLI');
 });
 
 test('helm uninstall leaves no migprobe files, mounts, network namespaces or processes on either node', { timeout: 300_000 }, async () => {
