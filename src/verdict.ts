@@ -23,6 +23,7 @@ export const REASON_CODES = [
   'Uprobes',
   'InsufficientPrivileges',
   'UnsupportedMount',
+  'LinkRemapNeeded',
   // dump
   'FreezeBudgetExceeded',
   'DumpFailed',

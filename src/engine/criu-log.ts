@@ -72,6 +72,8 @@ const RULES: readonly Rule[] = [
     message: (m) => `a socket is bound to network device ${m[1] ?? '?'}, which the target network namespace does not have` },
   { re: /doesn't have a proper root mount|has unreachable sharing|Failed to copy sharing from/,
     code: 'UnsupportedMount', message: (_m, text) => `CRIU cannot carry a mount of the container: ${text}` },
+  { re: /Can't create link remap for (.+)\. Use link-remap option/, code: 'LinkRemapNeeded',
+    message: (m) => `CRIU can reach the unlinked open file ${m[1] ?? '?'} only with --link-remap` },
   { re: /Unseizable non-zombie \d+ found|Unable to (seize|interrupt) task|is already being traced/, code: 'Ptraced',
     message: (_m, text) => `CRIU could not attach to a task: ${text.replace(/ \d+ found/, ' found')}`,
     hint: () => 'CRIU could not attach to a task: detach any debugger or tracer and probe again' },

@@ -96,6 +96,14 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
       'do), or make it private; CRIU\'s own remedies (--external mnt[...], --enable-external-sharing, ' +
       '--enable-external-masters) need the same mount on the target',
   },
+  LinkRemapNeeded: {
+    phase: 'dump',
+    description:
+      'A task holds an open file that was unlinked (or overmounted) but still has data CRIU can only reach by linking it back under a temporary name.',
+    hint:
+      'close or reopen the file before the migration; CRIU\'s --link-remap would link it back into the container\'s ' +
+      'file system, which migprobe does not pass (it writes into the workload\'s files)',
+  },
   FreezeBudgetExceeded: {
     phase: 'dump',
     description: 'The dump check froze the workload longer than the freeze budget allows.',
