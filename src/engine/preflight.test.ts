@@ -148,6 +148,12 @@ void test('without CAP_SYS_RESOURCE, a task of another user is a blocker (CRIU c
   assert.equal(got.length, 1, r.reasons.map((x) => x.message).join('\n'));
   assert.match(got[0]?.message ?? '', /task 101: runs as uid 18943\/18943\/18943/);
   assert.match(got[0]?.hint ?? '', /CAP_SYS_RESOURCE/);
+  // in a user namespace of its own: left to CRIU (it has the capability there when the namespace is ours)
+  await mkdir(join(proc, 'self', 'ns'));
+  await symlink('user:[1]', join(proc, 'self', 'ns', 'user'));
+  await symlink('user:[2]', join(proc, '101', 'ns', 'user'));
+  const own = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
+  assert.ok(!own.reasons.some((x) => x.code === 'InsufficientPrivileges'));
   // with the capability (bit 24), nothing
   await writeFile(join(proc, 'self', 'status'), status('0', '0', '000001ffffffffff'));
   const ok = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
