@@ -186,6 +186,7 @@ void test('uprobes and a missing CAP_SYS_RESOURCE get their own codes, not DumpF
   assert.deepEqual(codes("Error (criu/mount.c:1027): mnt: 143:./zdtm/static/x.test doesn't have a proper root mount"), ['UnsupportedMount']);
   assert.deepEqual(codes('Error (criu/mount.c:1): mnt: Mount 218 ./a/dst_b (master_id: 4 shared_id: 0) has unreachable sharing. Try --enable-external-masters.'), ['UnsupportedMount']);
   assert.deepEqual(codes("Error (criu/files-reg.c:1): Can't create link remap for /zdtm/static/overmount_file.test/foo. Use link-remap option."), ['LinkRemapNeeded']);
+  assert.deepEqual(codes('Error (criu/files.c:1): Open files on overmounted mounts are not supported yet; mount=77 fd=4 path=/a/overmounted/file'), ['UnsupportedFile']);
   const dev = reasonsFromCriuLog("5: Error (criu/sk-inet.c:1030): inet: couldn't find ifindex for zdtmbr0", 'restore').reasons;
   assert.deepEqual(dev.map((r) => `${r.code}: ${r.message}`), ['NetworkDeviceMissing: a socket is bound to network device zdtmbr0, which the target network namespace does not have']);
 });

@@ -74,6 +74,8 @@ const RULES: readonly Rule[] = [
     code: 'UnsupportedMount', message: (_m, text) => `CRIU cannot carry a mount of the container: ${text}` },
   { re: /Can't create link remap for (.+)\. Use link-remap option/, code: 'LinkRemapNeeded',
     message: (m) => `CRIU can reach the unlinked open file ${m[1] ?? '?'} only with --link-remap` },
+  { re: /Open files on overmounted mounts are not supported yet; mount=\d+ fd=(\d+) path=(.+)$/, code: 'UnsupportedFile',
+    message: (m) => `fd ${m[1] ?? '?'} is open on ${m[2] ?? '?'}, a file under a mount that another mount now covers; CRIU cannot dump it` },
   { re: /Unseizable non-zombie \d+ found|Unable to (seize|interrupt) task|is already being traced/, code: 'Ptraced',
     message: (_m, text) => `CRIU could not attach to a task: ${text.replace(/ \d+ found/, ' found')}`,
     hint: () => 'CRIU could not attach to a task: detach any debugger or tracer and probe again' },
