@@ -187,6 +187,9 @@ void test('uprobes and a missing CAP_SYS_RESOURCE get their own codes, not DumpF
   assert.deepEqual(codes('Error (criu/mount.c:1): mnt: Mount 218 ./a/dst_b (master_id: 4 shared_id: 0) has unreachable sharing. Try --enable-external-masters.'), ['UnsupportedMount']);
   assert.deepEqual(codes("Error (criu/files-reg.c:1): Can't create link remap for /zdtm/static/overmount_file.test/foo. Use link-remap option."), ['LinkRemapNeeded']);
   assert.deepEqual(codes('Error (criu/files.c:1): Open files on overmounted mounts are not supported yet; mount=77 fd=4 path=/a/overmounted/file'), ['UnsupportedFile']);
+  assert.deepEqual(codes("Error (criu/cr-dump.c:1): Can't dump the 79 thread with a pending SIGTRAP."), ['Ptraced']);
+  assert.deepEqual(codes('Error (criu/sk-unix.c:1): unix: Found a closed in-flight socket to 0x1783f8'), ['UnsupportedSocket']);
+  assert.deepEqual(codes('Error (criu/sk-unix.c:1): unix: Non-empty write queue on an in-flight socket 0x177cf4'), ['UnsupportedSocket']);
   const dev = reasonsFromCriuLog("5: Error (criu/sk-inet.c:1030): inet: couldn't find ifindex for zdtmbr0", 'restore').reasons;
   assert.deepEqual(dev.map((r) => `${r.code}: ${r.message}`), ['NetworkDeviceMissing: a socket is bound to network device zdtmbr0, which the target network namespace does not have']);
 });
