@@ -42,6 +42,8 @@ const RULES: readonly Rule[] = [
     hint: () =>
       'a listening socket has connections not yet accepted; CRIU refuses them without --skip-in-flight, which ' +
       'migprobe does not pass: probe again once the workload has accepted them' },
+  { re: /Connected TCP socket in image/, code: 'TCPEstablished',
+    hint: () => 'the images hold an established TCP connection but the restore was not given --tcp-established: check with --tcp-established (CLI), or close the connection before the migration' },
   { re: /Can't connect inet socket back/, code: 'TCPEstablished',
     hint: () =>
       'the restored TCP connection needs the container IP address in the target network namespace; ' +
