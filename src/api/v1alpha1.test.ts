@@ -68,6 +68,25 @@ test('a compat blocker next to a passing restore', () => {
   assert.deepEqual(c.map((x) => x.status), ['True', 'True', 'True', 'False', 'False']);
 });
 
+test('a dump blocker that left images: the target side still ran, its checks are True', () => {
+  const v = makeVerdict({
+    reasons: [{ code: 'FreezeBudgetExceeded', message: 'frozen for 80 ms, over the budget of 1 ms', hint: 'h', phase: 'dump' }],
+    timings: { freezeMs: 80, restoreMs: 300 },
+    sizes: {},
+    criu: { source: '4.2.1', target: '4.2.1' },
+  });
+  assert.deepEqual(conditionsForVerdict(v).map((x) => [x.type, x.status, x.reason]), [
+    ['PreflightPassed', 'True', 'Passed'],
+    ['DumpChecked', 'False', 'FreezeBudgetExceeded'],
+    ['RestoreChecked', 'True', 'Passed'],
+    ['Compatible', 'True', 'Passed'],
+    ['Migratable', 'False', 'FreezeBudgetExceeded'],
+  ]);
+  // A failed dump leaves no images: nothing ran on the target.
+  const failed = makeVerdict({ reasons: [{ code: 'DumpFailed', message: 'x', hint: 'h', phase: 'dump' }], timings: {}, sizes: {}, criu: { source: '4.2.1' } });
+  assert.deepEqual(conditionsForVerdict(failed).map((x) => x.status), ['True', 'False', 'Unknown', 'Unknown', 'False']);
+});
+
 test('mergeConditions keeps lastTransitionTime when the status is unchanged', () => {
   const t0 = Date.UTC(2026, 0, 1);
   const a = mergeConditions(undefined, [{ type: 'Migratable', status: 'Unknown', reason: 'Probing', message: 'm' }], 1, t0);

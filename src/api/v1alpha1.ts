@@ -154,11 +154,13 @@ const STAGE_OF_CONDITION: Record<Exclude<ConditionType, 'Migratable'>, ProbePhas
 
 /**
  * The five conditions a finished verdict implies. A check whose own phase has blockers is False; a check that
- * never ran because an earlier one failed is Unknown (reason NotRun); otherwise True.
+ * never ran because an earlier one failed is Unknown (reason NotRun); otherwise True. The target side's checks
+ * (RestoreChecked, Compatible) ran when the verdict names the target's CRIU.
  */
 export function conditionsForVerdict(v: Verdict, mode: ProbeMode = 'Check'): DesiredCondition[] {
   const order: Exclude<ConditionType, 'Migratable'>[] = ['PreflightPassed', 'DumpChecked', 'RestoreChecked', 'Compatible'];
   const out: DesiredCondition[] = [];
+  const targetSide: ConditionType[] = ['RestoreChecked', 'Compatible'];
   let blockedEarlier = false;
   for (const type of order) {
     const phases = STAGE_OF_CONDITION[type];
@@ -171,10 +173,9 @@ export function conditionsForVerdict(v: Verdict, mode: ProbeMode = 'Check'): Des
       out.push({ type, status: 'False', reason: hits[0]!.code, message: summarize(hits) });
       // Compatibility is checked on the target alongside the restore: it still ran.
       if (type !== 'Compatible') blockedEarlier = true;
-    } else if (blockedEarlier && type !== 'Compatible') {
-      out.push({ type, status: 'Unknown', reason: 'NotRun', message: 'an earlier check found a blocker' });
-    } else if (blockedEarlier && type === 'Compatible' && !v.criu.target) {
-      out.push({ type, status: 'Unknown', reason: 'NotRun', message: 'the target side did not run' });
+    } else if (blockedEarlier && !(targetSide.includes(type) && v.criu.target)) {
+      // The target side runs whenever the dump produced images, a dump blocker notwithstanding (src/engine/compose.ts).
+      out.push({ type, status: 'Unknown', reason: 'NotRun', message: type === 'Compatible' ? 'the target side did not run' : 'an earlier check found a blocker' });
     } else {
       out.push({ type, status: 'True', reason: 'Passed', message: passedMessage(type) });
     }

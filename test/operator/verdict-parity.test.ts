@@ -100,6 +100,9 @@ test('the same workload gets the same verdict from migprobe check and from a Mig
       if (c.freezeBudgetMs !== undefined) {
         // Both ran the restore check over the budget: a restore time and the target's CRIU version.
         assert.ok(want.timings.includes('restore') && want.criu.includes('target'), JSON.stringify(want));
+        const cond = Object.fromEntries((probe.status?.conditions ?? []).map((x) => [x.type, `${x.status}/${x.reason}`]));
+        assert.equal(cond['DumpChecked'], 'False/FreezeBudgetExceeded');
+        assert.equal(cond['RestoreChecked'], 'True/Passed');
       }
     });
   }
