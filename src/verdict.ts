@@ -24,6 +24,7 @@ export const REASON_CODES = [
   'InsufficientPrivileges',
   'UnsupportedMount',
   'LinkRemapNeeded',
+  'NestedNamespace',
   // dump
   'FreezeBudgetExceeded',
   'DumpFailed',

@@ -191,6 +191,8 @@ void test('uprobes and a missing CAP_SYS_RESOURCE get their own codes, not DumpF
   assert.deepEqual(codes('Error (criu/sk-unix.c:1): unix: Found a closed in-flight socket to 0x1783f8'), ['UnsupportedSocket']);
   assert.deepEqual(codes('Error (criu/sk-unix.c:1): unix: Non-empty write queue on an in-flight socket 0x177cf4'), ['UnsupportedSocket']);
   assert.deepEqual(codes('Error (criu/sk-inet.c:1): inet: Connected TCP socket in image', 'restore'), ['TCPEstablished']);
+  assert.deepEqual(codes("Error (criu/namespaces.c:1): Can't dump nested time namespace for 80"), ['NestedNamespace']);
+  assert.deepEqual(codes("Error (criu/sk-inet.c:1): inet: Can't dump corked dgram socket 1b9f8f"), ['UnsupportedSocket']);
   const dev = reasonsFromCriuLog("5: Error (criu/sk-inet.c:1030): inet: couldn't find ifindex for zdtmbr0", 'restore').reasons;
   assert.deepEqual(dev.map((r) => `${r.code}: ${r.message}`), ['NetworkDeviceMissing: a socket is bound to network device zdtmbr0, which the target network namespace does not have']);
 });

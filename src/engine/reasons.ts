@@ -104,6 +104,11 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
       'close or reopen the file before the migration; CRIU\'s --link-remap would link it back into the container\'s ' +
       'file system, which migprobe does not pass (it writes into the workload\'s files)',
   },
+  NestedNamespace: {
+    phase: 'dump',
+    description: 'A task of the container made a namespace of its own of a kind CRIU cannot dump nested (a time namespace).',
+    hint: 'run the workload without its own time namespace (unshare --time / clone3 CLONE_NEWTIME); no CRIU option carries a nested one',
+  },
   FreezeBudgetExceeded: {
     phase: 'dump',
     description: 'The dump check froze the workload longer than the freeze budget allows.',
