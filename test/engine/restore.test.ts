@@ -42,6 +42,8 @@ void test('restore check: the restored tasks never run, and nothing is left behi
     bundleDir: join(work, 'src', 'bundle'),
     options,
     target: {},
+    // Made on this host: the restore may stand on the dump's own overlay paths (as the one-host check does).
+    sameNode: true,
     workDir: join(work, 'tgt'),
     facts,
     criuVersion: facts.criuVersion,
@@ -88,11 +90,12 @@ void test('a changed file in the target root is RootfsMismatch, from compat and 
 });
 
 void test('a CPU image claiming a feature this machine lacks is CPUIncompatible (CRIU --cpu-cap)', async (t) => {
-  await testbed();
+  const tb = await testbed();
   const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '1']);
   const work = await tempDir(t);
-  const src = await sourceDumpCheck({ pid: c.pid }, options, join(work, 'src'));
+  // By container ID, so the bundle names its image and the target finds it in its own containerd.
+  const src = await sourceDumpCheck({ containerId: c.id, namespace: tb.containerd.namespace, containerdAddress: tb.containerd.address }, options, join(work, 'src'));
   assert.deepEqual(src.reasons, []);
   assert.ok(src.bundleDir !== undefined);
   const images = join(src.bundleDir, 'images');
@@ -101,7 +104,8 @@ void test('a CPU image claiming a feature this machine lacks is CPUIncompatible 
   // xsave feature bit 62: no CPU has it.
   await addCpuXfeatures(images, 1n << 62n);
   assert.equal(((await readCpuinfo(images))[0]?.xfeaturesMask ?? 0n) & (1n << 62n), 1n << 62n);
-  const r = await targetRestoreCheck(src.bundleDir, options, {});
+  // As an agent would: the image from this node's containerd (a target never uses the source's overlay paths).
+  const r = await targetRestoreCheck(src.bundleDir, options, { containerdAddress: tb.containerd.address, namespace: tb.containerd.namespace });
   assert.deepEqual(r.reasons.map((x) => x.code), ['CPUIncompatible'], `${JSON.stringify(r.reasons)}\n${r.criuLogExcerpt ?? ''}`);
   assert.equal(r.reasons[0]?.phase, 'restore');
   assert.deepEqual(await newSandboxTraces(tracesBefore), []);
@@ -166,6 +170,8 @@ void test('a restore that never finishes (lazy pagemap left unfixed) is killed a
     bundleDir: join(work, 'src', 'bundle'),
     options: { ...options, timeoutMs: 4000 },
     target: {},
+    // Made on this host: the restore may stand on the dump's own overlay paths (as the one-host check does).
+    sameNode: true,
     workDir: join(work, 'tgt'),
     facts,
     criuVersion: facts.criuVersion,
