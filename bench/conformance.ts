@@ -295,7 +295,7 @@ async function main(): Promise<void> {
   const { all, listed } = testNames(staticDir);
   let names = args.update === true ? [] : all;
   if (args.only !== undefined) {
-    const unknown = args.only.filter((t) => !names.includes(t));
+    const unknown = args.only.filter((t) => !all.includes(t));
     if (unknown.length > 0) throw new Error(`no such zdtm static test: ${unknown.join(', ')}`);
     names = args.only;
   }

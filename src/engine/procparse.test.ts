@@ -152,6 +152,8 @@ void test('devices CRIU carries', () => {
   assert.ok(!criuCarriesDevice('char', 10, 237)); // /dev/loop-control
   assert.ok(!criuCarriesDevice('char', 226, 0)); // /dev/dri/card0
   assert.ok(!criuCarriesDevice('block', 8, 0)); // /dev/sda
+  assert.ok(!criuCarriesDevice('char', 4, 1)); // /dev/tty1, a virtual console
+  assert.ok(criuCarriesDevice('char', 4, 64)); // /dev/ttyS0
   assert.deepEqual(devMajorMinor((10 << 8) | 237), { major: 10, minor: 237 });
   assert.deepEqual(devMajorMinor((259 << 8) | 1), { major: 259, minor: 1 });
 });
