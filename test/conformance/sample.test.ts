@@ -42,6 +42,9 @@ export const SAMPLE: Readonly<Record<string, { cls: 'TP' | 'TN' | 'FN'; codes: s
   bridge: { cls: 'FN', codes: ['NetworkDeviceMissing'] },
   mntns_root_bind: { cls: 'FN', codes: ['UnsupportedMount'] },
   mntns_deleted: { cls: 'FN', codes: ['RestoreFailed'] },
+  timens_nested: { cls: 'TN', codes: ['NestedNamespace'] },
+  tempfs_subns: { cls: 'FN', codes: ['RootfsMismatch'] },
+  pty03: { cls: 'FN', codes: ['DumpFailed'] },
 };
 
 void test('the conformance sample gives the verdicts of the full run', { timeout: 600_000 }, (t) => {
