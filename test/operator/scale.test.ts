@@ -39,7 +39,7 @@ test('50 probes at once: all final, per-node and per-pod limits held', { timeout
     maxPerPod = Math.max(maxPerPod, ...perPod.values(), 0);
     if (items.length === 50 && items.every(isFinal)) {
       const failed = items.filter((p) => p.status?.phase !== 'Succeeded' || p.status.migratable !== true);
-      assert.deepEqual(failed.map((p) => `${p.metadata.name}: ${JSON.stringify(p.status?.reasons)}`), []);
+      assert.deepEqual(failed.map((p) => `${p.metadata.name}: ${JSON.stringify(p.status?.reasons)} ${p.status?.criuLogExcerpt ?? ''}`), []);
       break;
     }
     if (Date.now() - started > 540_000) assert.fail(`not all final: ${items.filter((p) => !isFinal(p)).map((p) => `${p.metadata.name}=${p.status?.phase}`).join(', ')}`);
