@@ -8,7 +8,8 @@
 
 import { cluster } from '../test/testbed/index.ts';
 import { REPO } from '../test/operator/harness.ts';
-import { helmFor, installRelease, kubectlFor, until } from '../test/cluster/lib.ts';
+import { helmFor, installRelease, kubectlFor } from '../test/cluster/lib.ts';
+import { waitFor } from '../test/testbed/proc.ts';
 
 const RELEASE = 'migprobe';
 const SYSTEM_NS = 'migprobe-system';
@@ -51,7 +52,7 @@ async function main(): Promise<number> {
     await show(['wait', '--for=condition=Ready', 'pod/web', 'pod/locked', '--timeout=120s']);
     await show(['apply', '-f', `${REPO}/examples/probe-migratable.yaml`, '-f', `${REPO}/examples/probe-blocked.yaml`]);
     const waited = await show(['wait', '--for=condition=Migratable', 'migrationprobe/web-to-node-b', '--timeout=180s'], { allowFail: true });
-    await until('locked-to-node-b to finish', 180_000, async () => {
+    await waitFor('locked-to-node-b to finish', 180_000, async () => {
       const phase = (await k(['get', 'migrationprobe', 'locked-to-node-b', '-o', 'jsonpath={.status.phase}'])).stdout;
       return phase === 'Succeeded' || phase === 'Failed' ? phase : undefined;
     });

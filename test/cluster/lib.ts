@@ -4,7 +4,7 @@
 // installRelease). Argument arrays only.
 
 import { join } from 'node:path';
-import { run, type RunResult } from '../testbed/proc.ts';
+import { run, waitFor, type RunResult } from '../testbed/proc.ts';
 import { importImageToCluster } from '../testbed/cluster.ts';
 import type { Cluster } from '../testbed/index.ts';
 import { CHART_DIR, ROOT } from '../chart/lib.ts';
@@ -24,26 +24,6 @@ export function kubectlFor(bin: string, kubeconfig: string): Kubectl {
       ...(opts.allowFail === undefined ? {} : { allowFail: opts.allowFail }),
     });
   return Object.assign(f, { kubeconfig, bin });
-}
-
-export async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
-
-/** Polls `f` until it returns a value other than undefined; throws with `what` and the last error after `ms`. */
-export async function until<T>(what: string, ms: number, f: () => Promise<T | undefined>, everyMs = 500): Promise<T> {
-  const end = Date.now() + ms;
-  let last = '';
-  for (;;) {
-    try {
-      const v = await f();
-      if (v !== undefined) return v;
-    } catch (e) {
-      last = (e as Error).message;
-    }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${last}` : ''}`);
-    await sleep(everyMs);
-  }
 }
 
 export interface ContainerSpec {
@@ -101,7 +81,7 @@ interface PodLite {
 /** Applies a Deployment and waits for its one pod to run with every container ready. */
 export async function runWorkload(k: Kubectl, w: WorkloadSpec, timeoutMs = 120_000): Promise<PodLite> {
   await k(['apply', '-f', '-'], { input: deploymentYaml(w) });
-  return await until(`deployment ${w.namespace}/${w.name} to run on ${w.node}`, timeoutMs, async () => {
+  return await waitFor(`deployment ${w.namespace}/${w.name} to run on ${w.node}`, timeoutMs, async () => {
     const r = await k(['get', 'pods', '-n', w.namespace, '-l', `app=${w.name}`, '-o', 'json']);
     const pods = (JSON.parse(r.stdout) as { items: PodLite[] }).items;
     const p = pods.find((x) => x.status.phase === 'Running' && (x.status.containerStatuses ?? []).every((c) => c.ready));
@@ -123,7 +103,7 @@ export async function getProbe(k: Kubectl, namespace: string, name: string): Pro
 export async function waitFinal(k: Kubectl, namespace: string, name: string, timeoutMs = 180_000): Promise<MigrationProbe> {
   let last: MigrationProbe | undefined;
   try {
-    return await until(`probe ${namespace}/${name} to finish`, timeoutMs, async () => {
+    return await waitFor(`probe ${namespace}/${name} to finish`, timeoutMs, async () => {
       last = await getProbe(k, namespace, name);
       const ph = last.status?.phase;
       return ph === 'Succeeded' || ph === 'Failed' ? last : undefined;

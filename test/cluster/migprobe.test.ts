@@ -10,9 +10,9 @@ import { copyFileSync, existsSync, readFileSync, readdirSync, readlinkSync, rmSy
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { cluster, checkpointContainer, runOnNode, hostPathOnNode, type Cluster } from '../testbed/index.ts';
-import { run } from '../testbed/proc.ts';
+import { run, waitFor } from '../testbed/proc.ts';
 import { ROOT } from '../chart/lib.ts';
-import { codes, helmFor, installRelease, kubectlFor, probeYaml, runWorkload, until, waitFinal, type Kubectl, type WorkloadSpec } from './lib.ts';
+import { codes, helmFor, installRelease, kubectlFor, probeYaml, runWorkload, waitFinal, type Kubectl, type WorkloadSpec } from './lib.ts';
 import { realMigration, type Truth } from './truth.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 
@@ -284,7 +284,7 @@ test(`restore-check (CLI) on ${TARGET} of a real kubelet archive dumped from a f
 test('helm uninstall leaves no migprobe files, mounts, network namespaces or processes on either node', { timeout: 300_000 }, async () => {
   await k(['delete', 'migrationprobes', '--all', '-n', ns, '--wait=true', '--timeout=120s']);
   await helmFor(c)(['uninstall', RELEASE, '-n', SYSTEM_NS, '--wait', '--timeout', '3m']);
-  await until('the agent and controller pods to be gone', 120_000, async () => {
+  await waitFor('the agent and controller pods to be gone', 120_000, async () => {
     const r = await k(['get', 'pods', '-n', SYSTEM_NS, '-o', 'name']);
     return r.stdout.trim() === '' ? true : undefined;
   });

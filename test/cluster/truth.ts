@@ -12,11 +12,11 @@
 
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { run } from '../testbed/proc.ts';
+import { run, sleep, waitFor } from '../testbed/proc.ts';
 import { checkpointContainer, type Cluster } from '../testbed/index.ts';
 import { importImageToCluster } from '../testbed/cluster.ts';
 import { buildOciImage } from '../testbed/image.ts';
-import { sleep, until, type Kubectl } from './lib.ts';
+import type { Kubectl } from './lib.ts';
 
 /** The annotation containerd's CRI looks for on an image to treat it as a checkpoint (checkpointctl's name). */
 export const CHECKPOINT_ANNOTATION = 'org.criu.checkpoint.container.name';
@@ -87,7 +87,7 @@ export async function realMigration(d: TruthDeps, t: TruthInput): Promise<Truth>
   const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: t.namespace, labels: { 'migprobe.test/restored': 'true' } }, spec };
   await d.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
   try {
-    const state = await until(`restored pod ${name} to run or fail`, 120_000, async () => {
+    const state = await waitFor(`restored pod ${name} to run or fail`, 120_000, async () => {
       const p = JSON.parse((await d.kubectl(['get', 'pod', '-n', t.namespace, name, '-o', 'json'])).stdout) as {
         status?: { containerStatuses?: { name: string; restartCount: number; state?: { running?: unknown; waiting?: { reason?: string; message?: string }; terminated?: { reason?: string; message?: string; exitCode?: number } } }[] };
       };
