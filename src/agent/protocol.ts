@@ -9,7 +9,7 @@
 //                                           (base64url JSON of RestoreCheckRequest); answers RestoreCheckResult
 //   GET    /healthz                         unauthenticated liveness
 
-import type { NodeFacts, ProbeOptions, RestoreCheckResult } from '../engine/api.ts';
+import { CONTAINER_ID_RE, type NodeFacts, type ProbeOptions, type RestoreCheckResult } from '../engine/api.ts';
 import type { ProbeStage } from '../engine/compose.ts';
 import type { ProbeMode } from '../api/v1alpha1.ts';
 import { isReasonCode, type Reason, type Verdict } from '../verdict.ts';
@@ -72,7 +72,6 @@ export class ValidationError extends Error {
 const UID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const SHA256_RE = /^[0-9a-f]{64}$/;
 const URL_RE = /^https?:\/\/(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|[a-z0-9]([-a-z0-9.]*[a-z0-9])?):\d{1,5}$/;
 

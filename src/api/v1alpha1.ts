@@ -1,7 +1,7 @@
 // MigrationProbe v1alpha1: TypeScript types matching crds/migprobe.io_migrationprobes.yaml, and the pure
 // mapping from an engine Verdict to the resource's status. No I/O.
 
-import type { ProbeOptions } from '../engine/api.ts';
+import { DEFAULT_PROBE_OPTIONS, type ProbeOptions } from '../engine/api.ts';
 import { setCondition, type Condition } from '../kube/conditions.ts';
 import type { ProbePhase, Reason, Verdict } from '../verdict.ts';
 
@@ -118,8 +118,8 @@ export function probeOptionsFromSpec(spec: MigrationProbeSpec): ProbeOptions {
     tcpEstablished: o.tcpEstablished ?? false,
     fileLocks: o.fileLocks ?? false,
     extUnixSockets: o.extUnixSockets ?? false,
-    ghostLimitBytes: o.ghostLimitBytes ?? 1024 * 1024,
-    freezeBudgetMs: o.freezeBudgetMilliseconds ?? 2000,
+    ghostLimitBytes: o.ghostLimitBytes ?? DEFAULT_PROBE_OPTIONS.ghostLimitBytes,
+    freezeBudgetMs: o.freezeBudgetMilliseconds ?? DEFAULT_PROBE_OPTIONS.freezeBudgetMs,
     timeoutMs: timeoutSecondsOf(spec) * 1000,
   };
 }

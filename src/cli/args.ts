@@ -1,6 +1,6 @@
 // `migprobe` argument parsing. Pure: argv in, a typed command out, or a UsageError.
 
-import { DEFAULT_PROBE_OPTIONS } from '../engine/api.ts';
+import { CONTAINER_ID_RE, DEFAULT_PROBE_OPTIONS } from '../engine/api.ts';
 import type { ContainerRef, ProbeOptions, TargetRoot } from '../engine/api.ts';
 
 export class UsageError extends Error {
@@ -59,7 +59,6 @@ Exit status: 0 migratable, 1 not migratable, 2 usage or internal error.
 Environment: MIGPROBE_CRIU names the criu binary (default: criu on PATH).
 `;
 
-const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 const VALUE_FLAGS = new Set([
   '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
@@ -192,7 +191,7 @@ export function parseArgs(argv: readonly string[]): Command {
       ref = { pid: positiveInt('--pid', pid) };
     } else {
       const cid = id ?? '';
-      if (!CONTAINER_ID.test(cid)) throw new UsageError(`--container '${cid}' is not a valid container ID`);
+      if (!CONTAINER_ID_RE.test(cid)) throw new UsageError(`--container '${cid}' is not a valid container ID`);
       const r: { containerId: string; namespace?: string; containerdAddress?: string } = { containerId: cid };
       const ns = values.get('--namespace');
       if (ns !== undefined) r.namespace = ns;

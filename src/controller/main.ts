@@ -10,22 +10,23 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
 import type { KubernetesObject, V1Node, V1Pod } from '@kubernetes/client-node';
-import { GROUP, PLURAL, VERSION, isFinalPhase, type MigrationProbe } from '../api/v1alpha1.ts';
+import { GROUP, PLURAL, VERSION, type MigrationProbe } from '../api/v1alpha1.ts';
 import { AgentClient } from '../agent/client.ts';
 import { fileTokenSource, requestedTokenSource, type TokenSource } from '../agent/auth.ts';
 import { kubeTokenRequester } from '../agent/kubeauth.ts';
-import { loadKubeConfig, objectKey } from '../kube/client.ts';
+import { loadKubeConfig } from '../kube/client.ts';
 import { realClock } from '../kube/clock.ts';
 import { Controller } from '../kube/controller.ts';
 import { Informer } from '../kube/informer.ts';
+import { startLeaderElection } from '../kube/leader.ts';
 import { createLogger } from '../kube/logger.ts';
 import { ControllerMetrics, createRegistry, informerMetrics, startHealthServer, workQueueMetrics } from '../kube/metrics.ts';
 import { WorkQueue } from '../kube/workqueue.ts';
 import { EventRecorder } from '../kube/events.ts';
 import { kubeProbeWriter, recorderEventSink } from './kubeio.ts';
 import { probeMetrics } from './metrics.ts';
-import { AGENT_LABEL, AGENT_LABEL_VALUE, ProbeReconciler, keyOf } from './reconcile.ts';
-import { startLeaderElection } from './leader-glue.ts';
+import { AGENT_LABEL, AGENT_LABEL_VALUE, ProbeReconciler } from './reconcile.ts';
+import { routing } from './routing.ts';
 
 const { values } = parseArgs({
   options: {
@@ -75,30 +76,12 @@ async function main(): Promise<void> {
   const nodes = mk<V1Node>('nodes', '/api/v1/nodes');
   const agentPods = mk<V1Pod>('agent-pods', `/api/v1/namespaces/${agentNamespace}/pods`, `${AGENT_LABEL}=${AGENT_LABEL_VALUE}`);
 
-  // Handlers only enqueue probe keys; reconcile reads the caches.
-  const liveProbes = (): MigrationProbe[] => probes.list().filter((p) => !isFinalPhase(p.status?.phase) || p.metadata.deletionTimestamp !== undefined);
-  const enqueue = (ks: string[]): void => ks.forEach((k) => queue.add(k));
-  // A probe that leaves an active phase frees a slot: wake the probes waiting in Pending at once.
-  const wakePending = (): void =>
-    enqueue(probes.list().filter((p) => p.status?.phase === undefined || p.status.phase === 'Pending').map(keyOf));
-  probes.on({
-    onAdd: (p) => queue.add(objectKey(p)),
-    onUpdate: (o, p) => {
-      queue.add(objectKey(p));
-      if (isFinalPhase(p.status?.phase) && !isFinalPhase(o.status?.phase)) wakePending();
-    },
-    onDelete: (p) => {
-      queue.add(objectKey(p));
-      wakePending();
-    },
-  });
-  const forPod = (pod: V1Pod): void =>
-    enqueue(liveProbes().filter((p) => p.metadata.namespace === pod.metadata?.namespace && p.spec.podName === pod.metadata?.name).map(keyOf));
-  pods.on({ onAdd: forPod, onUpdate: (_o, n) => forPod(n), onDelete: forPod });
-  const forNode = (name: string | undefined): void =>
-    enqueue(liveProbes().filter((p) => name !== undefined && (p.spec.targetNodeName === name || p.status?.sourceNodeName === name)).map(keyOf));
-  nodes.on({ onAdd: (n) => forNode(n.metadata?.name), onUpdate: (_o, n) => forNode(n.metadata?.name), onDelete: (n) => forNode(n.metadata?.name) });
-  agentPods.on({ onAdd: (a) => forNode(a.spec?.nodeName), onUpdate: (_o, a) => forNode(a.spec?.nodeName), onDelete: (a) => forNode(a.spec?.nodeName) });
+  // Handlers only enqueue probe keys (routing.ts); reconcile reads the caches.
+  const route = routing(() => probes.list(), queue);
+  probes.on(route.probes);
+  pods.on(route.pods);
+  nodes.on(route.nodes);
+  agentPods.on(route.agentPods);
 
   const recorder = new EventRecorder({ kubeConfig: kc, component: 'migprobe-controller', host: values.identity ?? hostname(), clock, logger: log });
   const reconciler = new ProbeReconciler({
@@ -172,18 +155,19 @@ async function main(): Promise<void> {
   };
 
   const leader = values['leader-elect']
-    ? await startLeaderElection({
-        kc,
+    ? startLeaderElection({
+        kubeConfig: kc,
         namespace: values['lease-namespace'] ?? 'migprobe-system',
         name: values['lease-name'] ?? 'migprobe-controller',
         identity: values.identity ?? hostname(),
-        log,
+        logger: log,
         clock,
         onStartedLeading: () => {
           leading = true;
           startWork().catch((e: unknown) => log.error('controller failed', { error: (e as Error).message }));
         },
-        onStoppedLeading: () => {
+        onStoppedLeading: (reason) => {
+          if (reason !== 'lost') return;
           // Losing the lease means another replica may act: stop at once, and exit so we restart clean.
           log.error('lost the leader lease; exiting');
           void stop('lease-lost').finally(() => process.exit(1));

@@ -268,31 +268,31 @@ export class ProbeReconciler {
   validate(p: MigrationProbe): Validated {
     const ns = p.metadata.namespace ?? '';
     const pod = this.d.pods.get(`${ns}/${p.spec.podName}`);
-    if (!pod) return fail('PodNotFound', `pod ${p.spec.podName} not found in namespace ${ns}`);
+    if (!pod) return setupFailure('PodNotFound', `pod ${p.spec.podName} not found in namespace ${ns}`);
     const sourceNode = pod.spec?.nodeName;
     if (pod.metadata?.deletionTimestamp !== undefined || pod.status?.phase !== 'Running' || !sourceNode) {
-      return fail('PodNotRunning', `pod ${p.spec.podName} is ${pod.metadata?.deletionTimestamp !== undefined ? 'terminating' : (pod.status?.phase ?? 'not scheduled')}`);
+      return setupFailure('PodNotRunning', `pod ${p.spec.podName} is ${pod.metadata?.deletionTimestamp !== undefined ? 'terminating' : (pod.status?.phase ?? 'not scheduled')}`);
     }
     const containers = pod.spec?.containers ?? [];
     const containerName = p.spec.containerName ?? containers[0]?.name;
     if (containerName === undefined || !containers.some((c) => c.name === containerName)) {
-      return fail('ContainerNotFound', `pod ${p.spec.podName} has no container ${containerName ?? '(none)'}; it has: ${containers.map((c) => c.name).join(', ')}`);
+      return setupFailure('ContainerNotFound', `pod ${p.spec.podName} has no container ${containerName ?? '(none)'}; it has: ${containers.map((c) => c.name).join(', ')}`);
     }
     const cs = (pod.status?.containerStatuses ?? []).find((c) => c.name === containerName);
     const containerId = containerdIdOf(cs?.containerID);
-    if (!cs || cs.state?.running === undefined) return fail('PodNotRunning', `container ${containerName} of pod ${p.spec.podName} is not running`);
-    if (containerId === undefined) return fail('ContainerNotFound', `container ${containerName} has no containerd container ID (${cs.containerID ?? 'none'}); only containerd is supported`);
+    if (!cs || cs.state?.running === undefined) return setupFailure('PodNotRunning', `container ${containerName} of pod ${p.spec.podName} is not running`);
+    if (containerId === undefined) return setupFailure('ContainerNotFound', `container ${containerName} has no containerd container ID (${cs.containerID ?? 'none'}); only containerd is supported`);
     const target = this.d.nodes.get(p.spec.targetNodeName);
-    if (!target) return fail('TargetNodeNotFound', `node ${p.spec.targetNodeName} not found`);
+    if (!target) return setupFailure('TargetNodeNotFound', `node ${p.spec.targetNodeName} not found`);
     const ready = (target.status?.conditions ?? []).find((c) => c.type === 'Ready');
     if (ready?.status !== 'True' || target.spec?.unschedulable === true) {
-      return fail('TargetNodeNotReady', `node ${p.spec.targetNodeName} is ${target.spec?.unschedulable === true ? 'cordoned' : 'not Ready'}`);
+      return setupFailure('TargetNodeNotReady', `node ${p.spec.targetNodeName} is ${target.spec?.unschedulable === true ? 'cordoned' : 'not Ready'}`);
     }
-    if (sourceNode === p.spec.targetNodeName) return fail('SameNode', `pod ${p.spec.podName} already runs on node ${sourceNode}`);
+    if (sourceNode === p.spec.targetNodeName) return setupFailure('SameNode', `pod ${p.spec.podName} already runs on node ${sourceNode}`);
     const sourceUrl = this.agentUrl(sourceNode);
-    if (sourceUrl === undefined) return fail('AgentUnavailable', `no running migprobe agent on the source node ${sourceNode}`);
+    if (sourceUrl === undefined) return setupFailure('AgentUnavailable', `no running migprobe agent on the source node ${sourceNode}`);
     const targetUrl = this.agentUrl(p.spec.targetNodeName);
-    if (targetUrl === undefined) return fail('AgentUnavailable', `no running migprobe agent on the target node ${p.spec.targetNodeName}`);
+    if (targetUrl === undefined) return setupFailure('AgentUnavailable', `no running migprobe agent on the target node ${p.spec.targetNodeName}`);
     return { ok: true, sourceNode, containerName, containerId, sourceUrl, targetUrl };
   }
 
@@ -493,7 +493,7 @@ export function keyOf(p: MigrationProbe): string {
   return `${p.metadata.namespace ?? ''}/${p.metadata.name ?? ''}`;
 }
 
-function fail(code: ReasonCode, message: string): { ok: false; reason: StatusReason } {
+function setupFailure(code: ReasonCode, message: string): { ok: false; reason: StatusReason } {
   return { ok: false, reason: mkReason(code, message, 'setup') };
 }
 

@@ -30,6 +30,9 @@ export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {
   timeoutMs: 60_000,
 };
 
+/** A container ID as containerd, runc and the CRI accept it (and nothing option-like or path-like). */
+export const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
 /** How to find the container: a host PID, or a containerd container ID. */
 export type ContainerRef =
   | { pid: number }

@@ -4,7 +4,7 @@
 // the CLI, ContainerNotFound reason in the agent) for a PID or container ID that does not exist or runs no task.
 
 import { readFile, readdir, readlink } from 'node:fs/promises';
-import type { ContainerRef } from './api.ts';
+import { CONTAINER_ID_RE, type ContainerRef } from './api.ts';
 import { run } from './exec.ts';
 import { ctrRun } from './ctr.ts';
 import type { Runner } from './exec.ts';
@@ -24,7 +24,6 @@ import type { CgroupEntry, InterfaceAddrs, MountEntry, MountKind } from './procp
 
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 export const DEFAULT_CONTAINERD_NAMESPACE = 'k8s.io';
-export const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const IP_TIMEOUT_MS = 10_000;
 
 export class ContainerNotFoundError extends Error {

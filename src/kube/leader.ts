@@ -326,7 +326,12 @@ export interface LeaderElectionHandle {
 export function startLeaderElection(opts: LeaderElectionOptions): LeaderElectionHandle {
   const elector = new LeaderElector(opts);
   const abort = new AbortController();
-  const result = elector.run(abort.signal);
+  // run() handles API errors itself; anything else escaping it ends leadership as a loss, never silently.
+  const result = elector.run(abort.signal).catch(async (err: unknown) => {
+    opts.logger?.error('leader election failed', { error: safeMessage(err) });
+    await opts.onStoppedLeading?.('lost');
+    return 'lost' as const;
+  });
   return {
     elector,
     result,
