@@ -9,6 +9,7 @@ import type { Logger } from '../kube/logger.ts';
 import type { Verdict } from '../verdict.ts';
 import type { Authenticator } from './auth.ts';
 import type { AgentClient } from './client.ts';
+import type { HttpLimits } from './server.ts';
 
 /** The engine's functions the agent uses (src/engine/probe.ts, facts.ts, dump.ts), injectable for tests. */
 export interface AgentEngine {
@@ -46,6 +47,8 @@ export interface AgentConfig {
   maxConcurrentRestores: number;
   /** How long finished operations are remembered (for the controller's GET). */
   retainFinishedMs: number;
+  /** The HTTP server's bounds (server.ts DEFAULT_HTTP_LIMITS for what is not set). */
+  http?: Partial<HttpLimits>;
 }
 
 export interface AgentDeps {

@@ -5,7 +5,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { kubeRequest } from '../kube/client.ts';
 import { isNotFound } from '../kube/errors.ts';
 import type { PodLookup } from './deps.ts';
-import type { TokenRequester, TokenReviewer } from './auth.ts';
+import type { ReviewResult, TokenRequester, TokenReviewer } from './auth.ts';
 
 export function kubeTokenReviewer(kc: KubeConfig): TokenReviewer {
   return async (token, audiences) => {
@@ -16,7 +16,7 @@ export function kubeTokenReviewer(kc: KubeConfig): TokenReviewer {
       timeoutMs: 10_000,
     });
     const st = r.status ?? {};
-    const out: { authenticated: boolean; username?: string } = { authenticated: st.authenticated === true };
+    const out: ReviewResult = { authenticated: st.authenticated === true, audiences: Array.isArray(st.audiences) ? st.audiences.filter((a) => typeof a === 'string') : [] };
     if (st.user?.username !== undefined) out.username = st.user.username;
     return out;
   };

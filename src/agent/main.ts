@@ -5,6 +5,9 @@
 //     [--token-service-account migprobe-system/migprobe-agent | --token-file /var/run/secrets/migprobe/token] \
 //     [--kubeconfig F] [--containerd-address SOCK] [--containerd-namespace k8s.io] [--checkpoint-dir DIR]
 //     [--tls-cert-file F --tls-key-file F] [--agent-ca-file F] [--agent-server-name migprobe-agent]
+//     [--http-headers-timeout-seconds 10] [--http-request-timeout-seconds 600] [--http-body-idle-timeout-seconds 30]
+//     [--http-keepalive-timeout-seconds 5] [--http-max-connections 128]
+//     [--token-cache-size 4096] [--token-cache-ttl-seconds 30] [--token-reviews-per-second 5] [--token-review-burst 20]
 
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -12,10 +15,10 @@ import { execa } from 'execa';
 import { loadKubeConfig } from '../kube/client.ts';
 import { realClock } from '../kube/clock.ts';
 import { createLogger } from '../kube/logger.ts';
-import { Authenticator, fileTokenSource, requestedTokenSource, serviceAccountUser, type TokenSource } from './auth.ts';
+import { Authenticator, DEFAULT_AUTH_LIMITS, fileTokenSource, requestedTokenSource, serviceAccountUser, type AuthLimits, type TokenSource } from './auth.ts';
 import { AgentClient } from './client.ts';
 import { kubePodLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
-import { AgentServer } from './server.ts';
+import { AgentServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from './server.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
 import { criuTooOld, resolveCriu } from '../engine/criu.ts';
 import { runtimeSocketProblem } from '../engine/ctr.ts';
@@ -39,11 +42,29 @@ const { values } = parseArgs({
     'tls-key-file': { type: 'string' },
     'agent-ca-file': { type: 'string' },
     'agent-server-name': { type: 'string', default: 'migprobe-agent' },
+    // The HTTP server's own bounds (server.ts HttpLimits) and the token cache / TokenReview limit (auth.ts).
+    'http-headers-timeout-seconds': { type: 'string', default: String(DEFAULT_HTTP_LIMITS.headersTimeoutMs / 1000) },
+    'http-request-timeout-seconds': { type: 'string', default: String(DEFAULT_HTTP_LIMITS.requestTimeoutMs / 1000) },
+    'http-body-idle-timeout-seconds': { type: 'string', default: String(DEFAULT_HTTP_LIMITS.bodyIdleTimeoutMs / 1000) },
+    'http-keepalive-timeout-seconds': { type: 'string', default: String(DEFAULT_HTTP_LIMITS.keepAliveTimeoutMs / 1000) },
+    'http-max-connections': { type: 'string', default: String(DEFAULT_HTTP_LIMITS.maxConnections) },
+    'token-cache-size': { type: 'string', default: String(DEFAULT_AUTH_LIMITS.cacheEntries) },
+    'token-cache-ttl-seconds': { type: 'string', default: String(DEFAULT_AUTH_LIMITS.cacheTtlMs / 1000) },
+    'token-reviews-per-second': { type: 'string', default: String(DEFAULT_AUTH_LIMITS.reviewsPerSecond) },
+    'token-review-burst': { type: 'string', default: String(DEFAULT_AUTH_LIMITS.reviewBurst) },
   },
   strict: true,
 });
 
 const log = createLogger({ component: 'agent', fields: { node: values['node-name'] } });
+
+/** A positive number flag (`--name`), or an error naming the flag. */
+function positive(name: keyof typeof values, integer = false): number {
+  const raw = String(values[name] ?? '');
+  const n = Number(raw);
+  if (raw === '' || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, not '${raw}'`);
+  return n;
+}
 
 async function main(): Promise<void> {
   const nodeName = values['node-name'] ?? '';
@@ -57,6 +78,20 @@ async function main(): Promise<void> {
   if (values['token-file'] !== undefined) tokens = fileTokenSource(values['token-file'], realClock);
   else if (values['token-service-account'] !== undefined) tokens = requestedTokenSource(kubeTokenRequester(kc, values['token-service-account']), realClock);
   else throw new Error('--token-file or --token-service-account is required (the agent calls peer agents)');
+  const http: HttpLimits = {
+    ...DEFAULT_HTTP_LIMITS,
+    headersTimeoutMs: positive('http-headers-timeout-seconds') * 1000,
+    requestTimeoutMs: positive('http-request-timeout-seconds') * 1000,
+    bodyIdleTimeoutMs: positive('http-body-idle-timeout-seconds') * 1000,
+    keepAliveTimeoutMs: positive('http-keepalive-timeout-seconds') * 1000,
+    maxConnections: positive('http-max-connections', true),
+  };
+  const authLimits: AuthLimits = {
+    cacheEntries: positive('token-cache-size', true),
+    cacheTtlMs: positive('token-cache-ttl-seconds') * 1000,
+    reviewsPerSecond: positive('token-reviews-per-second'),
+    reviewBurst: positive('token-review-burst', true),
+  };
   const workRoot = values['work-dir'] ?? '/var/lib/migprobe/agent';
   // MIGPROBE_CRIU (else `criu` on PATH); refuse to serve with a CRIU that cannot do the checks.
   const { path: criu, version: criuVersion } = await resolveCriu();
@@ -87,9 +122,10 @@ async function main(): Promise<void> {
       maxConcurrentDumps: Number(values['max-concurrent-dumps']),
       maxConcurrentRestores: Number(values['max-concurrent-restores']),
       retainFinishedMs: 15 * 60_000,
+      http,
     },
     engine,
-    auth: new Authenticator({ allowedUsers: allowed, review: kubeTokenReviewer(kc), clock: realClock }),
+    auth: new Authenticator({ allowedUsers: allowed, review: kubeTokenReviewer(kc), clock: realClock, limits: authLimits }),
     pods: kubePodLookup(kc),
     peer: new AgentClient({
       tokens,

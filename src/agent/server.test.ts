@@ -26,13 +26,13 @@ async function agents(t: { after(fn: () => Promise<void>): void }, engineOverrid
   const root = mkdtempSync(join(tmpdir(), 'migprobe-agent-test-'));
   t.after(() => rm(root, { recursive: true, force: true }));
   const pods: Record<string, PodInfo> = { 'ns/web': { nodeName: 'a', containerIds: { app: 'containerd://cid1' } } };
-  const review = async (token: string) =>
+  const review = async (token: string, audiences: string[]) =>
     token === 'token-controller'
-      ? { authenticated: true, username: 'system:serviceaccount:sys:ctl' }
+      ? { authenticated: true, username: 'system:serviceaccount:sys:ctl', audiences }
       : token === 'token-agent'
-        ? { authenticated: true, username: 'system:serviceaccount:sys:agent' }
+        ? { authenticated: true, username: 'system:serviceaccount:sys:agent', audiences }
         : token === 'token-stranger'
-          ? { authenticated: true, username: 'system:serviceaccount:default:stranger' }
+          ? { authenticated: true, username: 'system:serviceaccount:default:stranger', audiences }
           : { authenticated: false };
   const restored: string[][] = [];
   const engine: AgentEngine = {

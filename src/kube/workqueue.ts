@@ -16,6 +16,7 @@
 // Time comes from an injected `Clock`, so unit tests are deterministic.
 
 import { realClock, type Clock, type TimerHandle } from './clock.ts';
+import { TokenBucket } from './token-bucket.ts';
 
 /** Hooks the controller uses to export workqueue_* metrics. All optional. */
 export interface WorkQueueMetricsSink {
@@ -52,21 +53,13 @@ export interface WorkQueueOptions {
 export class RateLimiter {
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
-  private readonly qps: number;
-  private readonly burst: number;
   private readonly failures = new Map<string, number>();
-  private tokens: number;
-  private last: number;
-  private readonly clock: Clock;
+  private readonly bucket: TokenBucket;
 
   constructor(opts: RateLimiterOptions = {}, clock: Clock = realClock) {
     this.baseDelayMs = opts.baseDelayMs ?? 5;
     this.maxDelayMs = opts.maxDelayMs ?? 1_000_000;
-    this.qps = opts.qps ?? 10;
-    this.burst = opts.burst ?? 100;
-    this.clock = clock;
-    this.tokens = this.burst;
-    this.last = clock.now();
+    this.bucket = new TokenBucket({ perSecond: opts.qps ?? 10, burst: opts.burst ?? 100, clock });
   }
 
   /** The delay before `key` may be retried; counts one more failure for it and takes one global token. */
@@ -88,11 +81,7 @@ export class RateLimiter {
 
   /** Reserves one token, possibly in the future; returns how long until it is available (ms). */
   private reserveToken(): number {
-    const now = this.clock.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.qps);
-    this.last = now;
-    this.tokens -= 1;
-    return this.tokens >= 0 ? 0 : Math.ceil((-this.tokens / this.qps) * 1000);
+    return this.bucket.reserve();
   }
 }
 
