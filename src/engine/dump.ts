@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, readFile, readdir, rename, rm, writeFile, stat } from 'node:fs/promises';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DumpCheckResult, NodeFacts, ProbeOptions } from './api.ts';
 import type { Reason } from '../verdict.ts';
@@ -23,6 +23,7 @@ import { reasonsFromCriuLog } from './criu-log.ts';
 import { reason } from './reasons.ts';
 import type { FileDigest } from './facts.ts';
 import { criuPath, run } from './exec.ts';
+import { taskIds, taskState } from './proc-task.ts';
 import type { Runner } from './exec.ts';
 
 /** What the dump needs to know about the container (probe.ts builds it from container.ts's ContainerInfo). */
@@ -131,23 +132,6 @@ export function pageServerCommand(cmd: number): Buffer {
   return b;
 }
 
-function procState(pid: number): string | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return s.charAt(s.lastIndexOf(')') + 2);
-  } catch {
-    return undefined;
-  }
-}
-
-function taskIds(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).map(Number);
-  } catch {
-    return [];
-  }
-}
-
 /**
  * Make sure the workload runs: thaw its freezer cgroup if FROZEN, SIGCONT any task in a stop state, then wait up to
  * `waitMs` for no task to be in state t/T. Returns what was done (empty when nothing was needed) and the tasks
@@ -179,7 +163,7 @@ export async function ensureRunning(
     stopped = [];
     for (const pid of pids) {
       for (const tid of taskIds(pid).length > 0 ? taskIds(pid) : [pid]) {
-        const s = tid === pid ? procState(pid) : procStateTask(pid, tid);
+        const s = tid === pid ? taskState(pid) : taskState(pid, tid);
         if ((s === 't' || s === 'T') && !stoppedBefore.has(tid)) stopped.push(tid);
       }
     }
@@ -201,15 +185,6 @@ export async function ensureRunning(
     await new Promise((r) => setTimeout(r, 10));
   }
   return { actions, stillStopped: stopped };
-}
-
-function procStateTask(pid: number, tid: number): string | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-    return s.charAt(s.lastIndexOf(')') + 2);
-  } catch {
-    return undefined;
-  }
 }
 
 /** `nft list tables` output -> CRIU's network-lock tables (`inet CRIU-<run id>`). Pure. */
@@ -306,9 +281,8 @@ export async function recoverFrozen(workRoot: string): Promise<{ marker: string;
 /** A live (not zombie) process named criu. */
 function isCriu(pid: number): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X' && readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'criu';
+    const state = taskState(pid);
+    return state !== undefined && state !== 'Z' && state !== 'X' && readFileSync(`/proc/${pid}/comm`, 'latin1').trim() === 'criu';
   } catch {
     return false;
   }
@@ -368,7 +342,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
       };
     }
   }
-  const stoppedBefore = subject.pids.flatMap((pid) => (taskIds(pid).length > 0 ? taskIds(pid) : [pid]).filter((tid) => procStateTask(pid, tid) === 'T'));
+  const stoppedBefore = subject.pids.flatMap((pid) => (taskIds(pid).length > 0 ? taskIds(pid) : [pid]).filter((tid) => taskState(pid, tid) === 'T'));
   const marker: FrozenMarker = {
     pid: subject.pid,
     pids: subject.pids,

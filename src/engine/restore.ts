@@ -9,7 +9,8 @@ import type { NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './
 import type { Reason } from '../verdict.ts';
 import { restoreArgs } from './criu-args.ts';
 import type { Manifest } from './dump.ts';
-import { createSandbox, cpuTicks, destroySandbox, runInSandbox, sandboxPids, taskState } from './sandbox.ts';
+import { createSandbox, destroySandbox, runInSandbox, sandboxPids } from './sandbox.ts';
+import { cpuTicks, taskState } from './proc-task.ts';
 import type { Sandbox, SandboxProcess, SandboxRun } from './sandbox.ts';
 import { reasonsFromCriuLog } from './criu-log.ts';
 import { reason } from './reasons.ts';

@@ -14,6 +14,7 @@ import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { run } from './exec.ts';
+import { taskState } from './proc-task.ts';
 import type { Runner } from './exec.ts';
 
 /** Init script, run by /bin/sh as PID 1 of the sandbox PID namespace. $1 overlay options, $2 mount point. */
@@ -366,27 +367,6 @@ async function walkDirs(base: string): Promise<string[]> {
   };
   await visit(base);
   return out;
-}
-
-/** utime + stime (clock ticks) of a task, from /proc/<pid>/stat. */
-export function cpuTicks(pid: number): number | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    // after comm: state(0) ppid(1) ... utime is field 14 overall -> index 11 here, stime index 12
-    return Number(f[11]) + Number(f[12]);
-  } catch {
-    return undefined;
-  }
-}
-
-export function taskState(pid: number): string | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return s.charAt(s.lastIndexOf(')') + 2);
-  } catch {
-    return undefined;
-  }
 }
 
 /** How long teardown keeps killing, thawing and removing before it reports what is left. */

@@ -14,17 +14,13 @@ import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ProbeOptions } from '../../src/engine/api.ts';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { preflightScan } from '../../src/engine/preflight.ts';
+import { taskState } from '../../src/engine/proc-task.ts';
 import { checkContainer, defaultProbeDeps } from '../../src/engine/probe.ts';
 import type { RunningContainer } from '../testbed/index.ts';
 import { runContainer, testbed } from '../testbed/index.ts';
 import { startWorkload, waitReady } from './workloads.ts';
 
 const BIN = '/usr/local/bin';
-
-async function taskState(pid: number): Promise<string> {
-  const st = await readFile(`/proc/${pid}/stat`, 'utf8');
-  return st.slice(st.lastIndexOf(')') + 2, st.lastIndexOf(')') + 3);
-}
 
 async function agree(c: RunningContainer, expected: string, options: Partial<ProbeOptions> = {}): Promise<void> {
   const opts: ProbeOptions = { ...DEFAULT_PROBE_OPTIONS, ...options };
@@ -41,7 +37,7 @@ async function agree(c: RunningContainer, expected: string, options: Partial<Pro
   assert.ok((v.criuLogExcerpt ?? '').includes('Error ('), 'the excerpt carries CRIU error lines');
 
   // the failed dump left every task running and the freezer thawed
-  for (const pid of info.pids) assert.ok(['S', 'R', 't'].includes(await taskState(pid)), `task ${pid} state`);
+  for (const pid of info.pids) assert.ok(['S', 'R', 't'].includes(taskState(pid) ?? 'gone'), `task ${pid} state`);
   const freezer = await readFile(`/sys/fs/cgroup/freezer/k8s.io/${c.id}/freezer.state`, 'utf8').catch(() => 'THAWED');
   assert.equal(freezer.trim(), 'THAWED');
 }

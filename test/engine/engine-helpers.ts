@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { resolveContainer } from '../../src/engine/container.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
+import { threadStates } from '../../src/engine/proc-task.ts';
 import { testbed } from '../testbed/index.ts';
 import type { RunningContainer } from '../testbed/index.ts';
 
@@ -33,27 +34,9 @@ export async function counterAdvances(c: RunningContainer, from: bigint, withinM
   }
 }
 
-/** States of every task (threads too) of the given processes. */
-export async function taskStates(pids: readonly number[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const pid of pids) {
-    let tids: string[] = [];
-    try {
-      tids = await readdir(`/proc/${pid}/task`);
-    } catch {
-      out.push('gone');
-      continue;
-    }
-    for (const tid of tids) {
-      try {
-        const s = await readFile(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-        out.push(s.charAt(s.lastIndexOf(')') + 2));
-      } catch {
-        out.push('gone');
-      }
-    }
-  }
-  return out;
+/** States of every task (threads too) of the given processes ('gone' for one that no longer exists). */
+export function taskStates(pids: readonly number[]): Promise<string[]> {
+  return Promise.resolve(threadStates(pids));
 }
 
 export async function info(c: RunningContainer): Promise<ContainerInfo> {

@@ -5,6 +5,7 @@ import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
 import { kube, runContainer, type RunningContainer } from '../testbed/index.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
+import { threadStates } from '../../src/engine/proc-task.ts';
 import { REPO, type Operator } from './harness.ts';
 
 export async function getProbe(op: Operator, name: string): Promise<MigrationProbe | undefined> {
@@ -68,15 +69,9 @@ export function exampleFor(file: string, targetNodeName: string): { name: string
   return { name: doc.metadata.name ?? '', yaml: YAML.stringify(doc) };
 }
 
-/** The task state letters of every thread of `pid` (T = stopped, D = uninterruptible...). */
+/** The task state letters of every thread of `pid` (T = stopped, D = uninterruptible...; 'gone' once it exited). */
 export function taskStates(pid: number): string[] {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /^State:\s+(\S)/m.exec(status);
-    return m ? [m[1]!] : [];
-  } catch {
-    return [];
-  }
+  return threadStates([pid]);
 }
 
 export function freezerState(containerId: string): string | undefined {
