@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions everything the test bed and the demo need, idempotently. A second run takes seconds.
 #
-#   Debian packages  containerd, runc, etcd-server, busybox-static, nftables, iproute2, CRIU's build deps
+#   Debian packages  containerd, runc, podman, etcd-server, busybox-static, nftables, iproute2, CRIU's build deps
 #   CRIU >= 4.2      built from Debian's newest source package (deb-src sid), `make criu`
 #   Kubernetes       kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, built with Go
 #                    from k8s.io/kubernetes, pinned in hack/tools/go.mod
@@ -21,7 +21,7 @@ set -euo pipefail
 mkdir -p "$MIGPROBE_CACHE/bin"
 BIN="$MIGPROBE_CACHE/bin"
 
-APT_PKGS=(containerd runc busybox-static etcd-server nftables iproute2 util-linux procps psmisc kmod
+APT_PKGS=(containerd runc podman busybox-static etcd-server nftables iproute2 util-linux procps psmisc kmod
   containernetworking-plugins iptables conntrack tini
   gcc libc6-dev make xz-utils unzip ca-certificates dpkg-dev
   libbsd-dev libcap-dev libgnutls28-dev libnet1-dev libnftables-dev libnl-3-dev libprotobuf-c-dev
