@@ -63,6 +63,11 @@ export interface ContainerInfo {
     lowerdirs: string[];
     upperdir?: string;
     workdir?: string;
+    /**
+     * Any other root (a bundle's plain folder, a `--rootfs` folder, a tmpfs): the folder the host sees it at, when
+     * the host sees it at all (undefined for an overlay, or a root mounted only inside another mount namespace).
+     */
+    hostDir?: string;
   };
   mounts: ContainerMount[];
   network: {
@@ -271,12 +276,15 @@ export async function resolveContainer(ref: ContainerRef, deps: Partial<Containe
     const hp = kind === 'bind' || kind === 'root' ? hostPathOf(m, hostMounts) : undefined;
     return hp === undefined ? { ...m, kind } : { ...m, kind, hostPath: hp };
   });
-  const dirs = root !== undefined && root.fstype === 'overlay' ? overlayDirs(root) : { lowerdirs: [] };
+  const overlay = root !== undefined && root.fstype === 'overlay';
+  const dirs = overlay ? overlayDirs(root) : { lowerdirs: [] };
+  const hostDir = overlay ? undefined : mounts.find((m) => m.kind === 'root')?.hostPath;
   const rootfs: ContainerInfo['rootfs'] = {
     hostPath: `${d.proc}/${initPid}/root`,
     fstype: root?.fstype ?? 'unknown',
     source: root?.source ?? '',
     ...dirs,
+    ...(hostDir === undefined ? {} : { hostDir }),
   };
 
   const netnsPath = `${d.proc}/${initPid}/ns/net`;

@@ -45,7 +45,8 @@ export interface Manifest {
   version: 1;
   createdAt: string;
   imageRef?: string;
-  rootfs: { lowerdirs: string[]; upperdir?: string };
+  /** The source's root: an overlay's layers, or (`hostDir`) the host folder of any other root. Source node paths. */
+  rootfs: { lowerdirs: string[]; upperdir?: string; hostDir?: string };
   externalMounts: ExternalMount[];
   netnsExternal: boolean;
   addresses: { ifname: string; cidr: string }[];

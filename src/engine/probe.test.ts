@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { checkContainer, digestsByLayer, sourceDumpCheck } from './probe.ts';
+import { assertOneHostRoot, checkContainer, digestsByLayer, RootfsNotFoundError, sourceDumpCheck } from './probe.ts';
 import type { ProbeDeps } from './probe.ts';
 import { ContainerNotFoundError } from './container.ts';
 import type { ContainerInfo } from './container.ts';
@@ -64,7 +64,7 @@ test('preflight blockers end the check: every blocker, no dump, the work dir rem
   });
   const parent = await emptyWork();
   try {
-    const v = await checkContainer({ pid: 4242 }, DEFAULT_PROBE_OPTIONS, {}, { workDir: parent, deps });
+    const v = await checkContainer({ pid: 4242 }, DEFAULT_PROBE_OPTIONS, { rootfs: parent }, { workDir: parent, deps });
     assert.equal(v.migratable, false);
     assert.deepEqual(v.reasons, blockers);
     assert.equal(v.sizes.workloadRssBytes, 123);
@@ -120,4 +120,33 @@ test('digestsByLayer looks files up top layer first, like the overlay', async ()
   } finally {
     await rm(root, { recursive: true, force: true });
   }
+});
+
+test('one host: no root filesystem for the restore is RootfsNotFoundError naming --target-root, before the preflight', async () => {
+  const deps = fakeDeps();
+  const parent = await emptyWork();
+  try {
+    await assert.rejects(
+      checkContainer({ pid: 4242 }, DEFAULT_PROBE_OPTIONS, {}, { workDir: parent, deps }),
+      (e: Error) => e instanceof RootfsNotFoundError && /--target-root DIR/.test(e.message) && /PID 4242/.test(e.message),
+    );
+    assert.ok(!deps.calls.includes('preflight'), 'nothing after resolving the container');
+    assert.deepEqual(await readdir(parent), []);
+  } finally {
+    await rm(parent, { recursive: true, force: true });
+  }
+});
+
+test('assertOneHostRoot: the target root, an overlay whose layers exist, a host folder, or an image', () => {
+  const has = (...paths: string[]) => (p: string): boolean => paths.includes(p);
+  const root = (r: Partial<ContainerInfo['rootfs']>): ContainerInfo['rootfs'] => ({ hostPath: '/proc/1/root', fstype: 'ext4', source: '/dev/vda', lowerdirs: [], ...r });
+  const ok = (r: Partial<ContainerInfo['rootfs']>, exists: (p: string) => boolean, image?: string, target = {}): void =>
+    assertOneHostRoot({ initPid: 7, rootfs: root(r), ...(image === undefined ? {} : { image }) }, target, exists);
+  ok({ fstype: 'overlay', lowerdirs: ['/l1', '/l2'], upperdir: '/u' }, has('/l1', '/l2', '/u'));
+  ok({ hostDir: '/bundle/rootfs' }, has('/bundle/rootfs'));
+  ok({}, has(), 'docker.io/library/busybox:1');
+  ok({}, has(), undefined, { rootfs: '/given' });
+  assert.throws(() => ok({ fstype: 'overlay', lowerdirs: ['/l1', '/gone'] }, has('/l1')), /overlay whose layers \/l1:\/gone are not all on this host.*--target-root DIR/);
+  assert.throws(() => ok({ fstype: 'tmpfs', source: 'tmpfs' }, has()), /its root is tmpfs tmpfs, which this host does not see as a folder.*--target-root DIR/);
+  assert.throws(() => ok({ hostDir: '/removed' }, has()), RootfsNotFoundError);
 });

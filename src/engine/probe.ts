@@ -16,6 +16,7 @@
 
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
 import { makeVerdict } from '../verdict.ts';
@@ -90,6 +91,27 @@ function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/** The one-host check finds no root filesystem for its restore check: a usage problem (CLI exit 2), not a verdict. */
+export class RootfsNotFoundError extends Error {
+  override name = 'RootfsNotFoundError';
+}
+
+/**
+ * Throws RootfsNotFoundError unless the one-host check's restore has a root filesystem: the explicit target root,
+ * the container's own root as its mount namespace shows it (an overlay's layers, or the host folder of any other
+ * root: a plain runc bundle, a `--rootfs` folder), or its image, to be looked up in containerd.
+ */
+export function assertOneHostRoot(info: Pick<ContainerInfo, 'initPid' | 'rootfs' | 'image'>, target: TargetRoot, exists: (p: string) => boolean = existsSync): void {
+  const { lowerdirs, upperdir, hostDir, fstype, source } = info.rootfs;
+  const rootfs = { lowerdirs, ...(upperdir === undefined ? {} : { upperdir }), ...(hostDir === undefined ? {} : { hostDir }) };
+  if (chooseLowerdirs(target, { rootfs }, exists, undefined, true) !== undefined || info.image !== undefined) return;
+  const seen = lowerdirs.length > 0 ? `an overlay whose layers ${lowerdirs.join(':')} are not all on this host` : `${fstype} ${source}, which this host does not see as a folder`;
+  throw new RootfsNotFoundError(
+    `no root filesystem for the restore check of PID ${info.initPid}: its root is ${seen}, and no image is known; ` +
+      'give the root filesystem the target would use with --target-root DIR',
+  );
+}
+
 /** Reasons for a failure to even start (container gone, CRIU missing): setup-phase verdict material. */
 function setupReason(e: unknown): Reason {
   if (e instanceof ContainerNotFoundError) return reason('ContainerNotFound', e.message, undefined, 'setup');
@@ -105,7 +127,11 @@ interface SourceOutcome {
   detail: ProbeDetail;
 }
 
-async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps): Promise<SourceOutcome> {
+/**
+ * `check` runs on the resolved container before anything else and may throw (the one-host check's root
+ * filesystem: a usage error, thrown to the caller).
+ */
+async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps, check?: (info: ContainerInfo) => void): Promise<SourceOutcome> {
   const detail: ProbeDetail = {};
   let criu: { path: string; version: string };
   try {
@@ -133,6 +159,14 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   } catch (e) {
     return { result: { reasons: [setupReason(e)], timings: {}, sizes: {}, criuVersion: criu.version }, detail, ...(factsP === undefined ? {} : { sourceFacts: factsP }) };
   }
+  if (check !== undefined) {
+    try {
+      check(info);
+    } catch (e) {
+      await factsP;
+      throw e;
+    }
+  }
   const t0 = performance.now();
   const pre = await deps.preflightScan(info, opts);
   const preflightMs = Math.round(performance.now() - t0);
@@ -157,6 +191,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
       rootfs: {
         lowerdirs: info.rootfs.lowerdirs,
         ...(info.rootfs.upperdir === undefined ? {} : { upperdir: info.rootfs.upperdir }),
+        ...(info.rootfs.hostDir === undefined ? {} : { hostDir: info.rootfs.hostDir }),
       },
       addresses: addressesOf(info),
       fileDigests,
@@ -345,7 +380,8 @@ export async function transferBundle(bundleDir: string, dest: string, runner: Ru
 
 /**
  * The whole check on one host: source half -> local hand-over -> target half (in its own sandbox) ->
- * composeVerdict, the same steps and the same composition as the node agents (src/agent/source.ts).
+ * composeVerdict, the same steps and the same composition as the node agents (src/agent/source.ts). Throws
+ * RootfsNotFoundError, before anything is frozen, when the restore check would have no root filesystem.
  */
 export async function checkContainer(
   ref: ContainerRef,
@@ -358,7 +394,7 @@ export async function checkContainer(
   const work = await newWorkDir(io.workDir);
   let pending: Promise<unknown> | undefined;
   try {
-    const src = await runSource(ref, opts, join(work, 'source'), deps);
+    const src = await runSource(ref, opts, join(work, 'source'), deps, (info) => assertOneHostRoot(info, target));
     pending = src.sourceFacts;
     Object.assign(io.detail ?? {}, src.detail);
     let transfer: TransferOutcome | undefined;

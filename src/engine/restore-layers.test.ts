@@ -38,6 +38,15 @@ test('one host, image layers gone: no root here (the image is looked up instead)
   assert.equal(chooseLowerdirs({}, manifest, () => false, undefined, true), undefined);
 });
 
+test('a root that is no overlay (a plain runc bundle folder): its host folder, on the one host only', () => {
+  const folder = { rootfs: { lowerdirs: [], hostDir: '/run/bundle/rootfs' } };
+  assert.deepEqual(chooseLowerdirs({}, folder, everyPathExists, undefined, true), ['/run/bundle/rootfs']);
+  assert.deepEqual(chooseLowerdirs({}, folder, everyPathExists, '/work/diff', true), ['/work/diff', '/run/bundle/rootfs']);
+  assert.equal(chooseLowerdirs({}, folder, everyPathExists), undefined, 'another node never opens the source\'s folder');
+  assert.equal(chooseLowerdirs({}, folder, () => false, undefined, true), undefined, 'a folder that is gone');
+  assert.deepEqual(chooseLowerdirs({ rootfs: '/target/root' }, folder, everyPathExists, undefined, true), ['/target/root']);
+});
+
 test('kindInLayers: the top layer that has the path decides; unknown or unsafe paths are not looked up', async (t) => {
   const top = mkdtempSync(join(tmpdir(), 'mp-layer-top-'));
   const low = mkdtempSync(join(tmpdir(), 'mp-layer-low-'));

@@ -80,12 +80,13 @@ export async function readManifest(bundleDir: string): Promise<Manifest> {
  * Root filesystem layers for the sandbox overlay, top first: the container's own changes (the shipped rootfs diff),
  * over the explicit target root, else undefined (then image-rootfs.ts looks the image's layers up in this node's
  * containerd). Only when the bundle was made on this very node (`sameNode`: the one-host check) do the manifest's
- * overlay paths (writable layer, image layers) name this node's folders and may be used: on another node the same
- * snapshot path exists too, holding some other layer, and a peer's paths are never opened.
+ * root paths (an overlay's writable layer and image layers, or the host folder of any other root, as a plain runc
+ * bundle or `--rootfs` has it) name this node's folders and may be used: on another node the same snapshot path
+ * exists too, holding some other layer, and a peer's paths are never opened.
  */
 export function chooseLowerdirs(
   target: TargetRoot,
-  manifest: Manifest,
+  manifest: Pick<Manifest, 'rootfs'>,
   exists: (p: string) => boolean = existsSync,
   diffDir?: string,
   sameNode = false,
@@ -95,6 +96,8 @@ export function chooseLowerdirs(
   if (target.rootfs !== undefined) return [...diff, target.rootfs];
   const l = sameNode ? manifest.rootfs.lowerdirs : [];
   if (l.length > 0 && l.every(exists)) return [...diff, ...l];
+  const dir = sameNode ? manifest.rootfs.hostDir : undefined;
+  if (dir !== undefined && exists(dir)) return [...diff, dir];
   return undefined;
 }
 
@@ -229,7 +232,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
         reason(
           'RestoreFailed',
           `no root filesystem for the restore: the image ${manifest.imageRef ?? '(unknown)'} layers are not on this node and no target rootfs was given`,
-          'give the target root filesystem explicitly (TargetRoot.rootfs / --target-root), or pull the image on the target',
+          'pull the image on the target node, or (CLI) give the root filesystem the target would use with --target-root',
           'restore',
         ),
       );
