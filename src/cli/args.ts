@@ -65,6 +65,8 @@ const VALUE_FLAGS = new Set([
   '--timeout', '--work-dir', '--images', '--archive',
 ]);
 const BOOL_FLAGS = new Set(['--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose', '--help', '-h']);
+/** Every flag of the CLI (hints that name a CLI flag are checked against it: src/cli/hints.test.ts). */
+export const CLI_FLAGS: ReadonlySet<string> = new Set([...VALUE_FLAGS, ...BOOL_FLAGS]);
 
 /** Which flags each command accepts. */
 const ALLOWED: Record<'check' | 'restore-check' | 'facts' | 'version', ReadonlySet<string>> = {
