@@ -1,24 +1,35 @@
+// cgroup.img: properties with their controllers and folders, and the freeze state dropped through the schema.
+
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { CGROUP_MAGIC, decodeCgroupProps, dropFreezeState, freezeStates, imagesWithoutFreezeState, readCgroupProps } from './cgroup-image.ts';
-import { IMG_COMMON_MAGIC, encodeImage, encodeMessage } from './images.ts';
-import type { ImageFile, PbField } from './images.ts';
+import { IMG_COMMON_MAGIC, KIND, encodeImage, messagesOf } from './images.ts';
+import type { Image } from './images.ts';
+import { cgroup_entrySchema, cgroup_dir_entrySchema } from './criu-pb/cgroup_pb.ts';
 
-const str = (no: number, s: string): PbField => ({ no, wire: 2, v: Buffer.from(s) });
-const msg = (no: number, fields: PbField[]): PbField => ({ no, wire: 2, v: encodeMessage(fields) });
-const prop = (name: string, value: string): PbField => msg(3, [str(1, name), str(2, value)]);
+type Dir = MessageInitShape<typeof cgroup_dir_entrySchema>;
+const dir = (dirName: string, props: [string, string][], children: Dir[] = []): Dir => ({
+  dirName,
+  children,
+  properties: props.map(([name, value]) => ({ name, value })),
+});
 
 /** A cgroup.img as runc's dump from a paused container writes it: k8s.io/<id> with freezer.state FROZEN. */
-function pausedDumpImage(): ImageFile {
-  const dir = (name: string, props: PbField[], children: PbField[] = []): PbField => msg(2, [str(1, name), ...children, ...props]);
-  const freezer = msg(2, [str(1, 'freezer'), dir('k8s.io', [], [dir('abc', [prop('cgroup.procs', ''), prop('freezer.state', 'FROZEN')])])]);
-  const memory = msg(2, [str(1, 'memory'), dir('k8s.io', [], [dir('abc', [prop('memory.limit_in_bytes', '1048576')])])]);
-  const unified = msg(2, [str(1, ''), dir('k8s.io', [], [dir('abc', [prop('cgroup.freeze', '1'), prop('cgroup.type', 'domain')])])]);
-  const sets = msg(1, [{ no: 1, wire: 0, v: 1n }, msg(2, [str(1, 'freezer'), str(2, '/k8s.io/abc')])]);
-  return { head: [IMG_COMMON_MAGIC, CGROUP_MAGIC], entries: [encodeMessage([sets, freezer, memory, unified])] };
+function pausedDumpImage(): Image {
+  const entry = create(cgroup_entrySchema, {
+    sets: [{ id: 1, ctls: [{ name: 'freezer', path: '/k8s.io/abc' }] }],
+    controllers: [
+      { cnames: ['freezer'], dirs: [dir('k8s.io', [], [dir('abc', [['cgroup.procs', ''], ['freezer.state', 'FROZEN']])])] },
+      { cnames: ['memory'], dirs: [dir('k8s.io', [], [dir('abc', [['memory.limit_in_bytes', '1048576']])])] },
+      { cnames: [''], dirs: [dir('k8s.io', [], [dir('abc', [['cgroup.freeze', '1'], ['cgroup.type', 'domain']])])] },
+    ],
+  });
+  return { kind: KIND.cgroup, entries: [{ message: entry }] };
 }
 
 void test('cgroup properties decode with their controllers and folders', () => {
@@ -39,7 +50,11 @@ void test('dropping the freeze state keeps every other property and the set entr
     decodeCgroupProps(out).map((p) => p.name),
     decodeCgroupProps(img).map((p) => p.name).filter((n) => n !== 'freezer.state' && n !== 'cgroup.freeze'),
   );
-  assert.deepEqual(out.head, img.head);
+  assert.equal(out.kind, img.kind);
+  const head = encodeImage(out).subarray(0, 8);
+  assert.deepEqual([head.readUInt32LE(0), head.readUInt32LE(4)], [IMG_COMMON_MAGIC, CGROUP_MAGIC]);
+  assert.deepEqual(decodeCgroupProps(img).length, 5, 'the input is not modified');
+  assert.deepEqual(messagesOf(out, cgroup_entrySchema)[0]?.sets.map((s) => [s.id, s.ctls.map((c) => c.path)]), [[1, ['/k8s.io/abc']]]);
   // Nothing to drop: the very same image.
   const again = dropFreezeState(out);
   assert.equal(again.dropped, 0);

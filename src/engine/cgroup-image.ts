@@ -7,19 +7,20 @@
 // up frozen: in state D, where SIGKILL cannot end them until the cgroup is thawed. The restore check never wants
 // that state (it restores stopped with --leave-stopped), so restoreCheck restores from images without it.
 //
-// Messages: cgroup_entry { repeated cg_set_entry sets = 1; repeated cg_controller_entry controllers = 2 }
-//   cg_controller_entry { repeated string cnames = 1; repeated cgroup_dir_entry dirs = 2; optional bool is_threaded = 3 }
-//   cgroup_dir_entry { required string dir_name = 1; repeated cgroup_dir_entry children = 2;
-//                      repeated cgroup_prop_entry properties = 3; optional cgroup_perms dir_perms = 4 }
-//   cgroup_prop_entry { required string name = 1; required string value = 2; optional cgroup_perms perms = 3 }
+// The image is read and rewritten through CRIU's schema (images/cgroup.proto, ./criu-pb/cgroup_pb.ts): a
+// cgroup_entry holds controllers, each with a tree of cgroup_dir_entry folders that carry cgroup_prop_entry
+// properties.
 
 import { constants } from 'node:fs';
 import { copyFile, cp, link, lstat, mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeMessage, encodeImage, encodeMessage, getString, readImageFile } from './images.ts';
-import type { ImageFile, PbField } from './images.ts';
+import { clone, isMessage } from '@bufbuild/protobuf';
+import { KIND, encodeImage, messagesOf, readImage } from './images.ts';
+import type { Image } from './images.ts';
+import { cgroup_entrySchema } from './criu-pb/cgroup_pb.ts';
+import type { cgroup_dir_entry } from './criu-pb/cgroup_pb.ts';
 
-export const CGROUP_MAGIC = 0x59383330;
+export const CGROUP_MAGIC = KIND.cgroup.magic;
 /** The properties that freeze a cgroup: v1 freezer.state, v2 cgroup.freeze. */
 export const FREEZE_PROPS: readonly string[] = ['freezer.state', 'cgroup.freeze'];
 
@@ -32,80 +33,45 @@ export interface CgroupProp {
   value: string;
 }
 
-function dirProps(fields: readonly PbField[], parent: string, controllers: string[], out: CgroupProp[]): void {
-  const name = getString(fields, 1) ?? '';
-  const dir = parent === '' ? name : `${parent}/${name}`;
-  for (const f of fields) {
-    if (f.wire !== 2) continue;
-    if (f.no === 2) dirProps(decodeMessage(f.v), dir, controllers, out);
-    else if (f.no === 3) {
-      const p = decodeMessage(f.v);
-      out.push({ controllers, dir, name: getString(p, 1) ?? '', value: getString(p, 2) ?? '' });
-    }
-  }
+function dirProps(d: cgroup_dir_entry, parent: string, controllers: string[], out: CgroupProp[]): void {
+  const dir = parent === '' ? d.dirName : `${parent}/${d.dirName}`;
+  // Children first: the order of the fields in the file (CRIU writes them by field number).
+  for (const c of d.children) dirProps(c, dir, controllers, out);
+  for (const p of d.properties) out.push({ controllers, dir, name: p.name, value: p.value });
 }
 
 /** Every cgroup property recorded in a cgroup.img, with its controllers and folder. Pure. */
-export function decodeCgroupProps(img: ImageFile): CgroupProp[] {
+export function decodeCgroupProps(img: Image): CgroupProp[] {
   const out: CgroupProp[] = [];
-  for (const entry of img.entries) {
-    for (const c of decodeMessage(entry)) {
-      if (c.no !== 2 || c.wire !== 2) continue;
-      const ctl = decodeMessage(c.v);
-      const controllers = ctl.filter((f) => f.no === 1 && f.wire === 2).map((f) => (f.v as Buffer).toString('utf8'));
-      for (const d of ctl) if (d.no === 2 && d.wire === 2) dirProps(decodeMessage(d.v), '', controllers, out);
-    }
+  for (const entry of messagesOf(img, cgroup_entrySchema)) {
+    for (const ctl of entry.controllers) for (const d of ctl.dirs) dirProps(d, '', ctl.cnames, out);
   }
   return out;
 }
 
-/** A cgroup_dir_entry without its freeze properties, children included. Pure. */
-function dropFreezeInDir(buf: Buffer): { buf: Buffer; dropped: number } {
-  let dropped = 0;
-  const out: PbField[] = [];
-  for (const f of decodeMessage(buf)) {
-    if (f.wire === 2 && f.no === 3 && FREEZE_PROPS.includes(getString(decodeMessage(f.v), 1) ?? '')) {
-      dropped++;
-      continue;
-    }
-    if (f.wire === 2 && f.no === 2) {
-      const child = dropFreezeInDir(f.v);
-      dropped += child.dropped;
-      out.push({ ...f, v: child.buf });
-      continue;
-    }
-    out.push(f);
-  }
-  return { buf: dropped === 0 ? buf : encodeMessage(out), dropped };
+/** Removes the freeze properties from a folder and its children (in place); returns how many. */
+function dropFreezeInDir(d: cgroup_dir_entry): number {
+  const before = d.properties.length;
+  d.properties = d.properties.filter((p) => !FREEZE_PROPS.includes(p.name));
+  return d.children.reduce((n, c) => n + dropFreezeInDir(c), before - d.properties.length);
 }
 
 /** The image without any freeze property; `dropped` counts them (0: the image is returned unchanged). Pure. */
-export function dropFreezeState(img: ImageFile): { img: ImageFile; dropped: number } {
+export function dropFreezeState(img: Image): { img: Image; dropped: number } {
   let dropped = 0;
-  const entries = img.entries.map((entry) => {
-    let changed = false;
-    const fields = decodeMessage(entry).map((c) => {
-      if (c.no !== 2 || c.wire !== 2) return c;
-      let n = 0;
-      const ctl = decodeMessage(c.v).map((d) => {
-        if (d.no !== 2 || d.wire !== 2) return d;
-        const r = dropFreezeInDir(d.v);
-        n += r.dropped;
-        return r.dropped === 0 ? d : { ...d, v: r.buf };
-      });
-      if (n === 0) return c;
-      dropped += n;
-      changed = true;
-      return { ...c, v: encodeMessage(ctl) };
-    });
-    return changed ? encodeMessage(fields) : entry;
+  const entries = img.entries.map((e) => {
+    if (!isMessage(e.message, cgroup_entrySchema)) return e;
+    const copy = clone(cgroup_entrySchema, e.message);
+    const n = copy.controllers.reduce((sum, ctl) => sum + ctl.dirs.reduce((s, d) => s + dropFreezeInDir(d), 0), 0);
+    dropped += n;
+    return n === 0 ? e : { ...e, message: copy };
   });
-  return { img: dropped === 0 ? img : { head: img.head, entries }, dropped };
+  return { img: dropped === 0 ? img : { kind: img.kind, entries }, dropped };
 }
 
-async function readCgroupImage(dir: string): Promise<ImageFile | undefined> {
+async function readCgroupImage(dir: string): Promise<Image | undefined> {
   try {
-    return await readImageFile(join(dir, 'cgroup.img'), CGROUP_MAGIC);
+    return await readImage(join(dir, 'cgroup.img'), KIND.cgroup);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw e;

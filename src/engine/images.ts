@@ -1,24 +1,35 @@
-// CRIU image files: parse and encode (pure), plus the few file operations the engine needs on an image
-// folder: fix the pagemaps of a lazy dump, read the process tree and inventory, edit cpuinfo.
+// CRIU image files read and written through CRIU's own schema (images/*.proto, generated into ./criu-pb by
+// hack/gen-proto.sh, decoded by @bufbuild/protobuf), plus the file operations the engine needs on an image
+// folder: fix the pagemaps of a lazy dump, read the inventory, process tree, cores, memory, files, sockets,
+// mounts and CRIU's dump counters, edit cpuinfo.
 //
-// Format (CRIU's criu/include/magic.h, criu/protobuf.c): every file but inventory.img starts with a u32
-// "common" magic (0x54564319, or the service magic 0x55105940) and a u32 per-type magic; inventory.img has
-// only its own magic. Then entries: a little-endian u32 length followed by one protobuf message. Raw images
-// (pages-*.img, tarballs) have no header. The protobuf wire format is decoded by hand (no dependency).
+// Layout of a file (criu/include/magic.h, criu/protobuf.c; the kinds are in ./image-kinds.ts): a head magic
+// (IMG_COMMON_MAGIC, or IMG_SERVICE_MAGIC for stats-*; none for inventory.img), the kind's magic, then
+// entries: a little-endian u32 length and one protobuf message, some followed by raw data. Raw images
+// (pages-*.img, tarballs) have no magic. Fields the schema does not know are kept on re-encoding.
 
+import { clone, fromBinary, isFieldSet, isMessage, toBinary } from '@bufbuild/protobuf';
+import type { DescMessage, Message, MessageShape } from '@bufbuild/protobuf';
 import { readFile, readdir, stat, writeFile, rename } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, KIND } from './image-kinds.ts';
+import type { ImageKind } from './image-kinds.ts';
+import type { core_entry, task_kobj_ids_entry } from './criu-pb/core_pb.ts';
+import type { cpuinfo_x86_entry } from './criu-pb/cpuinfo_pb.ts';
+import type { fdinfo_entry, file_entry } from './criu-pb/fdinfo_pb.ts';
+import type { inventory_entry } from './criu-pb/inventory_pb.ts';
+import type { mm_entry } from './criu-pb/mm_pb.ts';
+import { mnt_entrySchema } from './criu-pb/mnt_pb.ts';
+import { pagemap_entrySchema } from './criu-pb/pagemap_pb.ts';
+import type { pagemap_entry } from './criu-pb/pagemap_pb.ts';
+import type { packet_sock_entry } from './criu-pb/packet-sock_pb.ts';
+import type { pstree_entry } from './criu-pb/pstree_pb.ts';
+import type { inet_sk_entry } from './criu-pb/sk-inet_pb.ts';
+import type { netlink_sk_entry } from './criu-pb/sk-netlink_pb.ts';
+import type { unix_sk_entry } from './criu-pb/sk-unix_pb.ts';
 
-export const IMG_COMMON_MAGIC = 0x54564319;
-export const IMG_SERVICE_MAGIC = 0x55105940;
-export const MAGIC = {
-  inventory: 0x58313116,
-  pstree: 0x50273030,
-  pagemap: 0x56084025,
-  core: 0x55053847,
-  mm: 0x57492820,
-  cpuinfo: 0x61404013,
-} as const;
+export { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC, KIND };
+export type { ImageKind };
 
 /** pagemap_entry flags (criu/include/pagemap.h). */
 export const PE_PARENT = 1 << 0;
@@ -28,195 +39,120 @@ export const PE_PRESENT = 1 << 2;
 export const PAGE_SIZE = 4096;
 
 // ---------------------------------------------------------------------------------------------------------
-// protobuf wire format
-
-export type PbValue = { wire: 0; v: bigint } | { wire: 1; v: bigint } | { wire: 2; v: Buffer } | { wire: 5; v: number };
-export type PbField = PbValue & { no: number };
-
-export function decodeVarint(buf: Buffer, pos: number): { value: bigint; next: number } {
-  let value = 0n;
-  let shift = 0n;
-  for (let i = pos; i < buf.length; i++) {
-    const b = buf[i] ?? 0;
-    value |= BigInt(b & 0x7f) << shift;
-    if ((b & 0x80) === 0) return { value, next: i + 1 };
-    shift += 7n;
-    if (shift > 70n) break;
-  }
-  throw new Error(`bad varint at offset ${pos}`);
-}
-
-export function encodeVarint(value: bigint): Buffer {
-  if (value < 0n) value = BigInt.asUintN(64, value);
-  const out: number[] = [];
-  do {
-    let b = Number(value & 0x7fn);
-    value >>= 7n;
-    if (value !== 0n) b |= 0x80;
-    out.push(b);
-  } while (value !== 0n);
-  return Buffer.from(out);
-}
-
-export function decodeMessage(buf: Buffer): PbField[] {
-  const fields: PbField[] = [];
-  let pos = 0;
-  while (pos < buf.length) {
-    const key = decodeVarint(buf, pos);
-    pos = key.next;
-    const no = Number(key.value >> 3n);
-    const wire = Number(key.value & 7n);
-    if (wire === 0) {
-      const v = decodeVarint(buf, pos);
-      pos = v.next;
-      fields.push({ no, wire: 0, v: v.value });
-    } else if (wire === 1) {
-      if (pos + 8 > buf.length) throw new Error('truncated fixed64');
-      fields.push({ no, wire: 1, v: buf.readBigUInt64LE(pos) });
-      pos += 8;
-    } else if (wire === 2) {
-      const len = decodeVarint(buf, pos);
-      pos = len.next;
-      const end = pos + Number(len.value);
-      if (end > buf.length) throw new Error('truncated length-delimited field');
-      fields.push({ no, wire: 2, v: buf.subarray(pos, end) });
-      pos = end;
-    } else if (wire === 5) {
-      if (pos + 4 > buf.length) throw new Error('truncated fixed32');
-      fields.push({ no, wire: 5, v: buf.readUInt32LE(pos) });
-      pos += 4;
-    } else {
-      throw new Error(`unsupported protobuf wire type ${wire} (field ${no})`);
-    }
-  }
-  return fields;
-}
-
-export function encodeMessage(fields: readonly PbField[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const f of fields) {
-    parts.push(encodeVarint((BigInt(f.no) << 3n) | BigInt(f.wire)));
-    if (f.wire === 0) parts.push(encodeVarint(f.v));
-    else if (f.wire === 1) {
-      const b = Buffer.alloc(8);
-      b.writeBigUInt64LE(f.v);
-      parts.push(b);
-    } else if (f.wire === 2) {
-      parts.push(encodeVarint(BigInt(f.v.length)), f.v);
-    } else {
-      const b = Buffer.alloc(4);
-      b.writeUInt32LE(f.v);
-      parts.push(b);
-    }
-  }
-  return Buffer.concat(parts);
-}
-
-/** First varint value of field `no`, or undefined. */
-export function getVarint(fields: readonly PbField[], no: number): bigint | undefined {
-  for (const f of fields) if (f.no === no && f.wire === 0) return f.v;
-  return undefined;
-}
-
-/** All values of a repeated varint field, packed or not. */
-export function getRepeatedVarint(fields: readonly PbField[], no: number): bigint[] {
-  const out: bigint[] = [];
-  for (const f of fields) {
-    if (f.no !== no) continue;
-    if (f.wire === 0) out.push(f.v);
-    else if (f.wire === 2) {
-      let pos = 0;
-      while (pos < f.v.length) {
-        const v = decodeVarint(f.v, pos);
-        out.push(v.value);
-        pos = v.next;
-      }
-    }
-  }
-  return out;
-}
-
-export function getString(fields: readonly PbField[], no: number): string | undefined {
-  for (const f of fields) if (f.no === no && f.wire === 2) return f.v.toString('utf8');
-  return undefined;
-}
-
-export function getBytes(fields: readonly PbField[], no: number): Buffer[] {
-  const out: Buffer[] = [];
-  for (const f of fields) if (f.no === no && f.wire === 2) out.push(f.v);
-  return out;
-}
-
-/** Replace (or append) a varint field. */
-export function setVarint(fields: readonly PbField[], no: number, v: bigint): PbField[] {
-  let done = false;
-  const out: PbField[] = [];
-  for (const f of fields) {
-    if (f.no === no && f.wire === 0) {
-      if (!done) out.push({ no, wire: 0, v });
-      done = true;
-    } else out.push(f);
-  }
-  if (!done) out.push({ no, wire: 0, v });
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------------------
 // image files
 
-export interface ImageFile {
-  /** One magic (inventory) or two (common/service magic, then the type magic). */
-  head: number[];
-  entries: Buffer[];
+export interface ImageEntry {
+  message: Message;
+  /** Raw data written after the entry (pipe and socket queue contents, TCP queues, ghost file contents). */
+  payload?: Buffer;
 }
 
-export function parseImage(buf: Buffer, opts: { inventory?: boolean } = {}): ImageFile {
-  if (buf.length < 4) throw new Error('image too short');
-  const head: number[] = [buf.readUInt32LE(0)];
-  let pos = 4;
-  if (opts.inventory !== true) {
-    if (head[0] !== IMG_COMMON_MAGIC && head[0] !== IMG_SERVICE_MAGIC) {
-      throw new Error(`not a CRIU protobuf image (head magic 0x${(head[0] ?? 0).toString(16)})`);
-    }
-    if (buf.length < 8) throw new Error('image too short');
-    head.push(buf.readUInt32LE(4));
-    pos = 8;
+export interface Image {
+  kind: ImageKind;
+  entries: ImageEntry[];
+}
+
+const KIND_BY_MAGIC = new Map<number, ImageKind>(Object.values(KIND).map((k) => [k.magic, k]));
+const SCHEMA_BY_NAME = new Map<string, DescMessage>(
+  Object.values(KIND).flatMap((k: ImageKind) => [k.schema, ...(k.first === undefined ? [] : [k.first])]).map((s) => [s.typeName, s]),
+);
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** The kind of an image from its first bytes, or undefined for a raw image (no CRIU magic). */
+export function kindOf(buf: Buffer): ImageKind | undefined {
+  if (buf.length < 4) return undefined;
+  const first = buf.readUInt32LE(0);
+  if (first === KIND.inventory.magic) return KIND.inventory;
+  if ((first !== IMG_COMMON_MAGIC && first !== IMG_SERVICE_MAGIC) || buf.length < 8) return undefined;
+  const kind = KIND_BY_MAGIC.get(buf.readUInt32LE(4));
+  return kind?.head === first ? kind : undefined;
+}
+
+/** Decodes one image file; `expect` refuses any other kind. */
+export function decodeImage(buf: Buffer, expect?: ImageKind): Image {
+  const kind = kindOf(buf);
+  if (kind === undefined) {
+    const magics = [0, 4].filter((o) => o + 4 <= buf.length).map((o) => hex(buf.readUInt32LE(o)));
+    throw new Error(`not a CRIU protobuf image (magic ${magics.join(' ') || 'none: too short'})`);
   }
-  const entries: Buffer[] = [];
+  if (expect !== undefined && kind !== expect) throw new Error(`a ${kind.name} image, not ${expect.name}`);
+  const entries: ImageEntry[] = [];
+  let pos = kind.head === undefined ? 4 : 8;
   while (pos < buf.length) {
-    if (pos + 4 > buf.length) throw new Error('truncated entry size');
+    if (pos + 4 > buf.length) throw new Error(`${kind.name} image: truncated entry size at offset ${pos}`);
     const len = buf.readUInt32LE(pos);
     pos += 4;
-    if (pos + len > buf.length) throw new Error('truncated entry');
-    entries.push(buf.subarray(pos, pos + len));
+    if (pos + len > buf.length) throw new Error(`${kind.name} image: truncated entry at offset ${pos}`);
+    const schema = entries.length === 0 && kind.first !== undefined ? kind.first : kind.schema;
+    const message = fromBinary(schema, buf.subarray(pos, pos + len));
     pos += len;
+    const n = kind.payload?.(message, buf.subarray(pos)) ?? 0;
+    if (pos + n > buf.length) throw new Error(`${kind.name} image: truncated data after entry ${entries.length}`);
+    entries.push(n === 0 ? { message } : { message, payload: buf.subarray(pos, pos + n) });
+    pos += n;
   }
-  return { head, entries };
+  return { kind, entries };
 }
 
-/**
- * Reads and parses one image file, refusing one whose magic is not `magic` (the second magic word; the
- * first for inventory.img, which has only one).
- */
-export async function readImageFile(path: string, magic: number, opts: { inventory?: boolean } = {}): Promise<ImageFile> {
-  const img = parseImage(await readFile(path), opts);
-  if ((opts.inventory === true ? img.head[0] : img.head[1]) !== magic) throw new Error(`${basename(path)}: wrong magic`);
-  return img;
-}
-
-export function encodeImage(img: ImageFile): Buffer {
-  const parts: Buffer[] = [];
-  for (const m of img.head) {
+export function encodeImage(img: Image): Buffer {
+  const word = (n: number): Buffer => {
     const b = Buffer.alloc(4);
-    b.writeUInt32LE(m >>> 0);
-    parts.push(b);
-  }
+    b.writeUInt32LE(n >>> 0);
+    return b;
+  };
+  const parts: Uint8Array[] = img.kind.head === undefined ? [] : [word(img.kind.head)];
+  parts.push(word(img.kind.magic));
   for (const e of img.entries) {
-    const b = Buffer.alloc(4);
-    b.writeUInt32LE(e.length);
-    parts.push(b, e);
+    const schema = SCHEMA_BY_NAME.get(e.message.$typeName);
+    if (schema === undefined) throw new Error(`${e.message.$typeName} is not a CRIU image entry`);
+    const bytes = toBinary(schema, e.message);
+    parts.push(word(bytes.length), bytes);
+    if (e.payload !== undefined) parts.push(e.payload);
   }
   return Buffer.concat(parts);
+}
+
+/** The entries of `img` that are `schema` messages. */
+export function messagesOf<S extends DescMessage>(img: Image, schema: S): MessageShape<S>[] {
+  return img.entries.map((e) => e.message).filter((m): m is MessageShape<S> => isMessage(m, schema));
+}
+
+/** Reads one image file, refusing one of another kind than `kind`. */
+export async function readImage(path: string, kind: ImageKind): Promise<Image> {
+  try {
+    return decodeImage(await readFile(path), kind);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== undefined) throw e;
+    throw new Error(`${basename(path)}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The messages of `kind`'s entries in one file. */
+async function readEntries<S extends DescMessage>(path: string, kind: ImageKind<S>): Promise<MessageShape<S>[]> {
+  return messagesOf(await readImage(path, kind), kind.schema);
+}
+
+/** Every CRIU protobuf image of a folder by file name; raw images (pages, tarballs) are left out. */
+export async function readImageDir(dir: string): Promise<Map<string, Image>> {
+  const out = new Map<string, Image>();
+  for (const name of (await readdir(dir)).sort()) {
+    const path = join(dir, name);
+    if (!(await stat(path)).isFile()) continue;
+    const buf = await readFile(path);
+    if (kindOf(buf) === undefined) continue;
+    try {
+      out.set(name, decodeImage(buf));
+    } catch (e) {
+      throw new Error(`${name}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return out;
+}
+
+/** Names in `dir` matching `re`, or none when the folder has none. */
+async function namesIn(dir: string, re: RegExp): Promise<string[]> {
+  return (await readdir(dir)).filter((n) => re.test(n)).sort();
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -229,21 +165,23 @@ export interface PagemapEntry {
   inParent: boolean;
 }
 
-export function decodePagemapEntry(buf: Buffer): PagemapEntry {
-  const f = decodeMessage(buf);
-  const nr = getVarint(f, 5) ?? getVarint(f, 2) ?? 0n;
+/** A pagemap entry with CRIU's defaults: nr_pages over the older compat_nr_pages, PE_PRESENT when no flags. */
+export function pagemapEntryOf(m: pagemap_entry): PagemapEntry {
+  const f = pagemap_entrySchema.field;
   return {
-    vaddr: getVarint(f, 1) ?? 0n,
-    nrPages: Number(nr),
-    flags: Number(getVarint(f, 4) ?? BigInt(PE_PRESENT)),
-    inParent: (getVarint(f, 3) ?? 0n) !== 0n,
+    vaddr: m.vaddr,
+    nrPages: isFieldSet(m, f.nrPages) ? Number(m.nrPages) : m.compatNrPages,
+    flags: isFieldSet(m, f.flags) ? m.flags : PE_PRESENT,
+    inParent: m.inParent,
   };
 }
 
 export interface PagemapFix {
   /** The pagemap image without lazy-only entries (they would make the restorer wait for a page server). */
-  image: ImageFile;
+  image: Image;
   removedEntries: number;
+  /** Entries both lazy and present whose lazy flag was cleared. */
+  clearedEntries: number;
   lazyPages: number;
   presentPages: number;
 }
@@ -254,16 +192,18 @@ export interface PagemapFix {
  * entries is kept, so offsets into pages-*.img stay valid. Dropped ranges restore as untouched (zero)
  * anonymous memory, which a restore that never runs the task does not care about.
  */
-export function stripLazyPagemap(img: ImageFile): PagemapFix {
-  const [headEntry, ...rest] = img.entries;
-  if (headEntry === undefined) return { image: img, removedEntries: 0, lazyPages: 0, presentPages: 0 };
-  const kept: Buffer[] = [headEntry];
+export function stripLazyPagemap(img: Image): PagemapFix {
+  const kept: ImageEntry[] = [];
   let removedEntries = 0;
+  let clearedEntries = 0;
   let lazyPages = 0;
   let presentPages = 0;
-  for (const e of rest) {
-    const fields = decodeMessage(e);
-    const pe = decodePagemapEntry(e);
+  for (const e of img.entries) {
+    if (!isMessage(e.message, pagemap_entrySchema)) {
+      kept.push(e);
+      continue;
+    }
+    const pe = pagemapEntryOf(e.message);
     const lazy = (pe.flags & PE_LAZY) !== 0;
     const present = (pe.flags & PE_PRESENT) !== 0;
     if (lazy && !present) {
@@ -272,9 +212,16 @@ export function stripLazyPagemap(img: ImageFile): PagemapFix {
       continue;
     }
     if (present) presentPages += pe.nrPages;
-    kept.push(lazy ? encodeMessage(setVarint(fields, 4, BigInt(pe.flags & ~PE_LAZY))) : e);
+    if (!lazy) {
+      kept.push(e);
+      continue;
+    }
+    const m = clone(pagemap_entrySchema, e.message);
+    m.flags = pe.flags & ~PE_LAZY;
+    clearedEntries++;
+    kept.push({ ...e, message: m });
   }
-  return { image: { head: img.head, entries: kept }, removedEntries, lazyPages, presentPages };
+  return { image: { kind: img.kind, entries: kept }, removedEntries, clearedEntries, lazyPages, presentPages };
 }
 
 export interface LazyFixReport {
@@ -286,35 +233,28 @@ export interface LazyFixReport {
 
 /**
  * Runs stripLazyPagemap over every pagemap image in `dir` and adds up what it found; `onImage` sees each
- * image with its stripped form.
+ * stripped image that differs from the file.
  */
-async function scanPagemaps(
-  dir: string,
-  onImage?: (path: string, img: ImageFile, stripped: ImageFile) => Promise<void>,
-): Promise<LazyFixReport> {
-  const names = (await readdir(dir)).filter((n) => /^pagemap-.*\.img$/.test(n));
+async function scanPagemaps(dir: string, onImage?: (path: string, stripped: Image) => Promise<void>): Promise<LazyFixReport> {
   const report: LazyFixReport = { files: 0, removedEntries: 0, lazyPages: 0, presentPages: 0 };
-  for (const name of names) {
+  for (const name of await namesIn(dir, /^pagemap-.*\.img$/)) {
     const path = join(dir, name);
-    const img = parseImage(await readFile(path));
-    if (img.head[1] !== MAGIC.pagemap) continue;
-    const fix = stripLazyPagemap(img);
+    const buf = await readFile(path);
+    if (kindOf(buf) !== KIND.pagemap) continue;
+    const fix = stripLazyPagemap(decodeImage(buf, KIND.pagemap));
     report.files++;
     report.removedEntries += fix.removedEntries;
     report.lazyPages += fix.lazyPages;
     report.presentPages += fix.presentPages;
-    await onImage?.(path, img, fix.image);
+    if (fix.removedEntries + fix.clearedEntries > 0) await onImage?.(path, fix.image);
   }
   return report;
 }
 
 /** Fix every pagemap image of a lazy dump in place (atomically per file). */
 export async function fixLazyPagemaps(dir: string): Promise<LazyFixReport> {
-  return await scanPagemaps(dir, async (path, img, stripped) => {
-    // Rewritten when anything changed: lazy entries removed, or a lazy flag cleared on a present entry.
-    const after = encodeImage(stripped);
-    if (after.equals(encodeImage(img))) return;
-    await writeFile(`${path}.tmp`, after);
+  return await scanPagemaps(dir, async (path, stripped) => {
+    await writeFile(`${path}.tmp`, encodeImage(stripped));
     await rename(`${path}.tmp`, path);
   });
 }
@@ -325,64 +265,16 @@ export async function pagemapSummary(dir: string): Promise<LazyFixReport> {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// pstree, inventory, cpuinfo
+// inventory, process tree, tasks, files, sockets
 
-export interface PstreeEntry {
-  pid: number;
-  ppid: number;
-  pgid: number;
-  sid: number;
-  threads: number[];
-}
-
-export function decodePstree(img: ImageFile): PstreeEntry[] {
-  return img.entries.map((e) => {
-    const f = decodeMessage(e);
-    return {
-      pid: Number(getVarint(f, 1) ?? 0n),
-      ppid: Number(getVarint(f, 2) ?? 0n),
-      pgid: Number(getVarint(f, 3) ?? 0n),
-      sid: Number(getVarint(f, 4) ?? 0n),
-      threads: getRepeatedVarint(f, 5).map(Number),
-    };
-  });
-}
-
-export async function readPstree(dir: string): Promise<PstreeEntry[]> {
-  const img = await readImageFile(join(dir, 'pstree.img'), MAGIC.pstree);
-  return decodePstree(img);
-}
-
-export interface Inventory {
-  imgVersion: number;
-  rootCgSet?: number;
-  dumpUptime?: bigint;
-  networkLockMethod?: number;
-  tcpClose?: boolean;
-}
-
-export function decodeInventory(img: ImageFile): Inventory {
-  const e = img.entries[0];
-  if (e === undefined) throw new Error('inventory.img has no entry');
-  const f = decodeMessage(e);
-  const inv: Inventory = { imgVersion: Number(getVarint(f, 1) ?? 0n) };
-  const cg = getVarint(f, 5);
-  if (cg !== undefined) inv.rootCgSet = Number(cg);
-  const up = getVarint(f, 8);
-  if (up !== undefined) inv.dumpUptime = up;
-  const nl = getVarint(f, 11);
-  if (nl !== undefined) inv.networkLockMethod = Number(nl);
-  const tc = getVarint(f, 10);
-  if (tc !== undefined) inv.tcpClose = tc !== 0n;
+/** inventory.img: image version, lsmtype, network_lock_method, plugins_entry, allow_uprobes, root ids, ... */
+export async function readInventory(dir: string): Promise<inventory_entry> {
+  const [inv] = await readEntries(join(dir, 'inventory.img'), KIND.inventory);
+  if (inv === undefined) throw new Error('inventory.img has no entry');
   return inv;
 }
 
-export async function readInventory(dir: string): Promise<Inventory> {
-  const img = await readImageFile(join(dir, 'inventory.img'), MAGIC.inventory, { inventory: true });
-  return decodeInventory(img);
-}
-
-/** Is this folder a CRIU image set? (inventory.img with the right magic) */
+/** Is this folder a CRIU image set? (inventory.img with the right magic and an entry) */
 export async function isImageDir(dir: string): Promise<boolean> {
   try {
     await readInventory(dir);
@@ -392,66 +284,86 @@ export async function isImageDir(dir: string): Promise<boolean> {
   }
 }
 
-export interface CpuinfoX86 {
-  vendor: number;
-  family: number;
-  model: number;
-  stepping: number;
-  capabilityVer: number;
-  capability: number[];
-  modelId?: string;
-  xfeaturesMask?: bigint;
+export async function readPstree(dir: string): Promise<pstree_entry[]> {
+  return await readEntries(join(dir, 'pstree.img'), KIND.pstree);
 }
 
-export function decodeCpuinfoX86(img: ImageFile): CpuinfoX86[] {
-  const out: CpuinfoX86[] = [];
-  for (const e of img.entries) {
-    for (const x86 of getBytes(decodeMessage(e), 1)) {
-      const f = decodeMessage(x86);
-      const c: CpuinfoX86 = {
-        vendor: Number(getVarint(f, 1) ?? 0n),
-        family: Number(getVarint(f, 2) ?? 0n),
-        model: Number(getVarint(f, 3) ?? 0n),
-        stepping: Number(getVarint(f, 4) ?? 0n),
-        capabilityVer: Number(getVarint(f, 5) ?? 0n),
-        capability: getRepeatedVarint(f, 6).map(Number),
-      };
-      const id = getString(f, 7);
-      if (id !== undefined) c.modelId = id;
-      const xf = getVarint(f, 8);
-      if (xf !== undefined) c.xfeaturesMask = xf;
-      out.push(c);
-    }
+/** core-<pid>.img: the task's registers, signals, creds-in-core, thread info and namespace ids. */
+export async function readCore(dir: string, pid: number): Promise<core_entry> {
+  const [core] = await readEntries(join(dir, `core-${pid}.img`), KIND.core);
+  if (core === undefined) throw new Error(`core-${pid}.img has no entry`);
+  return core;
+}
+
+/** The task's kernel object ids (files, vm, namespaces): ids-<pid>.img, or its core where that has them. */
+export async function readIds(dir: string, pid: number): Promise<task_kobj_ids_entry> {
+  const names = new Set(await readdir(dir));
+  const [ids] = names.has(`ids-${pid}.img`) ? await readEntries(join(dir, `ids-${pid}.img`), KIND.ids) : [];
+  const found = ids ?? (await readCore(dir, pid)).ids;
+  if (found === undefined) throw new Error(`no ids for task ${pid} (neither ids-${pid}.img nor core-${pid}.img has them)`);
+  return found;
+}
+
+/** mm-<pid>.img: the memory layout (code, data, stack, brk, auxv, exe file id, VMAs). */
+export async function readMm(dir: string, pid: number): Promise<mm_entry> {
+  const [mm] = await readEntries(join(dir, `mm-${pid}.img`), KIND.mm);
+  if (mm === undefined) throw new Error(`mm-${pid}.img has no entry`);
+  return mm;
+}
+
+/** files.img: every open file of every task, one entry per file id (the fdinfo entries point here). */
+export async function readFiles(dir: string): Promise<file_entry[]> {
+  return await readEntries(join(dir, 'files.img'), KIND.files);
+}
+
+/** The descriptors of task `pid` (fdinfo-<files_id>.img). */
+export async function readFdinfo(dir: string, pid: number): Promise<fdinfo_entry[]> {
+  const { filesId } = await readIds(dir, pid);
+  return await readEntries(join(dir, `fdinfo-${filesId}.img`), KIND.fdinfo);
+}
+
+export interface ImageSockets {
+  unix: unix_sk_entry[];
+  inet: inet_sk_entry[];
+  netlink: netlink_sk_entry[];
+  packet: packet_sock_entry[];
+}
+
+/** Every socket of the dump: from files.img, and from the per-family images older CRIU versions wrote. */
+export async function readSockets(dir: string): Promise<ImageSockets> {
+  const out: ImageSockets = { unix: [], inet: [], netlink: [], packet: [] };
+  const names = new Set(await readdir(dir));
+  for (const f of names.has('files.img') ? await readFiles(dir) : []) {
+    if (f.usk !== undefined) out.unix.push(f.usk);
+    if (f.isk !== undefined) out.inet.push(f.isk);
+    if (f.nlsk !== undefined) out.netlink.push(f.nlsk);
+    if (f.psk !== undefined) out.packet.push(f.psk);
   }
+  if (names.has('unixsk.img')) out.unix.push(...(await readEntries(join(dir, 'unixsk.img'), KIND.unixsk)));
+  if (names.has('inetsk.img')) out.inet.push(...(await readEntries(join(dir, 'inetsk.img'), KIND.inetsk)));
+  if (names.has('netlinksk.img')) out.netlink.push(...(await readEntries(join(dir, 'netlinksk.img'), KIND.netlinkSk)));
+  if (names.has('packetsk.img')) out.packet.push(...(await readEntries(join(dir, 'packetsk.img'), KIND.packetsk)));
   return out;
 }
 
-/**
- * Rewrite every x86 entry of a cpuinfo image through `edit`, which receives the entry's raw fields and
- * returns new ones. Used to make an image claim CPU features (tests), and by nothing on the hot path.
- */
-export function editCpuinfoX86(img: ImageFile, edit: (fields: PbField[]) => PbField[]): ImageFile {
-  const entries = img.entries.map((e) => {
-    const outer = decodeMessage(e).map((f): PbField => {
-      if (f.no === 1 && f.wire === 2) return { no: 1, wire: 2, v: encodeMessage(edit(decodeMessage(f.v))) };
-      return f;
-    });
-    return encodeMessage(outer);
-  });
-  return { head: img.head, entries };
+// ---------------------------------------------------------------------------------------------------------
+// cpuinfo
+
+/** The x86 entries of cpuinfo.img. */
+export function cpuinfoX86Of(img: Image): cpuinfo_x86_entry[] {
+  return messagesOf(img, KIND.cpuinfo.schema).flatMap((c) => c.x86Entry);
 }
 
-/** Make cpuinfo.img claim extra xsave feature bits (e.g. one the host lacks). */
+export async function readCpuinfo(dir: string): Promise<cpuinfo_x86_entry[]> {
+  return cpuinfoX86Of(await readImage(join(dir, 'cpuinfo.img'), KIND.cpuinfo));
+}
+
+/** Make cpuinfo.img claim extra xsave feature bits (e.g. one the host lacks); tests use it, nothing on the hot path. */
 export async function addCpuXfeatures(dir: string, bits: bigint): Promise<void> {
   const path = join(dir, 'cpuinfo.img');
-  const img = await readImageFile(path, MAGIC.cpuinfo);
-  const edited = editCpuinfoX86(img, (f) => setVarint(f, 8, (getVarint(f, 8) ?? 0n) | bits));
-  await writeFile(path, encodeImage(edited));
-}
-
-export async function readCpuinfo(dir: string): Promise<CpuinfoX86[]> {
-  const img = await readImageFile(join(dir, 'cpuinfo.img'), MAGIC.cpuinfo);
-  return decodeCpuinfoX86(img);
+  const img = await readImage(path, KIND.cpuinfo);
+  for (const x86 of cpuinfoX86Of(img)) x86.xfeaturesMask |= bits;
+  await writeFile(path, encodeImage(img));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -492,20 +404,18 @@ export interface MountpointEntry {
   extKey?: string;
 }
 
-export function decodeMountpoints(img: ImageFile): MountpointEntry[] {
-  return img.entries.map((e) => {
-    const f = decodeMessage(e);
-    const extMount = (getVarint(f, 13) ?? 0n) !== 0n;
+export function mountpointsOf(img: Image): MountpointEntry[] {
+  return messagesOf(img, mnt_entrySchema).map((e) => {
     const m: MountpointEntry = {
-      mntId: Number(getVarint(f, 2) ?? 0n),
-      rootDev: Number(getVarint(f, 3) ?? 0n),
-      fstype: Number(getVarint(f, 1) ?? 0n),
-      root: getString(f, 6) ?? '',
-      mountpoint: getString(f, 7) ?? '',
-      source: getString(f, 8) ?? '',
-      extMount,
+      mntId: e.mntId,
+      rootDev: e.rootDev,
+      fstype: e.fstype,
+      root: e.root,
+      mountpoint: e.mountpoint,
+      source: e.source,
+      extMount: e.extMount,
     };
-    const key = getString(f, 18) ?? (extMount ? m.root : undefined);
+    const key = isFieldSet(e, mnt_entrySchema.field.extKey) ? e.extKey : e.extMount ? e.root : undefined;
     if (key !== undefined) m.extKey = key;
     return m;
   });
@@ -514,28 +424,20 @@ export function decodeMountpoints(img: ImageFile): MountpointEntry[] {
 /** Every mount of every mount namespace in an image folder. */
 export async function readMountpoints(dir: string): Promise<MountpointEntry[]> {
   const out: MountpointEntry[] = [];
-  for (const n of (await readdir(dir)).filter((x) => /^mountpoints-\d+\.img$/.test(x))) {
-    out.push(...decodeMountpoints(parseImage(await readFile(join(dir, n)))));
-  }
+  for (const n of await namesIn(dir, /^mountpoints-\d+\.img$/)) out.push(...mountpointsOf(await readImage(join(dir, n), KIND.mnts)));
   return out;
 }
 
 /** The external key of the dumped network namespace, if it was external. */
 export async function readNetnsExtKey(dir: string): Promise<string | undefined> {
-  for (const n of (await readdir(dir)).filter((x) => /^netns-\d+\.img$/.test(x))) {
-    const img = parseImage(await readFile(join(dir, n)));
-    for (const e of img.entries) {
-      const k = getString(decodeMessage(e), 8);
-      if (k !== undefined && k !== '') return k;
-    }
+  for (const n of await namesIn(dir, /^netns-\d+\.img$/)) {
+    for (const e of await readEntries(join(dir, n), KIND.netns)) if (e.extKey !== '') return e.extKey;
   }
   return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // stats-dump (CRIU's own counters; times in microseconds)
-
-export const STATS_MAGIC = 0x57093306;
 
 export interface DumpStats {
   freezingUs: number;
@@ -548,25 +450,20 @@ export interface DumpStats {
   pagesLazy: number;
 }
 
-export function decodeDumpStats(img: ImageFile): DumpStats | undefined {
-  const e = img.entries[0];
-  if (e === undefined) return undefined;
-  const dump = getBytes(decodeMessage(e), 1)[0];
-  if (dump === undefined) return undefined;
-  const f = decodeMessage(dump);
-  const n = (no: number): number => Number(getVarint(f, no) ?? 0n);
+export function dumpStatsOf(img: Image): DumpStats | undefined {
+  const d = messagesOf(img, KIND.stats.schema)[0]?.dump;
+  if (d === undefined) return undefined;
   return {
-    freezingUs: n(1),
-    frozenUs: n(2),
-    memdumpUs: n(3),
-    memwriteUs: n(4),
-    pagesScanned: n(5),
-    pagesWritten: n(7),
-    pagesLazy: n(9),
+    freezingUs: d.freezingTime,
+    frozenUs: d.frozenTime,
+    memdumpUs: d.memdumpTime,
+    memwriteUs: d.memwriteTime,
+    pagesScanned: Number(d.pagesScanned),
+    pagesWritten: Number(d.pagesWritten),
+    pagesLazy: Number(d.pagesLazy),
   };
 }
 
 export async function readDumpStats(dir: string): Promise<DumpStats | undefined> {
-  const img = await readImageFile(join(dir, 'stats-dump'), STATS_MAGIC);
-  return decodeDumpStats(img);
+  return dumpStatsOf(await readImage(join(dir, 'stats-dump'), KIND.stats));
 }
