@@ -62,13 +62,13 @@ test('requestedTokenSource renews at 80% of the lifetime', async () => {
   assert.equal(await src.token(), 't2');
 });
 
-test('Authenticator: LRU eviction one by one, TokenReview rate limit, one review for concurrent requests', async () => {
+test('Authenticator: LRU eviction one by one, refusals apart, TokenReview rate limit, one review for concurrent requests', async () => {
   const clock = new FakeClock();
   let reviews = 0;
   const a = new Authenticator({
     allowedUsers: ['system:serviceaccount:ns:ctl'],
     clock,
-    limits: { cacheEntries: 3, cacheTtlMs: 30_000, reviewsPerSecond: 2, reviewBurst: 4 },
+    limits: { cacheEntries: 3, cacheTtlMs: 30_000, reviewsPerSecond: 2, reviewBurst: 5 },
     review: async (token, aud) => {
       reviews++;
       await new Promise((r) => setImmediate(r));
@@ -83,21 +83,23 @@ test('Authenticator: LRU eviction one by one, TokenReview rate limit, one review
   for (const t of ['good-token-2', 'good-token-3']) assert.equal((await a.authenticate(h(t))).ok, true);
   assert.equal(reviews, 3);
   assert.equal((await a.authenticate(h('good-token-1'))).ok, true, 'token 1 is the most recently used now');
-  assert.equal((await a.authenticate(h('forged-token-1'))).ok, false);
-  assert.equal(reviews, 4, 'the burst is used up');
+  assert.equal((await a.authenticate(h('good-token-4'))).ok, true);
   assert.equal(a.cached, 3, 'bounded: token 2 (least recently used) was evicted');
+  assert.equal((await a.authenticate(h('forged-token-1'))).ok, false);
+  assert.equal((await a.authenticate(h('forged-token-1'))).ok, false, 'a refusal is remembered too');
+  assert.equal(reviews, 5, 'the burst is used up');
+  assert.equal(a.cached, 3, 'a refusal evicts no accepted caller');
   // A flood of new tokens: refused with 429 and Retry-After, no review asked, the cached answers unharmed.
   for (let i = 0; i < 50; i++) {
     const d = await a.authenticate(h(`forged-flood-${i}`));
     assert.deepEqual(d.ok === false && d.status, 429);
     assert.equal(d.ok === false && d.status === 429 && d.retryAfterS, 1);
   }
-  assert.equal(reviews, 4);
-  assert.equal((await a.authenticate(h('good-token-1'))).ok, true);
-  assert.equal((await a.authenticate(h('good-token-3'))).ok, true);
-  assert.equal(reviews, 4, 'cached tokens need no review');
-  assert.equal((await a.authenticate(h('good-token-2'))).ok === false, true, 'evicted, and no token to review it now');
+  assert.equal(reviews, 5);
+  for (const t of ['good-token-1', 'good-token-3', 'good-token-4']) assert.equal((await a.authenticate(h(t))).ok, true);
+  assert.equal(reviews, 5, 'cached tokens need no review');
+  assert.equal((await a.authenticate(h('good-token-2'))).ok, false, 'evicted, and no token to review it now');
   clock.advance(500);
   assert.equal((await a.authenticate(h('good-token-2'))).ok, true, 'a token refilled after 1/rate');
-  assert.equal(reviews, 5);
+  assert.equal(reviews, 6);
 });

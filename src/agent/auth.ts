@@ -43,7 +43,8 @@ export type AuthDecision =
 
 /** How much TokenReview an agent asks of the API server, and how long it remembers the answers. */
 export interface AuthLimits {
-  /** Answers remembered (positive and negative), least recently used evicted first (--token-cache-size). */
+  /** Accepted tokens remembered, least recently used evicted first (--token-cache-size); refusals are kept
+   * apart in a quarter of that (at least 16), so made-up tokens never push out an accepted caller. */
   cacheEntries: number;
   /** How long an answer is remembered (--token-cache-ttl-seconds); a refusal for a fifth of it. */
   cacheTtlMs: number;
@@ -62,7 +63,9 @@ export const DEFAULT_AUTH_LIMITS: AuthLimits = { cacheEntries: 4096, cacheTtlMs:
  * new tokens go through a token bucket, so a flood of made-up tokens cannot flood the API server (429).
  */
 export class Authenticator {
+  /** Accepted callers, and apart from them the refusals, so that made-up tokens never evict an accepted one. */
   private readonly cache: LruCache<string, AuthDecision>;
+  private readonly refused: LruCache<string, AuthDecision>;
   private readonly inflight = new Map<string, Promise<AuthDecision>>();
   private readonly bucket: TokenBucket;
   private readonly allowed: Set<string>;
@@ -76,10 +79,11 @@ export class Authenticator {
     this.review = opts.review;
     this.limits = { ...DEFAULT_AUTH_LIMITS, ...opts.limits };
     this.cache = new LruCache({ maxEntries: this.limits.cacheEntries, clock: opts.clock });
+    this.refused = new LruCache({ maxEntries: Math.max(16, Math.ceil(this.limits.cacheEntries / 4)), clock: opts.clock });
     this.bucket = new TokenBucket({ perSecond: this.limits.reviewsPerSecond, burst: this.limits.reviewBurst, clock: opts.clock });
   }
 
-  /** Cached answers right now. */
+  /** Accepted callers cached right now. */
   get cached(): number {
     return this.cache.size;
   }
@@ -88,7 +92,7 @@ export class Authenticator {
     const token = bearerToken(headers);
     if (token === undefined) return { ok: false, status: 401, message: 'missing bearer token' };
     const key = createHash('sha256').update(token).digest('hex');
-    const hit = this.cache.get(key);
+    const hit = this.cache.get(key) ?? this.refused.get(key);
     if (hit !== undefined) return hit;
     const pending = this.inflight.get(key);
     if (pending !== undefined) return await pending;
@@ -121,7 +125,8 @@ export class Authenticator {
       // The API server could not be asked: refuse, and do not cache the refusal.
       return { ok: false, status: 401, message: 'token review failed' };
     }
-    this.cache.set(key, decision, decision.ok ? this.limits.cacheTtlMs : Math.ceil(this.limits.cacheTtlMs / 5));
+    if (decision.ok) this.cache.set(key, decision, this.limits.cacheTtlMs);
+    else this.refused.set(key, decision, Math.ceil(this.limits.cacheTtlMs / 5));
     return decision;
   }
 }

@@ -95,6 +95,8 @@ export class AgentClient {
     req: RestoreCheckRequest,
     archive: { path: string; sha256: string },
     timeoutMs: number,
+    /** Cancels the upload and the wait (the source operation was deleted). */
+    signal?: AbortSignal,
   ): Promise<RestoreCheckResult> {
     const size = (await stat(archive.path)).size;
     const headers = {
@@ -103,11 +105,11 @@ export class AgentClient {
       [HEADER_SHA256]: archive.sha256,
       [HEADER_REQUEST]: encodeHeaderJson(req),
     };
-    const r = await this.send(baseUrl, 'POST', `/v1/probes/${uid}/restore-check`, headers, archive.path, timeoutMs);
+    const r = await this.send(baseUrl, 'POST', `/v1/probes/${uid}/restore-check`, headers, archive.path, timeoutMs, signal);
     return parseJson<RestoreCheckResult>(r);
   }
 
-  private async send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | string | undefined, timeoutMs: number): Promise<RawResponse> {
+  private async send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | string | undefined, timeoutMs: number, cancel?: AbortSignal): Promise<RawResponse> {
     const token = await this.tokens.token();
     const url = new URL(path, baseUrl);
     const tls = url.protocol === 'https:';
@@ -116,7 +118,7 @@ export class AgentClient {
     return new Promise<RawResponse>((resolve, reject) => {
       const req = requestFn(
         url,
-        { method, headers: { ...headers, authorization: `Bearer ${token}`, accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs), ...tlsOpts },
+        { method, headers: { ...headers, authorization: `Bearer ${token}`, accept: 'application/json' }, signal: cancel ? AbortSignal.any([AbortSignal.timeout(timeoutMs), cancel]) : AbortSignal.timeout(timeoutMs), ...tlsOpts },
         (res) => {
           const chunks: Buffer[] = [];
           let n = 0;

@@ -13,8 +13,9 @@ import type { HttpLimits } from './server.ts';
 
 /** The engine's functions the agent uses (src/engine/probe.ts, facts.ts, dump.ts), injectable for tests. */
 export interface AgentEngine {
-  /** Source half: preflight + dump check; `bundleDir` set when the dump produced images. */
-  sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string): Promise<DumpCheckResult>;
+  /** Source half: preflight + dump check; `bundleDir` set when the dump produced images. `signal` cancels it
+   * (the workload is left running, then it rejects). */
+  sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, signal?: AbortSignal): Promise<DumpCheckResult>;
   /** Target half: compatibility + restore check of a received bundle. */
   targetRestoreCheck(bundleDir: string, opts: ProbeOptions, target: TargetRoot, sourceFacts?: NodeFacts): Promise<RestoreCheckResult>;
   collectNodeFacts(criu: string): Promise<NodeFacts>;

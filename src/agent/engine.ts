@@ -1,7 +1,7 @@
 // The probe engine as the agent uses it (src/engine/api.ts contract).
 
 import type { AgentEngine } from './deps.ts';
-import { checkRestoreOnly, sourceDumpCheck, targetRestoreCheck } from '../engine/probe.ts';
+import { checkRestoreOnly, defaultProbeDeps, sourceDumpCheck, targetRestoreCheck } from '../engine/probe.ts';
 import { collectNodeFacts } from '../engine/facts.ts';
 import { recoverFrozen } from '../engine/dump.ts';
 
@@ -9,7 +9,7 @@ export { recoverFrozen };
 
 export function loadEngine(): Promise<AgentEngine> {
   return Promise.resolve({
-    sourceDumpCheck: (ref, opts, workDir) => sourceDumpCheck(ref, opts, workDir),
+    sourceDumpCheck: (ref, opts, workDir, signal) => sourceDumpCheck(ref, opts, workDir, defaultProbeDeps, signal),
     targetRestoreCheck: (bundleDir, opts, target, facts) => targetRestoreCheck(bundleDir, opts, target, facts),
     collectNodeFacts: (criu) => collectNodeFacts(criu),
     checkRestoreOnly: (src, opts, target) => checkRestoreOnly(src, opts, target),

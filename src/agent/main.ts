@@ -19,6 +19,7 @@ import { Authenticator, DEFAULT_AUTH_LIMITS, fileTokenSource, requestedTokenSour
 import { AgentClient } from './client.ts';
 import { kubePodLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
 import { AgentServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from './server.ts';
+import { isProbeUid } from './protocol.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
 import { criuTooOld, resolveCriu } from '../engine/criu.ts';
 import { runtimeSocketProblem } from '../engine/ctr.ts';
@@ -100,8 +101,12 @@ async function main(): Promise<void> {
   log.info('CRIU', { path: criu, version: criuVersion });
 
   // A previous run may have died mid-dump: thaw whatever it left frozen before anything else.
-  const recovered = await recoverFrozen(workRoot);
-  for (const r of recovered) log.warn('thawed a workload left frozen by a previous run', { marker: r.marker, actions: r.actions });
+  // Only markers in the source operations' own folders (<work-dir>/<probe UID>/), never in a target's (received) one.
+  const recovered = await recoverFrozen(workRoot, isProbeUid);
+  for (const r of recovered) {
+    if (r.actions[0]?.startsWith('ignored:') === true) log.warn('ignored a freeze marker migprobe did not write', { marker: r.marker, why: r.actions[0] });
+    else log.warn('thawed a workload left frozen by a previous run', { marker: r.marker, actions: r.actions });
+  }
   // Every dump and image lookup dials containerd: a socket that is not there is a configuration error, said now
   // (after the recovery above, which needs no containerd).
   const address = values['containerd-address'] ?? '';

@@ -3,7 +3,8 @@
 //
 //   PUT    /v1/probes/{uid}                 controller -> source agent: start (idempotent by probe UID)
 //   GET    /v1/probes/{uid}                 controller -> agent: the operation's state (404: unknown UID)
-//   DELETE /v1/probes/{uid}                 controller -> agent: forget it and delete node-side artifacts
+//   DELETE /v1/probes/{uid}                 controller -> agent: cancel it if running (workload left running),
+//                                           forget it, delete node-side artifacts (204; 202 while it finishes)
 //   POST   /v1/probes/{uid}/restore-check   source agent -> target agent: tar.gz image set as the body,
 //                                           x-migprobe-sha256 + content-length headers, x-migprobe-request
 //                                           (base64url JSON of RestoreCheckRequest); answers RestoreCheckResult

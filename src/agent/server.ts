@@ -186,8 +186,9 @@ export class AgentServer {
         }
         case 'DELETE': {
           req.resume();
-          await this.ops.forget(uid);
-          res.writeHead(204).end();
+          // A running operation is cancelled first; 202 when it is still finishing (it is forgotten when done).
+          if (await this.ops.forget(uid)) sendJson(res, 202, { uid, state: 'Cancelling' });
+          else res.writeHead(204).end();
           return;
         }
         default:

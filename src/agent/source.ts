@@ -46,27 +46,45 @@ export class SourceSide {
     this.closing = true;
   }
 
-  /** PUT: start the source half, or return the existing operation with this UID. */
+  /**
+   * PUT: start the source half, or return the existing operation with this UID (same container). The operation
+   * is registered before the first await, so a concurrent PUT for the UID or the container gets 409.
+   */
   async start(uid: string, req: StartRequest, log: Logger): Promise<OperationStatus> {
     const c = this.d.config;
     const existing = this.d.ops.get(uid);
-    if (existing) return existing.status;
+    if (existing) {
+      if (existing.admitting === true) throw new HttpError(409, 'OperationInProgress', `probe ${uid} is already being started on this agent (a concurrent PUT); GET /v1/probes/${uid} for its state`, 1);
+      if (existing.container !== undefined && existing.container !== req.containerId) {
+        throw new HttpError(409, 'OperationInProgress', `probe ${uid} already has an operation on this agent for container ${existing.container}, not ${req.containerId}`);
+      }
+      return existing.status;
+    }
     if (this.closing) throw new HttpError(503, 'AgentUnavailable', 'agent is shutting down', 2);
     if (req.target.nodeName === c.nodeName) throw new HttpError(409, 'SameNode', 'the target node is this node');
-    // Refuse work for pods that are not on this node, or whose container is not the one named.
-    const pod = await this.d.pods(req.namespace, req.podName);
-    if (!pod) throw new HttpError(404, 'PodNotFound', `pod ${req.namespace}/${req.podName} not found`);
-    if (pod.nodeName !== c.nodeName) throw new HttpError(403, 'PodNotOnNode', `pod ${req.namespace}/${req.podName} is not on node ${c.nodeName}`);
-    if (pod.containerIds[req.containerName] !== `containerd://${req.containerId}`) {
-      throw new HttpError(409, 'ContainerNotFound', `container ${req.containerName} of pod ${req.namespace}/${req.podName} is not containerd://${req.containerId}`);
-    }
-    let checkpoint: Checkpoint | undefined;
-    if (req.mode === 'RestoreOnly') checkpoint = await this.resolveCheckpoint(req.checkpointPath ?? '');
     if (this.running >= c.maxConcurrentDumps) throw new HttpError(429, 'Busy', 'too many dumps running on this node', 1);
-    this.running++;
     const status: OperationStatus = { uid, role: 'source', state: 'Running', stage: 'preflight', startedAt: new Date(this.d.clock.now()).toISOString() };
-    const op: Operation = { status, dir: this.d.ops.dirOf(uid), done: Promise.resolve() };
-    this.d.ops.add(op);
+    const abort = new AbortController();
+    const op: Operation = { status, dir: this.d.ops.dirOf(uid), done: Promise.resolve(), abort, container: req.containerId, admitting: true };
+    this.d.ops.claim(op); // no await above this line
+    this.running++;
+    let checkpoint: Checkpoint | undefined;
+    try {
+      // Refuse work for pods that are not on this node, or whose container is not the one named.
+      const pod = await this.d.pods(req.namespace, req.podName);
+      if (!pod) throw new HttpError(404, 'PodNotFound', `pod ${req.namespace}/${req.podName} not found`);
+      if (pod.nodeName !== c.nodeName) throw new HttpError(403, 'PodNotOnNode', `pod ${req.namespace}/${req.podName} is not on node ${c.nodeName}`);
+      if (pod.containerIds[req.containerName] !== `containerd://${req.containerId}`) {
+        throw new HttpError(409, 'ContainerNotFound', `container ${req.containerName} of pod ${req.namespace}/${req.podName} is not containerd://${req.containerId}`);
+      }
+      if (req.mode === 'RestoreOnly') checkpoint = await this.resolveCheckpoint(req.checkpointPath ?? '');
+      if (abort.signal.aborted) throw new HttpError(409, 'OperationInProgress', `probe ${uid} was deleted while it was being started`);
+    } catch (e) {
+      this.running--;
+      this.d.ops.release(op);
+      throw e;
+    }
+    op.admitting = false;
     log.info('source operation started', { pod: `${req.namespace}/${req.podName}`, container: req.containerId, target: req.target.nodeName, mode: req.mode });
     op.done = this.run(op, req, checkpoint, log).finally(() => {
       this.running--;
@@ -95,6 +113,7 @@ export class SourceSide {
   private async run(op: Operation, req: StartRequest, checkpoint: Checkpoint | undefined, log: Logger): Promise<void> {
     const t0 = this.d.clock.now();
     const st = op.status;
+    const signal = op.abort?.signal ?? new AbortController().signal;
     // The outcome is published only after the work folder is gone, so "Done" also means "cleaned up".
     let outcome: Pick<OperationStatus, 'state' | 'verdict' | 'error'>;
     try {
@@ -107,8 +126,9 @@ export class SourceSide {
         st.stage = 'dump';
         const ref: ContainerRef = { containerId: req.containerId, namespace: this.d.config.containerd.namespace };
         if (this.d.config.containerd.address !== undefined) ref.containerdAddress = this.d.config.containerd.address;
-        dump = await this.d.engine.sourceDumpCheck(ref, req.options, op.dir);
+        dump = await this.d.engine.sourceDumpCheck(ref, req.options, op.dir, signal);
       }
+      signal.throwIfAborted();
       let transfer: TransferOutcome | undefined;
       let restore: RestoreCheckResult | undefined;
       if (hasImages(dump)) {
@@ -116,13 +136,15 @@ export class SourceSide {
         const shipped = await this.ship(op, req, checkpoint ?? { path: dump.bundleDir, kind: 'imagesDir' }, checkpoint !== undefined, log);
         transfer = shipped.transfer;
         restore = shipped.restore;
+        signal.throwIfAborted();
       }
       const verdict = composeVerdict({ dump, ...(transfer ? { transfer } : {}), ...(restore ? { restore } : {}), totalMs: this.d.clock.now() - t0 });
       outcome = { state: 'Done', verdict };
       log.info('source operation done', { migratable: verdict.migratable, reasons: verdict.reasons.map((r) => r.code) });
     } catch (e) {
-      const error: Reason =
-        e instanceof OperationFailed
+      const error: Reason = signal.aborted
+        ? { code: 'InternalError', phase: stagePhase(st.stage), message: `agent on ${this.d.config.nodeName}: the probe was deleted during its ${st.stage} stage; the operation was cancelled and the workload left running`, hint: 'create the MigrationProbe again to re-run it' }
+        : e instanceof OperationFailed
           ? e.reason
           : { code: 'InternalError', phase: stagePhase(st.stage), message: `agent on ${this.d.config.nodeName}: ${(e as Error).message}`.slice(0, 2048), hint: 'see the agent log on that node' };
       outcome = { state: 'Failed', error };
@@ -169,7 +191,7 @@ export class SourceSide {
     for (;;) {
       try {
         op.status.stage = 'restore';
-        const restore = await this.d.peer.restoreCheck(req.target.url, op.status.uid, rreq, { path: archive, sha256 }, Math.max(1000, deadline - clock.now()));
+        const restore = await this.d.peer.restoreCheck(req.target.url, op.status.uid, rreq, { path: archive, sha256 }, Math.max(1000, deadline - clock.now()), op.abort?.signal);
         // The target measured nothing of the transfer; the upload and restore overlap in one request, so the
         // transfer time is the request time minus the restore time the target reports.
         const total = clock.now() - t0;
@@ -179,7 +201,8 @@ export class SourceSide {
       } catch (e) {
         if (e instanceof AgentHttpError && e.status === 429 && clock.now() + 1000 < deadline) {
           // The target is busy: retry after its Retry-After, within the probe's timeout.
-          await sleep(clock, e.retryAfterMs ?? 1000);
+          await sleep(clock, e.retryAfterMs ?? 1000, op.abort?.signal);
+          op.abort?.signal.throwIfAborted();
           continue;
         }
         if (e instanceof AgentHttpError && e.body?.code === 'ImageTooLarge') return fail('ImageTooLarge', e.body.message, 'raise the target agent cap (--max-bundle-bytes)');

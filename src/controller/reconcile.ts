@@ -206,7 +206,9 @@ export class ProbeReconciler {
       this.unreachableSince.delete(uid);
     } catch (e) {
       this.release(uid);
-      if (e instanceof AgentHttpError && (e.status === 429 || e.status === 503)) {
+      // Busy, shutting down, or a conflict that passes (409 with Retry-After: the UID or the container has a
+      // running operation on the agent): wait and retry.
+      if (e instanceof AgentHttpError && (e.status === 429 || e.status === 503 || (e.status === 409 && e.retryAfterMs !== undefined))) {
         if (p.status?.phase !== 'Pending') await this.writePending(p, v.sourceNode, 'the source agent is busy');
         return { requeueAfterMs: e.retryAfterMs ?? 1000 };
       }

@@ -8,9 +8,9 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdir, readFile, readdir, rename, rm, writeFile, stat } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import type { DumpCheckResult, NodeFacts, ProbeOptions } from './api.ts';
 import type { Reason } from '../verdict.ts';
 import { dumpArgs } from './criu-args.ts';
@@ -76,6 +76,8 @@ export interface DumpHooks {
   timeoutWhenFrozen?: boolean;
   /** Test hook: called with CRIU's pid right after it starts. */
   onCriuStarted?: (pid: number) => void;
+  /** Test hook: called with CRIU's pid when the workload is first seen stopped (CRIU holds it). */
+  onWorkloadStopped?: (criuPid: number) => void;
 }
 
 export const MARKER_NAME = 'frozen-by-migprobe.json';
@@ -101,10 +103,15 @@ export interface FrozenMarker {
  */
 export const CRIU_INTERRUPT_GRACE_MS = 7000;
 
-/** Interrupts CRIU: SIGALRM to its main process (not its group: a helper without CRIU's handler would just die). */
+/**
+ * Interrupts CRIU: SIGALRM to its main process (not its group: a helper without CRIU's handler would just die),
+ * and SIGCONT, so that a CRIU someone stopped sees the interrupt too (CRIU holds its tasks by ptrace, not by
+ * a stop signal: SIGCONT touches only CRIU).
+ */
 export function interruptCriu(pid: number): void {
   try {
     process.kill(pid, 'SIGALRM');
+    process.kill(pid, 'SIGCONT');
   } catch {
     // gone already
   }
@@ -119,10 +126,52 @@ export function killGroup(pgid: number): void {
   }
 }
 
-/** Write the marker atomically: a crash mid-write must not leave an empty marker. */
+/** Write the marker atomically (a crash mid-write must not leave an empty marker), readable by us only. */
 async function writeMarker(path: string, marker: FrozenMarker): Promise<void> {
-  await writeFile(`${path}.tmp`, JSON.stringify(marker));
+  await writeFile(`${path}.tmp`, JSON.stringify(marker), { mode: 0o600 });
   await rename(`${path}.tmp`, path);
+}
+
+/** Largest marker file recovery reads. */
+const MAX_MARKER_BYTES = 64 * 1024;
+const PID_MAX = 4_194_304;
+
+function isPid(x: unknown): x is number {
+  return typeof x === 'number' && Number.isInteger(x) && x > 1 && x <= PID_MAX;
+}
+
+/**
+ * A marker's text -> the marker, or why it is not one migprobe wrote: only known fields, PIDs in range, a freezer
+ * folder under /sys/fs/cgroup/ (normalized, no `..`), the network namespace of its own PID. Pure.
+ */
+export function parseMarker(text: string): FrozenMarker | string {
+  let j: unknown;
+  try {
+    j = JSON.parse(text);
+  } catch {
+    return 'not JSON';
+  }
+  if (j === null || typeof j !== 'object' || Array.isArray(j)) return 'not an object';
+  const m = j as Record<string, unknown>;
+  const known = new Set(['pid', 'pids', 'stoppedBefore', 'netnsPath', 'freezerCgroupDir', 'criuPid', 'since']);
+  const extra = Object.keys(m).filter((k) => !known.has(k));
+  if (extra.length > 0) return `unknown fields ${extra.join(',')}`;
+  if (!isPid(m.pid)) return 'bad pid';
+  if (!Array.isArray(m.pids) || m.pids.length > 65_536 || !m.pids.every(isPid)) return 'bad pids';
+  if (m.stoppedBefore !== undefined && (!Array.isArray(m.stoppedBefore) || m.stoppedBefore.length > 65_536 || !m.stoppedBefore.every(isPid))) return 'bad stoppedBefore';
+  if (m.criuPid !== undefined && !isPid(m.criuPid)) return 'bad criuPid';
+  if (typeof m.since !== 'string' || Number.isNaN(Date.parse(m.since))) return 'bad since';
+  if (m.freezerCgroupDir !== undefined) {
+    const d = m.freezerCgroupDir;
+    if (typeof d !== 'string' || !d.startsWith('/sys/fs/cgroup/') || posix.normalize(d) !== d || d.split('/').includes('..')) return 'freezerCgroupDir outside /sys/fs/cgroup';
+  }
+  if (m.netnsPath !== undefined && m.netnsPath !== `/proc/${m.pid}/ns/net`) return 'netnsPath is not the network namespace of pid';
+  const out: FrozenMarker = { pid: m.pid, pids: m.pids, since: m.since };
+  if (m.stoppedBefore !== undefined) out.stoppedBefore = m.stoppedBefore;
+  if (m.criuPid !== undefined) out.criuPid = m.criuPid;
+  if (m.freezerCgroupDir !== undefined) out.freezerCgroupDir = m.freezerCgroupDir as string;
+  if (m.netnsPath !== undefined) out.netnsPath = m.netnsPath;
+  return out;
 }
 
 /** The page-server command struct (u32 cmd, 4 bytes padding, u64 nr_pages, u64 vaddr, u64 dst_id). */
@@ -216,36 +265,42 @@ export async function releaseNetworkLock(netnsPath: string, runner: Runner = run
 }
 
 /**
- * An agent runs this at start-up: thaw whatever a crashed run left frozen. It finds every marker under `workRoot`
- * (at most two levels deep), kills the CRIU that was running if it still is, thaws, verifies, removes the marker.
+ * An agent runs this at start-up: thaw whatever a crashed run left frozen. It trusts only markers in its own
+ * layout: `<workRoot>/<name>/frozen-by-migprobe.json` exactly, for the names `ownsDir` says are its own dump
+ * folders (the agent: probe UIDs; never a target folder, so never a received bundle), each folder and marker a
+ * real directory and file (no symlink) owned by us and not readable by others, in the format dumpCheck writes
+ * (parseMarker). Anything else is left alone and reported as ignored. For each marker it kills the CRIU that
+ * was running if it still is, thaws, verifies, removes the marker.
  */
-export async function recoverFrozen(workRoot: string): Promise<{ marker: string; actions: string[] }[]> {
-  const found: string[] = [];
-  const walk = async (dir: string, depth: number): Promise<void> => {
-    let names: string[];
+export async function recoverFrozen(workRoot: string, ownsDir: (name: string) => boolean): Promise<{ marker: string; actions: string[] }[]> {
+  const found: { path: string; marker: FrozenMarker }[] = [];
+  const ignored: { marker: string; actions: string[] }[] = [];
+  let names: string[];
+  try {
+    names = await readdir(workRoot);
+  } catch {
+    return [];
+  }
+  const uid = process.getuid?.() ?? 0;
+  for (const n of names) {
+    if (!ownsDir(n)) continue;
+    const dir = join(workRoot, n);
+    const path = join(dir, MARKER_NAME);
     try {
-      names = await readdir(dir);
+      if (!(await lstat(dir)).isDirectory()) continue;
+      const st = await lstat(path);
+      const why = !st.isFile() ? 'not a regular file' : st.uid !== uid ? `owned by uid ${st.uid}` : (st.mode & 0o077) !== 0 ? 'readable by others' : st.size > MAX_MARKER_BYTES ? 'too large' : undefined;
+      const parsed = why === undefined ? parseMarker(await readFile(path, 'utf8')) : why;
+      if (typeof parsed === 'string') ignored.push({ marker: path, actions: [`ignored: not a marker migprobe wrote (${parsed})`] });
+      else found.push({ path, marker: parsed });
     } catch {
-      return;
+      // no marker there, or raced away
     }
-    for (const n of names) {
-      const p = join(dir, n);
-      if (n === MARKER_NAME) found.push(p);
-      else if (depth > 0) {
-        try {
-          if ((await stat(p)).isDirectory()) await walk(p, depth - 1);
-        } catch {
-          // raced away
-        }
-      }
-    }
-  };
-  await walk(workRoot, 2);
-  const out: { marker: string; actions: string[] }[] = [];
-  for (const marker of found) {
+  }
+  const out: { marker: string; actions: string[] }[] = [...ignored];
+  for (const { path: marker, marker: m } of found) {
     const actions: string[] = [];
     try {
-      const m = JSON.parse(await readFile(marker, 'utf8')) as FrozenMarker;
       if (m.criuPid !== undefined && isCriu(m.criuPid)) {
         // Interrupt it so that it cures and releases the tasks itself; SIGKILL only if it will not stop.
         const criuPid = m.criuPid;
@@ -271,7 +326,7 @@ export async function recoverFrozen(workRoot: string): Promise<{ marker: string;
       if (m.netnsPath !== undefined) actions.push(...(await releaseNetworkLock(m.netnsPath)));
       if (r.stillStopped.length > 0) actions.push(`still stopped: ${r.stillStopped.join(',')}`);
     } catch (e) {
-      actions.push(`unreadable marker: ${(e as Error).message}`);
+      actions.push(`recovery failed: ${(e as Error).message}`);
     }
     await rm(marker, { force: true });
     out.push({ marker, actions });
@@ -300,6 +355,8 @@ export interface DumpCheckInput {
   /** Full dump (page contents written, no lazy pages): used by the baseline in bench/ and by tests. */
   full?: boolean;
   hooks?: DumpHooks;
+  /** Cancels the dump (the agent's DELETE): CRIU is interrupted as on a timeout and the workload made to run. */
+  signal?: AbortSignal;
   /** Tests only: keep the lazy entries in the pagemaps (a restore of such images never finishes). */
   keepLazyPagemap?: boolean;
 }
@@ -359,6 +416,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   const watch = watchFreeze(subject.pids, {
     ...(subject.freezerCgroupDir === undefined ? {} : { freezerStatePath: join(subject.freezerCgroupDir, 'freezer.state') }),
     onFirstStop: () => {
+      if (criu.proc?.pid !== undefined) input.hooks?.onWorkloadStopped?.(criu.proc.pid);
       if (input.hooks?.timeoutWhenFrozen === true) criu.expire?.();
     },
   });
@@ -391,6 +449,10 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   };
   criu.expire = expire;
   const timer = setTimeout(expire, options.timeoutMs);
+  // A cancel interrupts CRIU the way a timeout does (the caller discards the result).
+  const onAbort = (): void => expire();
+  if (input.signal?.aborted === true) expire();
+  input.signal?.addEventListener('abort', onAbort, { once: true });
   let pageServerError: string | undefined;
   // fd 3 of CRIU is one end of a unix socket pair (node's 'pipe'). CRIU's lazy page server reads commands from it
   // once the dump is done; the first one it will find is CLOSE: nothing will be fetched.
@@ -415,6 +477,7 @@ export async function dumpCheck(input: DumpCheckInput): Promise<DumpCheckOutput>
   });
   clearTimeout(timer);
   clearTimeout(lastResort);
+  input.signal?.removeEventListener('abort', onAbort);
   const dumpMs = performance.now() - started;
   const freeze = await watch.stop();
 

@@ -4,8 +4,8 @@
 // FileDigest[]; compareRootfs(digests, rootDir) -> Reason[] (phase 'compat').
 
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readFile, readlink, rename, stat, writeFile } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { lstat, mkdir, open, readFile, readlink, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname, machine, release } from 'node:os';
 import { posix } from 'node:path';
 import type { Reason } from '../verdict.ts';
@@ -137,7 +137,8 @@ export function mappedPaths(maps: string): string[] {
 /**
  * sha256 of the executable and every file-backed mapping of every process, read through /proc/<pid>/root
  * (the container's view). Only files on the container's root filesystem are hashed: a file on a bind mount
- * or tmpfs is not part of the image the target restores from.
+ * or tmpfs is not part of the image the target restores from. Each file is opened with openInRoot, so a path
+ * the workload turned into a symlink (to a host file, say) is not followed and not hashed.
  */
 export async function hashMappedFiles(info: ContainerInfo, deps: Partial<FactsDeps> = {}): Promise<FileDigest[]> {
   const d: FactsDeps = { ...defaultDeps, ...deps };
@@ -160,17 +161,66 @@ export async function hashMappedFiles(info: ContainerInfo, deps: Partial<FactsDe
       const rel = p.replace(/^\/+/, '');
       if (seen.has(rel)) continue;
       if (rootMountId !== undefined && mountOfPath(p, info.mounts)?.mountId !== rootMountId) continue;
-      const full = `${d.proc}/${pid}/root/${rel}`;
+      const fh = await openInRoot(`${d.proc}/${pid}/root`, rel, rootMountId);
+      if (fh === undefined) continue;
       try {
-        const st = await stat(full);
-        if (!st.isFile()) continue;
-        seen.set(rel, { path: rel, sha256: await sha256File(full), size: st.size });
+        const st = await fh.stat();
+        seen.set(rel, { path: rel, sha256: await sha256Handle(fh), size: st.size });
       } catch {
-        // vanished or unreadable: nothing to compare
+        // unreadable: nothing to compare
+      } finally {
+        await fh.close();
       }
     }
   }
   return [...seen.values()].sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/** The mount ID an open file is on (`mnt_id` of /proc/self/fdinfo/<fd>). */
+async function mountIdOf(fh: FileHandle): Promise<number | undefined> {
+  const m = /^mnt_id:\s*(\d+)$/m.exec(await readFile(`/proc/self/fdinfo/${fh.fd}`, 'latin1'));
+  return m === null ? undefined : Number(m[1]);
+}
+
+/**
+ * Opens the regular file `rel` under `root` (a /proc/<pid>/root) for reading without following any symlink, as
+ * openat2 with RESOLVE_NO_SYMLINKS would: every component below `root` is lstat'ed and a symlink refused (a
+ * mapped file's path comes resolved from the kernel, so a symlink in it was put there since, by the workload),
+ * the file is opened with O_NOFOLLOW|O_NONBLOCK, and what was opened must be a regular file on the mount
+ * `mountId` (the container's root mount; without one, on the device of `root`), so a directory swapped for a
+ * symlink between the checks and the open cannot lead to a host file. Undefined when a check fails.
+ */
+export async function openInRoot(root: string, rel: string, mountId: number | undefined): Promise<FileHandle | undefined> {
+  const parts = rel.split('/').filter((x) => x !== '' && x !== '.');
+  if (parts.length === 0 || parts.includes('..')) return undefined;
+  let fh: FileHandle | undefined;
+  try {
+    for (let i = 1; i <= parts.length; i++) {
+      const st = await lstat(posix.join(root, ...parts.slice(0, i)));
+      if (st.isSymbolicLink() || (i < parts.length ? !st.isDirectory() : !st.isFile())) return undefined;
+    }
+    fh = await open(posix.join(root, ...parts), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const st = await fh.stat();
+    const onRoot = mountId !== undefined ? (await mountIdOf(fh)) === mountId : st.dev === (await stat(root)).dev;
+    if (st.isFile() && onRoot) return fh;
+  } catch {
+    // vanished, unreadable, or a symlink at the last component (ELOOP)
+  }
+  await fh?.close();
+  return undefined;
+}
+
+async function sha256Handle(fh: FileHandle): Promise<string> {
+  const h = createHash('sha256');
+  const buf = Buffer.alloc(1 << 20);
+  let pos = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+    if (bytesRead === 0) break;
+    h.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
+  }
+  return h.digest('hex');
 }
 
 /**

@@ -12,7 +12,8 @@
 //             rootfs-diff.tar the container's writable layer (absent when over ROOTFS_DIFF_CAP)
 //           ship that folder (tar it), then remove <workRoot>/<probe>.
 //   target: unpack it anywhere, targetRestoreCheck(dir, opts, { containerdAddress, namespace }), remove it.
-//   start-up: recoverFrozen(<workRoot>) (dump.ts) thaws whatever a crashed run left frozen.
+//   start-up: recoverFrozen(<workRoot>, isOwnDumpFolder) (dump.ts) thaws whatever a crashed run left frozen
+//             (markers only at <workRoot>/<probe>/, never in a received bundle).
 
 import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -131,7 +132,7 @@ interface SourceOutcome {
  * `check` runs on the resolved container before anything else and may throw (the one-host check's root
  * filesystem: a usage error, thrown to the caller).
  */
-async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps, check?: (info: ContainerInfo) => void): Promise<SourceOutcome> {
+async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps, check?: (info: ContainerInfo) => void, signal?: AbortSignal): Promise<SourceOutcome> {
   const detail: ProbeDetail = {};
   let criu: { path: string; version: string };
   try {
@@ -180,6 +181,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
     };
   }
   const fileDigests = await deps.hashMappedFiles(info);
+  signal?.throwIfAborted();
   const subject = subjectFromContainer(info, { externalTmpfs: deps.externalTmpfs !== false });
   const out = await dumpCheck({
     subject,
@@ -198,7 +200,10 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
       workloadRssBytes: pre.rssBytes,
     },
     ...(deps.dumpHooks === undefined ? {} : { hooks: deps.dumpHooks }),
+    ...(signal === undefined ? {} : { signal }),
   });
+  // Cancelled: the dump has made sure the workload runs; nothing more is done.
+  signal?.throwIfAborted();
   // Images exist exactly when CRIU's dump exited 0 within its timeout, whatever blockers were also found (a freeze
   // over budget, for one): then the bundle stays and the target half runs (compose.ts says why).
   const dumped = out.info.criuExitCode === 0 && !out.info.timedOut;
@@ -250,9 +255,10 @@ export async function shipRootfsDiff(upperdir: string, bundleDir: string, runner
  * Source half, for the node agent: preflight + dump check. The bundle lands in `<workDir>/bundle` (and
  * `bundleDir` is set) when the dump produced images; the caller owns workDir.
  */
-export async function sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps = defaultProbeDeps): Promise<DumpCheckResult> {
+/** The source half for the node agent; `signal` cancels it (a cancelled dump leaves the workload running, then throws). */
+export async function sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, deps: ProbeDeps = defaultProbeDeps, signal?: AbortSignal): Promise<DumpCheckResult> {
   await mkdir(workDir, { recursive: true });
-  const s = await runSource(ref, opts, workDir, deps);
+  const s = await runSource(ref, opts, workDir, deps, undefined, signal);
   const facts = await s.sourceFacts;
   if (facts !== undefined && hasImages(s.result)) await updateManifest(s.result.bundleDir, { sourceFacts: facts });
   return s.result;

@@ -118,12 +118,12 @@ void test('recoverFrozen thaws what a crashed run left frozen (freezer cgroup an
   // A crashed agent: freezer FROZEN and the marker it wrote before freezing.
   const stateFile = join(subject.freezerCgroupDir, 'freezer.state');
   t.after(async () => await writeFile(stateFile, 'THAWED').catch(() => undefined));
-  await writeFile(join(probeDir, MARKER_NAME), JSON.stringify({ pid: ci.initPid, pids: ci.pids, freezerCgroupDir: subject.freezerCgroupDir, since: new Date().toISOString() }));
+  await writeFile(join(probeDir, MARKER_NAME), JSON.stringify({ pid: ci.initPid, pids: ci.pids, freezerCgroupDir: subject.freezerCgroupDir, since: new Date().toISOString() }), { mode: 0o600 });
   await writeFile(stateFile, 'FROZEN');
   const frozenAt = await counter(c);
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(await counter(c), frozenAt, 'frozen for real');
-  const rec = await recoverFrozen(root);
+  const rec = await recoverFrozen(root, (n) => n === 'probe-1');
   assert.equal(rec.length, 1);
   assert.ok(rec[0]?.actions.some((a) => a.includes('THAWED')), JSON.stringify(rec));
   assert.equal((await readFile(stateFile, 'utf8')).trim(), 'THAWED');
@@ -133,8 +133,8 @@ void test('recoverFrozen thaws what a crashed run left frozen (freezer cgroup an
   process.kill(ci.initPid, 'SIGSTOP');
   for (let i = 0; i < 200 && !(await taskStates([ci.initPid])).includes('T'); i++) await new Promise((r) => setTimeout(r, 5));
   assert.ok((await taskStates([ci.initPid])).includes('T'), 'stopped for real');
-  await writeFile(join(probeDir, MARKER_NAME), JSON.stringify({ pid: ci.initPid, pids: ci.pids, since: new Date().toISOString() }));
-  const rec2 = await recoverFrozen(root);
+  await writeFile(join(probeDir, MARKER_NAME), JSON.stringify({ pid: ci.initPid, pids: ci.pids, since: new Date().toISOString() }), { mode: 0o600 });
+  const rec2 = await recoverFrozen(root, (n) => n === 'probe-1');
   assert.ok(rec2[0]?.actions.some((a) => a.startsWith('SIGCONT')), JSON.stringify(rec2));
   await counterAdvances(c, await counter(c));
 });
@@ -188,7 +188,7 @@ void test('the process running the dump dies mid-dump (a dying agent): the workl
   await counterAdvances(c, await counter(c));
   // The agent's restart finds the marker it left and makes sure, then removes it.
   assert.ok(existsSync(join(workDir, MARKER_NAME)), 'the dead agent left its marker');
-  const rec = await recoverFrozen(root);
+  const rec = await recoverFrozen(root, (n) => n === 'probe-1');
   assert.equal(rec.length, 1);
   assert.ok(!existsSync(join(workDir, MARKER_NAME)));
   await counterAdvances(c, await counter(c));
