@@ -25,6 +25,7 @@ export const REASON_CODES = [
   'UnsupportedMount',
   'LinkRemapNeeded',
   'NestedNamespace',
+  'NonLazyMemory',
   // dump
   'FreezeBudgetExceeded',
   'DumpFailed',
@@ -88,6 +89,27 @@ export interface Sizes {
   shippedBytes?: number;
   /** Resident memory of the container's process tree. */
   workloadRssBytes?: number;
+  /** Memory CRIU writes into the image set even with --lazy-pages, by kind (found by the preflight). */
+  nonLazyMemory?: NonLazyMemory;
+}
+
+/**
+ * Memory whose contents CRIU dumps into the image set (and so to the source node's disk and over the wire)
+ * even in lazy mode, in bytes. Only private anonymous pages that are not mlock'ed are left behind.
+ */
+export interface NonLazyMemory {
+  /** The sum of the kinds below. */
+  totalBytes: number;
+  /** mlock'ed private anonymous pages (VmFlags lo). */
+  mlockedBytes: number;
+  /** MAP_SHARED anonymous memory and memfds (each object once, however many tasks map it). */
+  sharedMemoryBytes: number;
+  /** SysV shared memory segments of the container's IPC namespace, attached or not. */
+  sysvShmBytes: number;
+  /** Copy-on-write (written) pages of private file mappings: data segments, MAP_PRIVATE files. */
+  dirtyPrivateFileBytes: number;
+  /** Files on the container's tmpfs mounts that CRIU archives (not made external): /dev/shm files, for one. */
+  tmpfsBytes: number;
 }
 
 export interface CriuVersions {

@@ -122,6 +122,7 @@ export function parseProbeOptions(v: unknown): ProbeOptions {
     ghostLimitBytes: int(o, 'ghostLimitBytes', 0, 1024 ** 3),
     freezeBudgetMs: int(o, 'freezeBudgetMs', 1, 600_000),
     timeoutMs: int(o, 'timeoutMs', 1000, 3_600_000),
+    ...(o['nonLazyMemoryLimitBytes'] === undefined ? {} : { nonLazyMemoryLimitBytes: int(o, 'nonLazyMemoryLimitBytes', 0, 1024 ** 4) }),
   };
 }
 

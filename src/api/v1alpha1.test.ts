@@ -11,8 +11,12 @@ test('probeOptionsFromSpec applies the CRD defaults', () => {
     ghostLimitBytes: 1048576,
     freezeBudgetMs: 2000,
     timeoutMs: 300000,
+    nonLazyMemoryLimitBytes: 64 * 1024 * 1024,
   });
-  const o = probeOptionsFromSpec({ podName: 'p', targetNodeName: 'n', timeoutSeconds: 30, options: { tcpEstablished: true, freezeBudgetMilliseconds: 500 } });
+  const o = probeOptionsFromSpec({
+    podName: 'p', targetNodeName: 'n', timeoutSeconds: 30, options: { tcpEstablished: true, freezeBudgetMilliseconds: 500, nonLazyMemoryLimitBytes: 4096 },
+  });
+  assert.equal(o.nonLazyMemoryLimitBytes, 4096);
   assert.equal(o.tcpEstablished, true);
   assert.equal(o.freezeBudgetMs, 500);
   assert.equal(o.timeoutMs, 30000);
@@ -30,6 +34,8 @@ test('a migratable verdict: every condition True, status fields in milliseconds'
   assert.equal(st.migratable, true);
   assert.deepEqual(st.timings, { freezeMilliseconds: 42, dumpMilliseconds: 200, totalMilliseconds: 900 });
   assert.deepEqual(st.sizes, { imageBytes: 60000, shippedBytes: 15000 });
+  const nonLazyMemory = { totalBytes: 3, mlockedBytes: 0, sharedMemoryBytes: 0, sysvShmBytes: 1, dirtyPrivateFileBytes: 2, tmpfsBytes: 0 };
+  assert.deepEqual(statusFromVerdict({ ...v, sizes: { imageBytes: 1, nonLazyMemory } }).sizes, { imageBytes: 1, nonLazyMemory });
   const c = conditionsForVerdict(v);
   assert.deepEqual(c.map((x) => [x.type, x.status]), [
     ['PreflightPassed', 'True'],

@@ -1,9 +1,9 @@
 // MigrationProbe v1alpha1: TypeScript types matching crds/migprobe.io_migrationprobes.yaml, and the pure
 // mapping from an engine Verdict to the resource's status. No I/O.
 
-import { DEFAULT_PROBE_OPTIONS, type ProbeOptions } from '../engine/api.ts';
+import { DEFAULT_PROBE_OPTIONS, NON_LAZY_MEMORY_LIMIT_BYTES, type ProbeOptions } from '../engine/api.ts';
 import { setCondition, type Condition } from '../kube/conditions.ts';
-import type { ProbePhase, Reason, Verdict } from '../verdict.ts';
+import type { NonLazyMemory, ProbePhase, Reason, Verdict } from '../verdict.ts';
 
 export const GROUP = 'migprobe.io';
 export const VERSION = 'v1alpha1';
@@ -37,6 +37,7 @@ export interface ProbeSpecOptions {
   extUnixSockets?: boolean;
   ghostLimitBytes?: number;
   freezeBudgetMilliseconds?: number;
+  nonLazyMemoryLimitBytes?: number;
 }
 
 export interface MigrationProbeSpec {
@@ -72,6 +73,7 @@ export interface StatusSizes {
   imageBytes?: number;
   shippedBytes?: number;
   workloadRssBytes?: number;
+  nonLazyMemory?: NonLazyMemory;
 }
 
 export interface MigrationProbeStatus {
@@ -120,6 +122,7 @@ export function probeOptionsFromSpec(spec: MigrationProbeSpec): ProbeOptions {
     extUnixSockets: o.extUnixSockets ?? false,
     ghostLimitBytes: o.ghostLimitBytes ?? DEFAULT_PROBE_OPTIONS.ghostLimitBytes,
     freezeBudgetMs: o.freezeBudgetMilliseconds ?? DEFAULT_PROBE_OPTIONS.freezeBudgetMs,
+    nonLazyMemoryLimitBytes: o.nonLazyMemoryLimitBytes ?? NON_LAZY_MEMORY_LIMIT_BYTES,
     timeoutMs: timeoutSecondsOf(spec) * 1000,
   };
 }
@@ -230,6 +233,7 @@ export function statusFromVerdict(v: Verdict): Pick<MigrationProbeStatus, 'phase
   if (v.sizes.imageBytes !== undefined) sizes.imageBytes = Math.round(v.sizes.imageBytes);
   if (v.sizes.shippedBytes !== undefined) sizes.shippedBytes = Math.round(v.sizes.shippedBytes);
   if (v.sizes.workloadRssBytes !== undefined) sizes.workloadRssBytes = Math.round(v.sizes.workloadRssBytes);
+  if (v.sizes.nonLazyMemory !== undefined) sizes.nonLazyMemory = { ...v.sizes.nonLazyMemory };
   const criu: { source?: string; target?: string } = {};
   if (v.criu.source !== undefined) criu.source = v.criu.source;
   if (v.criu.target !== undefined) criu.target = v.criu.target;

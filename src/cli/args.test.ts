@@ -18,12 +18,12 @@ void test('check --container with every option', () => {
   const c = parseArgs([
     'check', '--container=abc-1.x', '--namespace', 'default', '--address', '/run/c.sock', '--target-root', '/r',
     '--tcp-established', '--file-locks', '--ext-unix-sk', '--ghost-limit', '5M', '--freeze-budget', '300',
-    '--timeout', '20', '--work-dir', '/w', '--json', '--verbose',
+    '--timeout', '20', '--work-dir', '/w', '--json', '--verbose', '--non-lazy-memory-limit', '2M',
   ]);
   assert.deepEqual(c, {
     kind: 'check',
     ref: { containerId: 'abc-1.x', namespace: 'default', containerdAddress: '/run/c.sock' },
-    opts: { tcpEstablished: true, fileLocks: true, extUnixSockets: true, ghostLimitBytes: 5 * 1024 * 1024, freezeBudgetMs: 300, timeoutMs: 20_000 },
+    opts: { tcpEstablished: true, fileLocks: true, extUnixSockets: true, ghostLimitBytes: 5 * 1024 * 1024, freezeBudgetMs: 300, timeoutMs: 20_000, nonLazyMemoryLimitBytes: 2 * 1024 * 1024 },
     target: { rootfs: '/r', containerdAddress: '/run/c.sock', namespace: 'default' },
     workDir: '/w',
     json: true,

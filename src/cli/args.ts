@@ -49,6 +49,8 @@ Options:
   --ext-unix-sk         allow unix sockets with a peer outside the container (CRIU --ext-unix-sk)
   --allow-uprobes       allow tasks with a uprobe attached; the probe does not migrate (CRIU --allow-uprobes)
   --ghost-limit BYTES   largest deleted-but-open file to carry (default ${DEFAULT_PROBE_OPTIONS.ghostLimitBytes}; K, M, G suffixes)
+  --non-lazy-memory-limit BYTES  most memory CRIU dumps even in lazy mode (mlock'ed, shared, SysV shm, written
+                        file mappings, archived tmpfs) the check may write to disk (default 64M; K, M, G suffixes)
   --freeze-budget MS    longest pause the workload may feel (default ${DEFAULT_PROBE_OPTIONS.freezeBudgetMs})
   --timeout SEC         bound on every CRIU call (default ${DEFAULT_PROBE_OPTIONS.timeoutMs / 1000})
   --work-dir DIR        where the probe keeps its images while it runs (check only)
@@ -62,7 +64,7 @@ Environment: MIGPROBE_CRIU names the criu binary (default: criu on PATH).
 
 const VALUE_FLAGS = new Set([
   '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
-  '--timeout', '--work-dir', '--images', '--archive',
+  '--timeout', '--work-dir', '--images', '--archive', '--non-lazy-memory-limit',
 ]);
 const BOOL_FLAGS = new Set(['--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose', '--help', '-h']);
 /** Every flag of the CLI (hints that name a CLI flag are checked against it: src/cli/hints.test.ts). */
@@ -73,6 +75,7 @@ const ALLOWED: Record<'check' | 'restore-check' | 'facts' | 'version', ReadonlyS
   check: new Set([
     '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
     '--timeout', '--work-dir', '--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose',
+    '--non-lazy-memory-limit',
   ]),
   'restore-check': new Set([
     '--images', '--archive', '--target-root', '--namespace', '--address', '--ghost-limit', '--freeze-budget',
@@ -139,6 +142,8 @@ function probeOptions(values: Map<string, string>, bools: Set<string>): ProbeOpt
   if (bools.has('--allow-uprobes')) opts.allowUprobes = true;
   const ghost = values.get('--ghost-limit');
   if (ghost !== undefined) opts.ghostLimitBytes = parseBytes('--ghost-limit', ghost);
+  const nonLazy = values.get('--non-lazy-memory-limit');
+  if (nonLazy !== undefined) opts.nonLazyMemoryLimitBytes = parseBytes('--non-lazy-memory-limit', nonLazy);
   const freeze = values.get('--freeze-budget');
   if (freeze !== undefined) opts.freezeBudgetMs = positiveInt('--freeze-budget', freeze);
   const timeout = values.get('--timeout');

@@ -19,7 +19,15 @@ export interface ProbeOptions {
   timeoutMs: number;
   /** Allow tasks with a uprobe attached (CRIU --allow-uprobes on dump and restore). Default false. */
   allowUprobes?: boolean;
+  /**
+   * Most memory of the kinds CRIU dumps whatever --lazy-pages says (sizes.nonLazyMemory) the dump check may write;
+   * above it the preflight refuses (NonLazyMemory) before anything is written. Default NON_LAZY_MEMORY_LIMIT_BYTES.
+   */
+  nonLazyMemoryLimitBytes?: number;
 }
+
+/** The default of ProbeOptions.nonLazyMemoryLimitBytes: 64 MiB. */
+export const NON_LAZY_MEMORY_LIMIT_BYTES = 64 * 1024 * 1024;
 
 export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {
   tcpEstablished: false,
@@ -28,6 +36,7 @@ export const DEFAULT_PROBE_OPTIONS: ProbeOptions = {
   ghostLimitBytes: 1024 * 1024,
   freezeBudgetMs: 2000,
   timeoutMs: 60_000,
+  nonLazyMemoryLimitBytes: NON_LAZY_MEMORY_LIMIT_BYTES,
 };
 
 /** A container ID as containerd, runc and the CRI accept it (and nothing option-like or path-like). */
@@ -54,7 +63,7 @@ export interface NodeFacts {
 export interface DumpCheckResult {
   reasons: Reason[];
   timings: Pick<Timings, 'preflightMs' | 'freezeMs' | 'dumpMs'>;
-  sizes: Pick<Sizes, 'imageBytes' | 'workloadRssBytes'>;
+  sizes: Pick<Sizes, 'imageBytes' | 'workloadRssBytes' | 'nonLazyMemory'>;
   criuVersion: string;
   /** Folder holding the image set (CRIU images without memory contents, plus manifest.json). */
   bundleDir?: string;

@@ -1,6 +1,6 @@
 // Terminal rendering of a Verdict and of NodeFacts. Pure.
 
-import type { Verdict } from '../verdict.ts';
+import type { NonLazyMemory, Verdict } from '../verdict.ts';
 import type { NodeFacts } from './api.ts';
 
 export function formatBytes(n: number | undefined): string {
@@ -41,6 +41,15 @@ function table(rows: readonly (readonly string[])[]): string[] {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd());
 }
 
+/** The non-lazy memory line: the total and each kind that holds any. */
+function nonLazyRow(m: NonLazyMemory): string[] {
+  const kinds: [string, number][] = [
+    ["mlock'ed", m.mlockedBytes], ['shared', m.sharedMemoryBytes], ['SysV shm', m.sysvShmBytes],
+    ['dirty file', m.dirtyPrivateFileBytes], ['tmpfs', m.tmpfsBytes],
+  ];
+  return ['Non-lazy', `total ${formatBytes(m.totalBytes)}`, ...kinds.filter(([, n]) => n > 0).map(([k, n]) => `${k} ${formatBytes(n)}`)];
+}
+
 export function formatVerdict(v: Verdict, width = 100): string {
   const out: string[] = [];
   const n = v.reasons.length;
@@ -55,6 +64,7 @@ export function formatVerdict(v: Verdict, width = 100): string {
         `transfer ${formatMs(t.transferMs)}`, `restore ${formatMs(t.restoreMs)}`, `total ${formatMs(t.totalMs)}`],
       ['Sizes', `images ${formatBytes(s.imageBytes)}`, `shipped ${formatBytes(s.shippedBytes)}`,
         `workload RSS ${formatBytes(s.workloadRssBytes)}`],
+      ...(s.nonLazyMemory === undefined ? [] : [nonLazyRow(s.nonLazyMemory)]),
     ]),
   );
   if (n > 0) {

@@ -57,6 +57,7 @@ async function fakeProc(t: TestContext): Promise<{ proc: string; info: Container
     initPid: 100,
     pids: [100, 101],
     threads: { 100: [100], 101: [101] },
+    mounts: [],
   } as unknown as ContainerInfo;
   return { proc, info };
 }
@@ -104,6 +105,41 @@ void test('every blocker kind is found at once, with task, fd and what was found
   for (const re of want) assert.ok(got.some((g) => re.test(g)), `${re}\n${got.join('\n')}`);
   assert.ok(r.reasons.every((x) => x.phase === 'preflight'));
   assert.equal(r.rssBytes, 2 * 1000 * 1024, 'Pss summed over the processes');
+});
+
+const smapsVma = (head: string, fields: Record<string, number>, flags = 'rd wr mr mw me ac'): string =>
+  `${head}\n${Object.entries(fields).map(([k, kb]) => `${k}:${' '.repeat(8)}${kb} kB`).join('\n')}\nVmFlags: ${flags}\n`;
+
+void test('non-lazy memory by kind, each shared object once; over the limit -> NonLazyMemory naming the option', async (t) => {
+  const { proc, info } = await fakeProc(t);
+  const sysv = '7f0000000000-7f0000100000 rw-s 00000000 00:01 32768                      /SYSV00000000 (deleted)';
+  await writeFile(
+    join(proc, '100', 'smaps'),
+    smapsVma(sysv, { Rss: 1024, Swap: 0 }, 'rd wr sh mr mw me ms sd') +
+      smapsVma('7f1000000000-7f1000040000 rw-p 00000000 00:00 0 ', { Rss: 256, Anonymous: 256, Swap: 0 }, 'rd wr mr mw me lo ac') +
+      smapsVma('7f2000000000-7f2000040000 rw-p 00000000 00:00 0 ', { Rss: 4096, Anonymous: 4096 }) +
+      smapsVma('00600000-00602000 rw-p 00100000 00:2e 12      /bin/app', { Rss: 8, Anonymous: 8, Swap: 4 }) +
+      smapsVma('7fff00000000-7fff00002000 r-xp 00000000 00:00 0                  [vdso]', { Rss: 8 }),
+  );
+  // the second task maps the same segment, less of it resident there: counted once, at its largest
+  await writeFile(join(proc, '101', 'smaps'), smapsVma(sysv, { Rss: 512 }, 'rd wr sh mr mw me ms sd'));
+  const r = await preflightScan(info, DEFAULT_PROBE_OPTIONS, { proc, runner: fakeRunner(proc) });
+  assert.deepEqual(r.nonLazy, {
+    totalBytes: (1024 + 256 + 12) * 1024,
+    mlockedBytes: 256 * 1024,
+    sharedMemoryBytes: 0,
+    sysvShmBytes: 1024 * 1024,
+    dirtyPrivateFileBytes: 12 * 1024,
+    tmpfsBytes: 0,
+  });
+  assert.ok(!r.reasons.some((x) => x.code === 'NonLazyMemory'), 'under the 64 MiB default');
+  const over = await preflightScan(info, { ...DEFAULT_PROBE_OPTIONS, nonLazyMemoryLimitBytes: 1024 * 1024 }, { proc, runner: fakeRunner(proc) });
+  const nl = over.reasons.filter((x) => x.code === 'NonLazyMemory');
+  assert.equal(nl.length, 1, JSON.stringify(over.reasons));
+  assert.match(nl[0]?.message ?? '', /holds 1\.3 MiB \(1323008 bytes\).*SysV shm 1\.0 MiB.*over the non-lazy memory limit of 1\.0 MiB/);
+  assert.match(nl[0]?.message ?? '', /largest: 1\.0 MiB SysV shm at task 100 7f0000000000-7f0000100000 \/SYSV00000000/);
+  assert.match(nl[0]?.hint ?? '', /spec\.options\.nonLazyMemoryLimitBytes \(CLI --non-lazy-memory-limit\) to at least 1323008/);
+  assert.equal(nl[0]?.phase, 'preflight');
 });
 
 void test('options allow what CRIU can carry, and only that', async (t) => {

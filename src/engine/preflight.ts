@@ -1,6 +1,6 @@
 // Preflight: read /proc for every task of the container and list ALL blockers before anything is frozen.
 // Nothing here stops, signals or attaches to a task.
-// Signature (for A2): preflightScan(info, opts, deps?) -> { reasons, rssBytes }.
+// Signature (for A2): preflightScan(info, opts, deps?) -> { reasons, rssBytes, nonLazy }.
 //
 // What is a blocker (and which ProbeOptions allow it):
 // - TCPEstablished: a TCP socket in ESTABLISHED, SYN_SENT, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK or CLOSING
@@ -30,14 +30,19 @@
 // - Uprobes: a `[uprobes]` mapping (a uprobe fired in the task). Allowed by allowUprobes (CRIU --allow-uprobes).
 // - InsufficientPrivileges: migprobe (so CRIU) has no CAP_SYS_RESOURCE and a task's real, effective or saved
 //   uid or gid is not ours, in our user namespace: the kernel refuses CRIU that task's rlimits. Never allowed.
+// - NonLazyMemory: more than nonLazyMemoryLimitBytes (default 64 MiB) of memory CRIU dumps even in lazy mode
+//   (nonlazy.ts says which). Raise nonLazyMemoryLimitBytes.
 // rssBytes: the sum of Pss of every process (shared pages counted once), Rss when Pss is unavailable.
+// nonLazy: the non-lazy memory by kind (nonlazy.ts), reported whatever the verdict.
 
 import { readFile, readdir, readlink, stat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
-import type { Reason } from '../verdict.ts';
+import type { NonLazyMemory, Reason } from '../verdict.ts';
+import { NON_LAZY_MEMORY_LIMIT_BYTES } from './api.ts';
 import type { ProbeOptions } from './api.ts';
 import type { ContainerInfo } from './container.ts';
 import { run } from './exec.ts';
+import { nonLazyReason, scanNonLazyMemory } from './nonlazy.ts';
 import type { Runner } from './exec.ts';
 import {
   TCP_STATES,
@@ -181,7 +186,7 @@ export async function preflightScan(
   info: ContainerInfo,
   opts: ProbeOptions,
   deps: Partial<PreflightDeps> = {},
-): Promise<{ reasons: Reason[]; rssBytes: number }> {
+): Promise<{ reasons: Reason[]; rssBytes: number; nonLazy: NonLazyMemory }> {
   const d: PreflightDeps = { ...defaultDeps, ...deps };
   const proc = d.proc;
   const reasons: Reason[] = [];
@@ -393,7 +398,12 @@ export async function preflightScan(
     if (kb !== null) rssBytes += Number(kb[1]) * 1024;
   }
 
-  return { reasons, rssBytes };
+  // --- memory CRIU writes even in lazy mode
+  const nonLazy = await scanNonLazyMemory(info, fds, d);
+  const overLimit = nonLazyReason(nonLazy, opts.nonLazyMemoryLimitBytes ?? NON_LAZY_MEMORY_LIMIT_BYTES);
+  if (overLimit !== undefined) reasons.push(overLimit);
+
+  return { reasons, rssBytes, nonLazy: nonLazy.memory };
 }
 
 /** CAP_SYS_RESOURCE's bit in the Cap* masks of /proc/<pid>/status. */

@@ -21,7 +21,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
 import { makeVerdict } from '../verdict.ts';
-import type { Reason, Verdict } from '../verdict.ts';
+import type { NonLazyMemory, Reason, Verdict } from '../verdict.ts';
 import { composeVerdict, dedupe, hasImages, type TransferOutcome } from './compose.ts';
 import { resolveContainer, ContainerNotFoundError } from './container.ts';
 import type { ContainerInfo } from './container.ts';
@@ -47,7 +47,7 @@ import type { Runner } from './exec.ts';
 export interface ProbeDeps {
   resolveCriu: () => Promise<{ path: string; version: string }>;
   resolveContainer: (ref: ContainerRef) => Promise<ContainerInfo>;
-  preflightScan: (info: ContainerInfo, opts: ProbeOptions) => Promise<{ reasons: Reason[]; rssBytes: number }>;
+  preflightScan: (info: ContainerInfo, opts: ProbeOptions) => Promise<{ reasons: Reason[]; rssBytes: number; nonLazy?: NonLazyMemory }>;
   collectNodeFacts: (criu: { path: string; version: string }) => Promise<NodeFacts>;
   hashMappedFiles: (info: ContainerInfo) => Promise<FileDigest[]>;
   compareRootfs: (digests: readonly FileDigest[], rootDir: string) => Promise<Reason[]>;
@@ -119,6 +119,11 @@ function setupReason(e: unknown): Reason {
   return reason('InternalError', errMessage(e), undefined, 'setup');
 }
 
+/** The preflight's non-lazy memory as a sizes fragment (absent when a fake preflight gave none). */
+function nonLazyOf(pre: { nonLazy?: NonLazyMemory }): { nonLazyMemory?: NonLazyMemory } {
+  return pre.nonLazy === undefined ? {} : { nonLazyMemory: pre.nonLazy };
+}
+
 interface SourceOutcome {
   /** `bundleDir` is set exactly when the dump produced images (see hasImages in compose.ts). */
   result: DumpCheckResult;
@@ -174,7 +179,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   if (pre.reasons.length > 0) {
     // Every blocker at once, and nothing frozen.
     return {
-      result: { reasons: pre.reasons, timings: { preflightMs }, sizes: { workloadRssBytes: pre.rssBytes }, criuVersion: criu.version },
+      result: { reasons: pre.reasons, timings: { preflightMs }, sizes: { workloadRssBytes: pre.rssBytes, ...nonLazyOf(pre) }, criuVersion: criu.version },
       info,
       detail,
       ...(factsP === undefined ? {} : { sourceFacts: factsP }),
@@ -215,6 +220,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   if (out.info.pagemap !== undefined) detail.pagemap = out.info.pagemap;
   out.result.timings.preflightMs = preflightMs;
   out.result.sizes.workloadRssBytes = pre.rssBytes;
+  Object.assign(out.result.sizes, nonLazyOf(pre));
   // The facts may still be coming: sourceDumpCheck waits for them and writes them into the manifest before the
   // bundle leaves; the one-host check hands them to the target side directly (never rewriting the manifest while
   // the transfer packs it).

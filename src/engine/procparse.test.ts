@@ -16,9 +16,11 @@ import {
   parseProcLocks,
   parseProcNetInet,
   parseProcNetInodes,
+  parseSmaps,
   parseSmapsRollup,
   parseSsUnix,
   parseStatPpid,
+  parseSysvShm,
   rootMount,
   statusField,
 } from './procparse.ts';
@@ -156,4 +158,39 @@ void test('devices CRIU carries', () => {
   assert.ok(criuCarriesDevice('char', 4, 64)); // /dev/ttyS0
   assert.deepEqual(devMajorMinor((10 << 8) | 237), { major: 10, minor: 237 });
   assert.deepEqual(devMajorMinor((259 << 8) | 1), { major: 259, minor: 1 });
+});
+
+void test('parseSmaps: maps line, kB fields in bytes, VmFlags; a mapping without a path', () => {
+  const v = parseSmaps(
+    [
+      '7f0000000000-7f0000100000 rw-s 00000000 00:01 32768                      /SYSV0000002a (deleted)',
+      'Size:               1024 kB',
+      'Rss:                 512 kB',
+      'Swap:                  4 kB',
+      'THPeligible:           0',
+      'VmFlags: rd wr sh mr mw me ms sd',
+      '7f1000000000-7f1000040000 rw-p 00000000 00:00 0 ',
+      'Anonymous:           256 kB',
+      'VmFlags: rd wr mr mw me lo ac',
+    ].join('\n'),
+  );
+  assert.deepEqual(v, [
+    { start: '7f0000000000', end: '7f0000100000', perms: 'rw-s', dev: '00:01', inode: 32768, path: '/SYSV0000002a (deleted)',
+      bytes: { Size: 1 << 20, Rss: 512 * 1024, Swap: 4096 }, flags: ['rd', 'wr', 'sh', 'mr', 'mw', 'me', 'ms', 'sd'] },
+    { start: '7f1000000000', end: '7f1000040000', perms: 'rw-p', dev: '00:00', inode: 0, path: '',
+      bytes: { Anonymous: 256 * 1024 }, flags: ['rd', 'wr', 'mr', 'mw', 'me', 'lo', 'ac'] },
+  ]);
+});
+
+void test('parseSysvShm: columns by header name; anything else is not the table', () => {
+  const text =
+    '       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n' +
+    '         0          3   600               1048576     7     7      0     0     0     0     0 1764679000 1764679000 1764679000               1048576                     0\n' +
+    '        42          4   600                 65536     7     7      1     0     0     0     0 1764679000          0 1764679000                  4096                  8192\n';
+  assert.deepEqual(parseSysvShm(text), [
+    { shmid: 3, size: 1048576, rss: 1048576, swap: 0, nattch: 0 },
+    { shmid: 4, size: 65536, rss: 4096, swap: 8192, nattch: 1 },
+  ]);
+  assert.deepEqual(parseSysvShm(text.split('\n')[0] ?? ''), [], 'an empty namespace');
+  assert.equal(parseSysvShm('Netid State Recv-Q\n'), undefined);
 });

@@ -374,3 +374,72 @@ export function devMajorMinor(rdev: number): { major: number; minor: number } {
   const minor = Number((r & 0xffn) | ((r >> 12n) & ~0xffn));
   return { major, minor };
 }
+
+/** One mapping of /proc/<pid>/smaps: its maps line, its `Key: N kB` fields in bytes, and its VmFlags. */
+export interface SmapsVma {
+  start: string;
+  end: string;
+  /** e.g. "rw-s": the fourth letter is s (shared) or p (private). */
+  perms: string;
+  /** "major:minor" of the backing file's device ("00:00" for anonymous memory). */
+  dev: string;
+  inode: number;
+  /** The pathname column: a file, "[heap]", "[stack]", "/dev/zero (deleted)", "/SYSV0000002a (deleted)"... */
+  path: string;
+  /** Rss, Pss, Anonymous, Swap, Locked... in bytes. */
+  bytes: Record<string, number>;
+  /** The two-letter VmFlags ("lo" locked, "sh" shared, "ht" hugetlb...). */
+  flags: string[];
+}
+
+const MAPS_LINE = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ ([0-9a-f]+:[0-9a-f]+) (\d+)\s*(.*)$/;
+const SMAPS_FIELD = /^([A-Za-z_]+):\s+(\d+) kB$/;
+
+export function parseSmaps(text: string): SmapsVma[] {
+  const out: SmapsVma[] = [];
+  let cur: SmapsVma | undefined;
+  for (const line of text.split('\n')) {
+    const m = MAPS_LINE.exec(line);
+    if (m !== null) {
+      cur = { start: m[1] ?? '', end: m[2] ?? '', perms: m[3] ?? '', dev: m[4] ?? '', inode: Number(m[5]), path: m[6] ?? '', bytes: {}, flags: [] };
+      out.push(cur);
+      continue;
+    }
+    if (cur === undefined) continue;
+    const f = SMAPS_FIELD.exec(line);
+    if (f !== null) cur.bytes[f[1] ?? ''] = Number(f[2]) * 1024;
+    else if (line.startsWith('VmFlags:')) cur.flags = line.slice('VmFlags:'.length).trim().split(/\s+/).filter((x) => x !== '');
+  }
+  return out;
+}
+
+export interface SysvShmSegment {
+  shmid: number;
+  /** The segment's size as created (shmget). */
+  size: number;
+  /** Bytes of the segment in memory and in swap: the pages it really holds. */
+  rss: number;
+  swap: number;
+  /** Tasks attached to it (0: it lives on in the IPC namespace, attached to nobody). */
+  nattch: number;
+}
+
+/** /proc/sysvipc/shm (of the reader's IPC namespace) -> its segments; undefined when the text is not that table. */
+export function parseSysvShm(text: string): SysvShmSegment[] | undefined {
+  const lines = text.split('\n');
+  const head = (lines[0] ?? '').trim().split(/\s+/);
+  const col = (name: string): number => head.indexOf(name);
+  if (col('shmid') < 0 || col('size') < 0) return undefined;
+  const num = (t: string[], name: string): number => {
+    const i = col(name);
+    const n = i < 0 ? 0 : Number(t[i]);
+    return Number.isFinite(n) ? n : 0;
+  };
+  const out: SysvShmSegment[] = [];
+  for (const line of lines.slice(1)) {
+    const t = line.trim().split(/\s+/);
+    if (t.length < head.length) continue;
+    out.push({ shmid: num(t, 'shmid'), size: num(t, 'size'), rss: num(t, 'rss'), swap: num(t, 'swap'), nattch: num(t, 'nattch') });
+  }
+  return out;
+}

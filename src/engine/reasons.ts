@@ -109,6 +109,16 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
     description: 'A task of the container made a namespace of its own of a kind CRIU cannot dump nested (a time namespace).',
     hint: 'run the workload without its own time namespace (unshare --time / clone3 CLONE_NEWTIME); no CRIU option carries a nested one',
   },
+  NonLazyMemory: {
+    phase: 'preflight',
+    description:
+      'The container holds more memory than the non-lazy memory limit of kinds CRIU writes into the image set even in lazy ' +
+      'mode (mlock\'ed, shared anonymous or memfd, SysV shm, written private file mappings, archived tmpfs files), so the ' +
+      'dump check would write it to the node\'s disk and ship it.',
+    hint:
+      'raise spec.options.nonLazyMemoryLimitBytes (CLI --non-lazy-memory-limit) above the size in the message if the node\'s ' +
+      'disk and the network may carry it, or probe when the workload holds less of it',
+  },
   FreezeBudgetExceeded: {
     phase: 'dump',
     description: 'The dump check froze the workload longer than the freeze budget allows.',

@@ -2,12 +2,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { appendFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { fileURLToPath } from 'node:url';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { dumpCheck } from '../../src/engine/dump.ts';
@@ -15,25 +14,8 @@ import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
 import { REASON_CODES } from '../../src/verdict.ts';
 import type { Verdict } from '../../src/verdict.ts';
 import { testbed } from '../testbed/index.ts';
+import { migprobe } from './engine-helpers.ts';
 import { startWorkload } from './workloads.ts';
-
-const BIN = fileURLToPath(new URL('../../bin/migprobe.js', import.meta.url));
-
-function migprobe(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 180_000);
-    p.on('error', reject);
-    p.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 function assertVerdictShape(v: Verdict): void {
   assert.deepEqual(Object.keys(v).filter((k) => k !== 'criuLogExcerpt').sort(), ['criu', 'migratable', 'reasons', 'sizes', 'timings']);

@@ -1,10 +1,13 @@
-// Helpers for the dump/restore/probe integration tests: counters, task states, temp folders, sandbox leftovers.
+// Helpers for the dump/restore/probe integration tests: counters, task states, temp folders, sandbox leftovers,
+// the `migprobe` command as it ships.
 
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { resolveContainer } from '../../src/engine/container.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
 import { threadStates } from '../../src/engine/proc-task.ts';
@@ -73,4 +76,23 @@ export async function newSandboxTraces(before: readonly string[], withinMs = 300
     if (now.length === 0 || Date.now() > deadline) return now;
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+const BIN = fileURLToPath(new URL('../../bin/migprobe.js', import.meta.url));
+
+/** Runs bin/migprobe.js with `args` (killed after 3 minutes). */
+export function migprobe(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), 180_000);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
