@@ -17,6 +17,8 @@ test('parseStartRequest accepts a well-formed request', () => {
   const r = parseStartRequest(good);
   assert.equal(r.podName, 'web-0');
   assert.equal(r.checkpointPath, undefined);
+  assert.equal(r.options.nonLazyMemoryLimitBytes, undefined, 'absent: the engine default applies');
+  assert.equal(parseStartRequest({ ...good, options: { ...opts, nonLazyMemoryLimitBytes: 4096 } }).options.nonLazyMemoryLimitBytes, 4096);
 });
 
 test('parseStartRequest rejects malformed inputs', () => {
@@ -29,6 +31,8 @@ test('parseStartRequest rejects malformed inputs', () => {
     { ...good, mode: 'Migrate' },
     { ...good, options: { ...opts, ghostLimitBytes: -1 } },
     { ...good, options: { ...opts, freezeBudgetMs: 1.5 } },
+    { ...good, options: { ...opts, nonLazyMemoryLimitBytes: -1 } },
+    { ...good, options: { ...opts, nonLazyMemoryLimitBytes: '64M' } },
     { ...good, options: { ...opts, tcpEstablished: 'yes' } },
     { ...good, target: { nodeName: 'node-b', url: 'file:///etc/passwd' } },
     { ...good, target: { nodeName: 'node-b', url: 'http://127.0.0.3:9443/x?y' } },
