@@ -2,7 +2,8 @@
 // slowloris clients (headers dribbled, a JSON body dribbled, an upload dribbled or stalled under a caller-chosen
 // timeout of an hour) are cut within the server's own bounds; a refusal (401, 403) closes the connection; a
 // token for the API server's audience is refused; the token cache evicts the least recently used entry; a flood
-// of new tokens gets 429 while the TokenReviews sent to the API server stay within the rate limit.
+// of new tokens gets 429 while the TokenReviews sent to the API server stay within the rate limit; connections
+// beyond the cap are dropped and silent ones closed.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -172,4 +173,24 @@ test('token cache: LRU eviction, one review per new token; a flood of new tokens
   await new Promise((r) => setTimeout(r, 1100));
   assert.equal(await get(t2), 404);
   assert.deepEqual(await workLeft(a), []);
+});
+
+test('connection cap: beyond --http-max-connections a connection is dropped at once; silent connections close at the headers timeout', async (t) => {
+  const a = await startBedAgent(t, { http: { ...LIMITS, maxConnections: 4 } });
+  const held = await Promise.all(Array.from({ length: 4 }, () => open(a)));
+  await new Promise((r) => setTimeout(r, 200));
+  const extra = await open(a);
+  const extraMs = await closedWithin(extra, 1500);
+  assert.equal(extra.text(), '', 'dropped without an answer');
+  assert.ok(extraMs < 1500, `dropped after ${extraMs} ms`);
+  // The four that never sent a byte are closed by the headers timeout (2 s), freeing their slots.
+  for (const c of held) {
+    const ms = await closedWithin(c, 5000);
+    assert.ok(ms >= 1900 && ms < 4000, `silent connection closed after ${ms} ms`);
+  }
+  const ok = await open(a);
+  ok.sock.write('GET /healthz HTTP/1.1\r\nHost: agent\r\n\r\n');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.match(ok.text(), /^HTTP\/1\.1 200/);
+  ok.sock.destroy();
 });
