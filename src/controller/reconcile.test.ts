@@ -281,6 +281,11 @@ test('agent busy (429) keeps the probe Pending; agent refusal with a code fails 
   assert.deepEqual(await w.reconcile(k), { requeueAfterMs: 2000 });
   assert.equal(w.status(k)?.phase, 'Pending');
   assert.equal(w.r.activeOnNode('a'), 0, 'slot given back');
+  // A conflict that passes (the agent still runs an operation for the UID or the container): 409 with
+  // Retry-After keeps the probe Pending too.
+  w.agentFault.start = new AgentHttpError(409, { code: 'ContainerBusy', message: 'container cid is being probed by probe x' }, 1000);
+  assert.deepEqual(await w.reconcile(k), { requeueAfterMs: 1000 });
+  assert.equal(w.status(k)?.phase, 'Pending');
   w.agentFault.start = new AgentHttpError(409, { code: 'ContainerNotFound', message: 'container id differs' });
   await w.reconcile(k);
   assert.equal(w.status(k)?.reasons?.[0]?.code, 'ContainerNotFound');
