@@ -7,7 +7,7 @@ import { join, dirname } from 'node:path';
 import { startApiServer, stopApiServer, isReady, binariesFromEnv } from './apiserver.ts';
 import { startContainerd, stopContainerd, importImage } from './containerd.ts';
 import { buildImage } from './image.ts';
-import { run, isAlive } from './proc.ts';
+import { run, isAlive, tiniPath } from './proc.ts';
 import type { Testbed } from './index.ts';
 
 const BASE = '/var/lib/migprobe-testbed';
@@ -51,7 +51,8 @@ async function up(name: string): Promise<Testbed> {
       throw new Error(`building the test image failed: ${(e as Error).message}`);
     }),
     startApiServer({ dir: join(stateDir, 'apiserver') }),
-    startContainerd({ dir: join(stateDir, 'containerd'), criuBinDir: dirname(criu) }),
+    // tini as a child subreaper: the shims outlive their starter and would stay zombies of PID 1, which does not reap here.
+    startContainerd({ dir: join(stateDir, 'containerd'), criuBinDir: dirname(criu), reaper: tiniPath() }),
   ]);
   await importImage(containerd, image.ref, image.tarball);
   const tb: Testbed = {

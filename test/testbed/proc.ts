@@ -48,6 +48,13 @@ export function startDaemon(cmd: string, args: readonly string[], logFile: strin
   }
 }
 
+/** Debian's tini (package tini, which provisioning installs): a child subreaper for daemons whose children outlive them. */
+export function tiniPath(): string {
+  const tini = ['/usr/bin/tini', '/usr/sbin/tini'].find((p) => existsSync(p));
+  if (tini === undefined) throw new Error('tini is missing (Debian package tini): run bash hack/provision.sh');
+  return tini;
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
