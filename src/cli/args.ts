@@ -41,7 +41,8 @@ Usage:
   migprobe --help              This text.
 
 Options:
-  --target-root DIR     root filesystem the target would use (default: the container's image from containerd)
+  --target-root DIR     root filesystem the target would use (default for check: the container's own root as
+                        its mount namespace shows it, else its image; for restore-check: the image, from containerd)
   --namespace NS        containerd namespace (default k8s.io)
   --address SOCK        containerd socket (default /run/containerd/containerd.sock)
   --tcp-established     allow established TCP connections (CRIU --tcp-established)
