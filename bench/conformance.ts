@@ -319,7 +319,7 @@ async function main(): Promise<void> {
   const notes = [
     `Every test runs in zdtm's \`ns\` flavor (its own PID, mount, network, IPC and UTS namespaces; \`uns\` adds a user namespace where a test allows only that), so that migprobe sees a container; the restore check's root is the test's root (\`--target-root\` ${'`<criu>/test`'}).`,
     'The freeze budget is set out of reach (`--freeze-budget 600000`): it is a policy on the pause, not a C/R capability, and on a loaded machine it would decide verdicts.',
-    'When a test\'s .desc gives CRIU options that migprobe has a flag for (--file-locks, --tcp-established, --ext-unix-sk, --ghost-limit), migprobe gets that flag too; options it has none for are listed per test.',
+    'When a test\'s .desc gives CRIU options that migprobe has a flag for (--file-locks, --tcp-established, --ext-unix-sk, --ghost-limit, --tcp-close, --skip-in-flight, --link-remap), migprobe gets that flag too; options it has none for are listed per test.',
     ...(asRoot
       ? ['This machine\'s root has no CAP_SYS_RESOURCE (bounding set), so no CRIU here can read the rlimits of a task of another uid: every test runs as root (as zdtm runs its `suid` tests) instead of dropping to uid 18943. migprobe names that case with reason InsufficientPrivileges.']
       : []),

@@ -39,6 +39,9 @@ const MATCHED: Readonly<Record<string, string>> = {
   '--tcp-established': '--tcp-established',
   '--ext-unix-sk': '--ext-unix-sk',
   '--ghost-limit': '--ghost-limit',
+  '--tcp-close': '--tcp-close',
+  '--skip-in-flight': '--skip-in-flight',
+  '--link-remap': '--link-remap',
 };
 
 function words(s: string | undefined): string[] {

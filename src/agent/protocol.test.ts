@@ -19,6 +19,9 @@ test('parseStartRequest accepts a well-formed request', () => {
   assert.equal(r.checkpointPath, undefined);
   assert.equal(r.options.nonLazyMemoryLimitBytes, undefined, 'absent: the engine default applies');
   assert.equal(parseStartRequest({ ...good, options: { ...opts, nonLazyMemoryLimitBytes: 4096 } }).options.nonLazyMemoryLimitBytes, 4096);
+  assert.deepEqual(r.options, opts);
+  const asked = { ...opts, tcpClose: true, tcpSkipInFlight: true, linkRemap: false };
+  assert.deepEqual(parseStartRequest({ ...good, options: asked }).options, asked);
 });
 
 test('parseStartRequest rejects malformed inputs', () => {
@@ -34,6 +37,8 @@ test('parseStartRequest rejects malformed inputs', () => {
     { ...good, options: { ...opts, nonLazyMemoryLimitBytes: -1 } },
     { ...good, options: { ...opts, nonLazyMemoryLimitBytes: '64M' } },
     { ...good, options: { ...opts, tcpEstablished: 'yes' } },
+    { ...good, options: { ...opts, tcpClose: 1 } },
+    { ...good, options: { ...opts, linkRemap: 'true' } },
     { ...good, target: { nodeName: 'node-b', url: 'file:///etc/passwd' } },
     { ...good, target: { nodeName: 'node-b', url: 'http://127.0.0.3:9443/x?y' } },
     { ...good, mode: 'RestoreOnly' },

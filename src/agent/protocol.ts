@@ -113,6 +113,11 @@ function int(o: Record<string, unknown>, k: string, min: number, max: number): n
   return v;
 }
 
+/** An optional boolean option: absent stays absent, anything but a boolean is refused. */
+function optBool(o: Record<string, unknown>, k: 'tcpClose' | 'tcpSkipInFlight' | 'linkRemap'): Partial<ProbeOptions> {
+  return o[k] === undefined ? {} : { [k]: bool(o, k) };
+}
+
 export function parseProbeOptions(v: unknown): ProbeOptions {
   const o = obj(v, 'options');
   return {
@@ -123,6 +128,9 @@ export function parseProbeOptions(v: unknown): ProbeOptions {
     freezeBudgetMs: int(o, 'freezeBudgetMs', 1, 600_000),
     timeoutMs: int(o, 'timeoutMs', 1000, 3_600_000),
     ...(o['nonLazyMemoryLimitBytes'] === undefined ? {} : { nonLazyMemoryLimitBytes: int(o, 'nonLazyMemoryLimitBytes', 0, 1024 ** 4) }),
+    ...optBool(o, 'tcpClose'),
+    ...optBool(o, 'tcpSkipInFlight'),
+    ...optBool(o, 'linkRemap'),
   };
 }
 

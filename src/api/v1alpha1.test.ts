@@ -20,6 +20,9 @@ test('probeOptionsFromSpec applies the CRD defaults', () => {
   assert.equal(o.tcpEstablished, true);
   assert.equal(o.freezeBudgetMs, 500);
   assert.equal(o.timeoutMs, 30000);
+  assert.equal(o.tcpClose, undefined);
+  const asked = probeOptionsFromSpec({ podName: 'p', targetNodeName: 'n', options: { tcpClose: true, tcpSkipInFlight: true, linkRemap: true } });
+  assert.deepEqual([asked.tcpClose, asked.tcpSkipInFlight, asked.linkRemap], [true, true, true]);
 });
 
 test('phase helpers', () => {

@@ -35,6 +35,9 @@ export interface ProbeSpecOptions {
   tcpEstablished?: boolean;
   fileLocks?: boolean;
   extUnixSockets?: boolean;
+  tcpClose?: boolean;
+  tcpSkipInFlight?: boolean;
+  linkRemap?: boolean;
   ghostLimitBytes?: number;
   freezeBudgetMilliseconds?: number;
   nonLazyMemoryLimitBytes?: number;
@@ -124,6 +127,9 @@ export function probeOptionsFromSpec(spec: MigrationProbeSpec): ProbeOptions {
     freezeBudgetMs: o.freezeBudgetMilliseconds ?? DEFAULT_PROBE_OPTIONS.freezeBudgetMs,
     nonLazyMemoryLimitBytes: o.nonLazyMemoryLimitBytes ?? NON_LAZY_MEMORY_LIMIT_BYTES,
     timeoutMs: timeoutSecondsOf(spec) * 1000,
+    ...(o.tcpClose === true ? { tcpClose: true } : {}),
+    ...(o.tcpSkipInFlight === true ? { tcpSkipInFlight: true } : {}),
+    ...(o.linkRemap === true ? { linkRemap: true } : {}),
   };
 }
 

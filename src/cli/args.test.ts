@@ -31,6 +31,18 @@ void test('check --container with every option', () => {
   });
 });
 
+void test('--tcp-close, --skip-in-flight, --link-remap set their options, for check and restore-check', () => {
+  for (const cmd of [['check', '--pid', '7'], ['restore-check', '--images', '/i']]) {
+    const c = parseArgs([...cmd, '--tcp-close', '--skip-in-flight', '--link-remap']);
+    assert.ok(c.kind === 'check' || c.kind === 'restore-check');
+    assert.deepEqual(c.opts, { ...DEFAULT_PROBE_OPTIONS, tcpClose: true, tcpSkipInFlight: true, linkRemap: true });
+  }
+  const none = parseArgs(['check', '--pid', '7']);
+  assert.ok(none.kind === 'check' && none.opts.tcpClose === undefined && none.opts.linkRemap === undefined);
+  assert.throws(() => parseArgs(['check', '--pid', '7', '--tcp-close=yes']), UsageError);
+  assert.throws(() => parseArgs(['facts', '--link-remap']), UsageError);
+});
+
 void test('restore-check, facts, version, help', () => {
   const r = parseArgs(['restore-check', '--archive', '/tmp/cp.tar.gz', '--target-root', '/r', '--json']);
   assert.equal(r.kind, 'restore-check');

@@ -49,6 +49,9 @@ Options:
   --file-locks          allow held file locks (CRIU --file-locks)
   --ext-unix-sk         allow unix sockets with a peer outside the container (CRIU --ext-unix-sk)
   --allow-uprobes       allow tasks with a uprobe attached; the probe does not migrate (CRIU --allow-uprobes)
+  --tcp-close           carry established TCP connections closed; the peers see them end (CRIU --tcp-close)
+  --skip-in-flight      drop connections a listener has not accepted yet (CRIU --skip-in-flight)
+  --link-remap          link unlinked open files back into their folder for the dump (CRIU --link-remap)
   --ghost-limit BYTES   largest deleted-but-open file to carry (default ${DEFAULT_PROBE_OPTIONS.ghostLimitBytes}; K, M, G suffixes)
   --non-lazy-memory-limit BYTES  most memory CRIU dumps even in lazy mode (mlock'ed, shared, SysV shm, written
                         file mappings, archived tmpfs) the check may write to disk (default 64M; K, M, G suffixes)
@@ -67,7 +70,9 @@ const VALUE_FLAGS = new Set([
   '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
   '--timeout', '--work-dir', '--images', '--archive', '--non-lazy-memory-limit',
 ]);
-const BOOL_FLAGS = new Set(['--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose', '--help', '-h']);
+/** Boolean flags that allow CRIU something (ProbeOptions), accepted by check and restore-check alike. */
+const OPTION_FLAGS = ['--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--tcp-close', '--skip-in-flight', '--link-remap'];
+const BOOL_FLAGS = new Set([...OPTION_FLAGS, '--json', '--verbose', '--help', '-h']);
 /** Every flag of the CLI (hints that name a CLI flag are checked against it: src/cli/hints.test.ts). */
 export const CLI_FLAGS: ReadonlySet<string> = new Set([...VALUE_FLAGS, ...BOOL_FLAGS]);
 
@@ -75,12 +80,12 @@ export const CLI_FLAGS: ReadonlySet<string> = new Set([...VALUE_FLAGS, ...BOOL_F
 const ALLOWED: Record<'check' | 'restore-check' | 'facts' | 'version', ReadonlySet<string>> = {
   check: new Set([
     '--pid', '--container', '--namespace', '--address', '--target-root', '--ghost-limit', '--freeze-budget',
-    '--timeout', '--work-dir', '--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose',
+    '--timeout', '--work-dir', ...OPTION_FLAGS, '--json', '--verbose',
     '--non-lazy-memory-limit',
   ]),
   'restore-check': new Set([
     '--images', '--archive', '--target-root', '--namespace', '--address', '--ghost-limit', '--freeze-budget',
-    '--timeout', '--tcp-established', '--file-locks', '--ext-unix-sk', '--allow-uprobes', '--json', '--verbose',
+    '--timeout', ...OPTION_FLAGS, '--json', '--verbose',
   ]),
   facts: new Set(['--json']),
   version: new Set([]),
@@ -141,6 +146,9 @@ function probeOptions(values: Map<string, string>, bools: Set<string>): ProbeOpt
   opts.fileLocks = bools.has('--file-locks');
   opts.extUnixSockets = bools.has('--ext-unix-sk');
   if (bools.has('--allow-uprobes')) opts.allowUprobes = true;
+  if (bools.has('--tcp-close')) opts.tcpClose = true;
+  if (bools.has('--skip-in-flight')) opts.tcpSkipInFlight = true;
+  if (bools.has('--link-remap')) opts.linkRemap = true;
   const ghost = values.get('--ghost-limit');
   if (ghost !== undefined) opts.ghostLimitBytes = parseBytes('--ghost-limit', ghost);
   const nonLazy = values.get('--non-lazy-memory-limit');

@@ -24,6 +24,18 @@ export interface ProbeOptions {
    * above it the preflight refuses (NonLazyMemory) before anything is written. Default NON_LAZY_MEMORY_LIMIT_BYTES.
    */
   nonLazyMemoryLimitBytes?: number;
+  /**
+   * Carry established TCP connections closed: the target restores them shut down and the peers see them end
+   * (CRIU --tcp-close on dump and restore). Default false.
+   */
+  tcpClose?: boolean;
+  /** Drop connections a listening socket has not accepted yet; their clients see them fail (CRIU --skip-in-flight). Default false. */
+  tcpSkipInFlight?: boolean;
+  /**
+   * Carry an unlinked open file that still has other links by linking it back under a temporary name in its
+   * folder during the dump (CRIU --link-remap; with --leave-running CRIU removes the link after the dump). Default false.
+   */
+  linkRemap?: boolean;
 }
 
 /** The default of ProbeOptions.nonLazyMemoryLimitBytes: 64 MiB. */

@@ -111,3 +111,17 @@ test('--allow-uprobes on dump and restore when the options allow uprobes', () =>
   });
   assert.ok(r.includes('--allow-uprobes'));
 });
+
+test('--tcp-close on dump and restore (no lock: nothing is repaired); --skip-in-flight and --link-remap on dump only', () => {
+  const asked = { ...options, tcpEstablished: true, tcpClose: true, tcpSkipInFlight: true, linkRemap: true };
+  const d = dumpArgs({ pid: 1, imagesDir: '/i', logFile: '/l', externalMounts: [], leaveRunning: true, options: asked });
+  for (const f of ['--tcp-close', '--skip-in-flight', '--link-remap']) assert.ok(d.includes(f), f);
+  assert.deepEqual(pairs(d, '--network-lock'), ['skip']);
+  assert.equal(networkLockFor({ tcpEstablished: true, tcpClose: false }), 'nftables');
+  const plain = dumpArgs({ pid: 1, imagesDir: '/i', logFile: '/l', externalMounts: [], leaveRunning: true, options });
+  for (const f of ['--tcp-close', '--skip-in-flight', '--link-remap']) assert.ok(!plain.includes(f), f);
+  const r = restoreArgs({ imagesDir: '/i', logFile: '/l', root: '/r', cgroupRoot: '/c', externalMounts: [], pidfile: '/p', options: asked });
+  assert.ok(r.includes('--tcp-close'));
+  for (const f of ['--skip-in-flight', '--link-remap']) assert.ok(!r.includes(f), f);
+  assert.ok(!restoreArgs({ imagesDir: '/i', logFile: '/l', root: '/r', cgroupRoot: '/c', externalMounts: [], pidfile: '/p', options }).includes('--tcp-close'));
+});

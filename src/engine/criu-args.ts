@@ -15,6 +15,10 @@
 //   (CRIU refuses them otherwise), tmpfs because CRIU tars every tmpfs while the workload is frozen.
 // - `--manage-cgroups soft` on dump records the cgroup set; restore puts it under a private `--cgroup-root`.
 // - `-v2` on the hot path (-v4 doubles the freeze for large memory).
+// - `--tcp-close` (asked for) on dump AND restore: CRIU refuses images dumped with it unless the restore has it too;
+//   no connection is repaired, so the network lock stays `skip` even with `tcpEstablished`.
+// - `--skip-in-flight` and `--link-remap` (asked for) on dump only: they change what the dump records, and the
+//   restore reads that from the images.
 
 import type { ProbeOptions } from './api.ts';
 
@@ -51,14 +55,18 @@ export interface DumpArgsInput {
   /** Keep the default: `true` in the dump check, `false` for a baseline full dump that exits. */
   leaveRunning: boolean;
   verbosity?: number;
-  options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets' | 'ghostLimitBytes' | 'allowUprobes'>;
+  options: Pick<
+    ProbeOptions,
+    'tcpEstablished' | 'fileLocks' | 'extUnixSockets' | 'ghostLimitBytes' | 'allowUprobes' | 'tcpClose' | 'tcpSkipInFlight' | 'linkRemap'
+  >;
 }
 
 export const NETNS_KEY = 'migprobe-netns';
 export const CPU_CAP = 'fpu,ins';
 
-export function networkLockFor(options: Pick<ProbeOptions, 'tcpEstablished'>): 'skip' | 'nftables' {
-  return options.tcpEstablished ? 'nftables' : 'skip';
+export function networkLockFor(options: Pick<ProbeOptions, 'tcpEstablished' | 'tcpClose'>): 'skip' | 'nftables' {
+  // with --tcp-close CRIU repairs no connection (it records them closed), so nothing needs the lock
+  return options.tcpEstablished && options.tcpClose !== true ? 'nftables' : 'skip';
 }
 
 export function dumpArgs(i: DumpArgsInput): string[] {
@@ -75,6 +83,9 @@ export function dumpArgs(i: DumpArgsInput): string[] {
   if (i.options.extUnixSockets) a.push('--ext-unix-sk');
   // a uprobe's [uprobes] area: CRIU refuses the task without it, and the restore needs it too
   if (i.options.allowUprobes === true) a.push('--allow-uprobes');
+  if (i.options.tcpClose === true) a.push('--tcp-close');
+  if (i.options.tcpSkipInFlight === true) a.push('--skip-in-flight');
+  if (i.options.linkRemap === true) a.push('--link-remap');
   a.push('--ghost-limit', String(Math.max(0, Math.floor(i.options.ghostLimitBytes))));
   a.push(`--cpu-cap=${CPU_CAP}`);
   if (i.lazyPages !== undefined) {
@@ -99,7 +110,7 @@ export interface RestoreArgsInput {
   netnsFd?: number;
   netnsKey?: string;
   pidfile: string;
-  options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets' | 'allowUprobes'>;
+  options: Pick<ProbeOptions, 'tcpEstablished' | 'fileLocks' | 'extUnixSockets' | 'allowUprobes' | 'tcpClose'>;
   verbosity?: number;
   /** Check the CPU against cpuinfo.img (default true; false when the images have no cpuinfo.img). */
   cpuCap?: boolean;
@@ -129,6 +140,7 @@ export function restoreArgs(i: RestoreArgsInput): string[] {
   if (i.options.fileLocks) a.push('--file-locks');
   if (i.options.extUnixSockets) a.push('--ext-unix-sk');
   if (i.options.allowUprobes === true) a.push('--allow-uprobes');
+  if (i.options.tcpClose === true) a.push('--tcp-close');
   if (i.cpuCap !== false) a.push(`--cpu-cap=${CPU_CAP}`);
   return a;
 }

@@ -7,7 +7,7 @@
 // capped at EXCERPT_CAP bytes (or the log's tail when it has no error line at all).
 
 import type { Reason, ReasonCode } from '../verdict.ts';
-import { reason } from './reasons.ts';
+import { IN_FLIGHT_HINT, reason } from './reasons.ts';
 
 export const EXCERPT_CAP = 2048;
 
@@ -39,11 +39,12 @@ const RULES: readonly Rule[] = [
     hint: () => 'CRIU cannot carry an external unix socket without a name; close it before the migration' },
   { re: /Connected TCP socket, consider using --tcp-established/, code: 'TCPEstablished' },
   { re: /In-flight connection/, code: 'TCPEstablished',
-    hint: () =>
-      'a listening socket has connections not yet accepted; CRIU refuses them without --skip-in-flight, which ' +
-      'migprobe does not pass: probe again once the workload has accepted them' },
+    hint: () => IN_FLIGHT_HINT },
   { re: /Connected TCP socket in image/, code: 'TCPEstablished',
-    hint: () => 'the images hold an established TCP connection but the restore was not given --tcp-established: check with --tcp-established (CLI), or close the connection before the migration' },
+    hint: () =>
+      'the images hold an established TCP connection but the restore was given neither --tcp-established nor ' +
+      '--tcp-close: check with --tcp-established or --tcp-close (CLI; options.tcpEstablished / options.tcpClose), ' +
+      'or close the connection before the migration' },
   { re: /Can't connect inet socket back/, code: 'TCPEstablished',
     hint: () =>
       'the restored TCP connection needs the container IP address in the target network namespace; ' +

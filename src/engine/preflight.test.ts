@@ -155,10 +155,23 @@ void test('options allow what CRIU can carry, and only that', async (t) => {
     'IoUring fd 4',
     'MemfdSecret fd 5',
     'Ptraced',
-    'TCPEstablished fd 10', // in flight: no option allows it
+    'TCPEstablished fd 10', // in flight: only tcpSkipInFlight allows it
     'UnsupportedSocket fd 8',
   ]);
   assert.match(r.reasons.find((x) => x.code === 'ExternalUnixSocket')?.hint ?? '', /only carries datagram sockets/);
+  assert.match(r.reasons.find((x) => x.code === 'TCPEstablished')?.hint ?? '', /options\.tcpSkipInFlight: true \(CLI --skip-in-flight/);
+});
+
+void test('tcpClose allows connected TCP (carried closed), tcpSkipInFlight a listener\'s connections not yet accepted', async (t) => {
+  const { proc, info } = await fakeProc(t);
+  const tcpOf = async (o: Partial<typeof DEFAULT_PROBE_OPTIONS>): Promise<string[]> =>
+    (await preflightScan(info, { ...DEFAULT_PROBE_OPTIONS, ...o }, { proc, runner: fakeRunner(proc) })).reasons
+      .filter((x) => x.code === 'TCPEstablished')
+      .map((x) => /fd \d+/.exec(x.message)?.[0] ?? '');
+  assert.deepEqual((await tcpOf({})).sort(), ['fd 10', 'fd 3']);
+  assert.deepEqual(await tcpOf({ tcpClose: true }), ['fd 10']);
+  assert.deepEqual(await tcpOf({ tcpSkipInFlight: true }), ['fd 3']);
+  assert.deepEqual(await tcpOf({ tcpClose: true, tcpSkipInFlight: true }), []);
 });
 
 void test('a [uprobes] mapping is a blocker unless allowUprobes', async (t) => {

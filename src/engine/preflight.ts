@@ -4,9 +4,9 @@
 //
 // What is a blocker (and which ProbeOptions allow it):
 // - TCPEstablished: a TCP socket in ESTABLISHED, SYN_SENT, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK or CLOSING
-//   (CRIU refuses exactly these without --tcp-established). Allowed by tcpEstablished. Also a listening
-//   socket with connections waiting in its accept queue: CRIU refuses those in-flight connections without
-//   --skip-in-flight, which migprobe does not pass, so no option allows it.
+//   (CRIU refuses exactly these without --tcp-established or --tcp-close). Allowed by tcpEstablished or
+//   tcpClose. Also a listening socket with connections waiting in its accept queue: CRIU refuses those in-flight
+//   connections without --skip-in-flight. Allowed by tcpSkipInFlight (they are dropped).
 // - ExternalUnixSocket: a unix socket whose peer inode is held by no task of the dump tree. Allowed by
 //   extUnixSockets for datagram sockets only: CRIU's --ext-unix-sk cannot carry half of a stream connection.
 // - IoUring: an fd or a mapping of anon_inode:[io_uring]. Never allowed.
@@ -57,7 +57,7 @@ import {
   statusField,
 } from './procparse.ts';
 import type { InetSocket, LockInfo, UnixSocketInfo } from './procparse.ts';
-import { reason } from './reasons.ts';
+import { IN_FLIGHT_HINT, reason } from './reasons.ts';
 
 const CMD_TIMEOUT_MS = 15_000;
 
@@ -235,15 +235,16 @@ export async function preflightScan(
     const tcp = t.tcp.get(s.inode);
     if (tcp !== undefined) {
       if (tcp.state === TCP_LISTEN && tcp.rxQueue > 0) {
-        reasons.push(
-          reason(
-            'TCPEstablished',
-            `${where(s)}: TCP listener ${tcp.local} has ${tcp.rxQueue} connection(s) not yet accepted (in flight)`,
-            'CRIU refuses in-flight connections of a listening socket without --skip-in-flight, which migprobe ' +
-              'does not pass (whatever options.tcpEstablished says): probe again once the workload has accepted them',
-          ),
-        );
-      } else if (CONNECTED_TCP.has(tcp.state) && !opts.tcpEstablished) {
+        if (opts.tcpSkipInFlight !== true) {
+          reasons.push(
+            reason(
+              'TCPEstablished',
+              `${where(s)}: TCP listener ${tcp.local} has ${tcp.rxQueue} connection(s) not yet accepted (in flight)`,
+              IN_FLIGHT_HINT,
+            ),
+          );
+        }
+      } else if (CONNECTED_TCP.has(tcp.state) && !opts.tcpEstablished && opts.tcpClose !== true) {
         reasons.push(
           reason(
             'TCPEstablished',

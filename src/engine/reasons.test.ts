@@ -28,6 +28,8 @@ void test('hints of the options-driven codes name the option', () => {
   assert.match(REASON_CATALOG.ExternalUnixSocket.hint, /options\.extUnixSockets/);
   assert.match(REASON_CATALOG.GhostFileTooLarge.hint, /options\.ghostLimitBytes/);
   assert.match(REASON_CATALOG.FreezeBudgetExceeded.hint, /options\.freezeBudgetMilliseconds/);
+  assert.match(REASON_CATALOG.TCPEstablished.hint, /options\.tcpClose: true \(CLI --tcp-close/);
+  assert.match(REASON_CATALOG.LinkRemapNeeded.hint, /options\.linkRemap: true \(CLI --link-remap/);
 });
 
 void test('catalog markdown has one row per code', () => {

@@ -14,13 +14,19 @@ export interface ReasonInfo {
   hint: string;
 }
 
+/** The fix for a listener's connections not yet accepted (preflight's finding and CRIU's own error). */
+export const IN_FLIGHT_HINT =
+  'set options.tcpSkipInFlight: true (CLI --skip-in-flight, CRIU --skip-in-flight) if those clients may see their ' +
+  'connection fail (they are dropped), or probe again once the workload has accepted them';
+
 export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
   TCPEstablished: {
     phase: 'preflight',
     description: 'A task of the container holds an established (or half-closed) TCP connection.',
     hint:
       'set options.tcpEstablished: true (CLI --tcp-established, CRIU --tcp-established) if the peer can tolerate a ' +
-      'repaired connection and the target carries the same IP address, or close the connections before the migration',
+      'repaired connection and the target carries the same IP address, or options.tcpClose: true (CLI --tcp-close, ' +
+      'CRIU --tcp-close) to carry them closed (the peers see them end), or close the connections before the migration',
   },
   ExternalUnixSocket: {
     phase: 'preflight',
@@ -101,8 +107,9 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
     description:
       'A task holds an open file that was unlinked (or overmounted) but still has data CRIU can only reach by linking it back under a temporary name.',
     hint:
-      'close or reopen the file before the migration; CRIU\'s --link-remap would link it back into the container\'s ' +
-      'file system, which migprobe does not pass (it writes into the workload\'s files)',
+      'set options.linkRemap: true (CLI --link-remap, CRIU --link-remap) if CRIU may link the file back into its ' +
+      'folder for the length of the dump (the migration carries that link with the container\'s files), or close ' +
+      'or reopen the file before the migration',
   },
   NestedNamespace: {
     phase: 'dump',

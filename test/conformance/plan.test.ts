@@ -7,11 +7,16 @@ import { isPlan, matrixOf, outcomeOf, planTest, reportMarkdown } from '../../ben
 import type { Plan, Row, RunRecord } from '../../bench/zdtm/plan.ts';
 
 void test('planTest: flavors, flags and the CRIU options migprobe has flags for', () => {
-  const p = planTest('file_locks00', { flags: 'excl', opts: '--file-locks --link-remap' }, true);
+  const p = planTest('file_locks00', { flags: 'excl', opts: '--file-locks --link-remap --manage-cgroups' }, true);
   assert.ok(isPlan(p));
   assert.equal(p.flavor, 'ns');
-  assert.deepEqual(p.migprobeArgs, ['--file-locks']);
-  assert.deepEqual(p.unmatched, ['--link-remap']);
+  assert.deepEqual(p.migprobeArgs, ['--file-locks', '--link-remap']);
+  assert.deepEqual(p.unmatched, ['--manage-cgroups']);
+  const tcp = planTest('socket-tcp-skip-in-flight', { opts: '--tcp-established --skip-in-flight' }, true);
+  assert.ok(isPlan(tcp));
+  assert.deepEqual(tcp.migprobeArgs, ['--tcp-established', '--skip-in-flight']);
+  const close = planTest('socket-tcp-close2', { opts: '--tcp-close' }, true);
+  assert.ok(isPlan(close) && close.migprobeArgs.join() === '--tcp-close' && close.unmatched.length === 0);
   const g = planTest('ghost', { opts: '--ghost-limit 4M --external mnt[/x]:y' }, true);
   assert.ok(isPlan(g));
   assert.deepEqual(g.migprobeArgs, ['--ghost-limit', '4M']);

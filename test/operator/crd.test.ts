@@ -30,7 +30,16 @@ test('MigrationProbe CRD: defaults, bounds, CEL (immutable spec, RestoreOnly nee
     targetNodeName: 'node-b',
     mode: 'Check',
     timeoutSeconds: 300,
-    options: { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 1048576, freezeBudgetMilliseconds: 2000 },
+    options: {
+      tcpEstablished: false,
+      fileLocks: false,
+      extUnixSockets: false,
+      tcpClose: false,
+      tcpSkipInFlight: false,
+      linkRemap: false,
+      ghostLimitBytes: 1048576,
+      freezeBudgetMilliseconds: 2000,
+    },
   });
 
   const immut = await k(['patch', 'mprobe', 'p1', '--type=merge', '-p', '{"spec":{"targetNodeName":"node-c"}}']);
