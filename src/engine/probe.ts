@@ -15,7 +15,7 @@
 //   start-up: recoverFrozen(<workRoot>, isOwnDumpFolder) (dump.ts) thaws whatever a crashed run left frozen
 //             (markers only at <workRoot>/<probe>/, never in a received bundle).
 
-import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,6 +38,7 @@ import { chooseLowerdirs, readManifest, restoreCheck, ROOTFS_DIFF, runtimeEndpoi
 import { assertRuntimeSocket } from './ctr.ts';
 import type { RestoreProof } from './restore.ts';
 import { addressesOf, subjectFromContainer } from './subject.ts';
+import { readLinkRemaps, stageLinkRemaps } from './link-remap.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import type { CheckpointSource } from './checkpoint.ts';
 import { run, runOk } from './exec.ts';
@@ -78,6 +79,8 @@ export interface ProbeDetail {
   restoreProof?: RestoreProof;
   dumpRecovery?: string[];
   pagemap?: Manifest['pagemap'];
+  /** Link remaps (options.linkRemap) that could not go into the rootfs diff, with why. */
+  linkRemapsMissing?: string[];
 }
 
 async function newWorkDir(parent: string | undefined): Promise<string> {
@@ -213,8 +216,19 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   // over budget, for one): then the bundle stays and the target half runs (compose.ts says why).
   const dumped = out.info.criuExitCode === 0 && !out.info.timedOut;
   if (!dumped) delete out.result.bundleDir;
-  if (out.result.bundleDir !== undefined && info.rootfs.upperdir !== undefined) {
-    await shipRootfsDiff(info.rootfs.upperdir, out.result.bundleDir, deps.runner);
+  if (out.result.bundleDir !== undefined) {
+    // CRIU removed its link remaps again after the --leave-running dump: copied now, from the fds the workload
+    // holds, into the rootfs diff, where a real migration's dump leaves them (link-remap.ts)
+    const stage = join(workDir, 'link-remaps');
+    const remaps =
+      opts.linkRemap === true
+        ? await readLinkRemaps(join(out.result.bundleDir, 'images'))
+            .then((r) => stageLinkRemaps(r, subject.pids, stage, ROOTFS_DIFF_CAP))
+            .catch((e: unknown) => ({ staged: [], missing: [`link remaps: ${errMessage(e)}`], bytes: 0 }))
+        : undefined;
+    if (remaps !== undefined && remaps.missing.length > 0) detail.linkRemapsMissing = remaps.missing;
+    const extra = remaps !== undefined && remaps.staged.length > 0 ? stage : undefined;
+    if (info.rootfs.upperdir !== undefined || extra !== undefined) await shipRootfsDiff(info.rootfs.upperdir, out.result.bundleDir, deps.runner, ROOTFS_DIFF_CAP, extra);
   }
   detail.dumpRecovery = out.info.recovery;
   if (out.info.pagemap !== undefined) detail.pagemap = out.info.pagemap;
@@ -241,11 +255,17 @@ export const ROOTFS_DIFF_CAP = 64 * 1024 * 1024;
 
 /**
  * Ship the container's writable layer (files it created or changed, whiteouts included) in the bundle, as a
- * migration would: the target stacks it over the image. Taken after the dump, while the workload runs.
+ * migration would: the target stacks it over the image. Taken after the dump, while the workload runs. `extra`: a
+ * folder of files that the real migration's writable layer would hold as well (link remaps), added on top.
  */
-export async function shipRootfsDiff(upperdir: string, bundleDir: string, runner: Runner, cap = ROOTFS_DIFF_CAP): Promise<void> {
+export async function shipRootfsDiff(upperdir: string | undefined, bundleDir: string, runner: Runner, cap = ROOTFS_DIFF_CAP, extra?: string): Promise<void> {
   const tarball = join(bundleDir, ROOTFS_DIFF);
-  const r = await runner('tar', ['-c', '-f', tarball, '-C', upperdir, '--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner', '.'], {
+  const members = [
+    ...(upperdir === undefined ? [] : ['-C', upperdir, '.']),
+    // with a writable layer, by name: its own root folder keeps its owner and mode
+    ...(extra === undefined ? [] : ['-C', extra, ...(upperdir === undefined ? ['.'] : (await readdir(extra)).map((n) => `./${n}`))]),
+  ];
+  const r = await runner('tar', ['-c', '-f', tarball, '--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner', ...members], {
     timeoutMs: 120_000,
   });
   const bytes = r.exitCode === 0 ? (await stat(tarball)).size : -1;
