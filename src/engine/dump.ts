@@ -50,6 +50,8 @@ export interface Manifest {
   externalMounts: ExternalMount[];
   netnsExternal: boolean;
   addresses: { ifname: string; cidr: string }[];
+  /** Namespaced net sysctls of the container's network namespace that a restore depends on (net-sysctls.ts). */
+  netSysctls?: Record<string, string>;
   /** sha256 of every executable and mapped file of the process tree (facts.ts hashMappedFiles). */
   fileDigests: FileDigest[];
   sourceFacts?: NodeFacts;

@@ -39,6 +39,7 @@ import { assertRuntimeSocket } from './ctr.ts';
 import type { RestoreProof } from './restore.ts';
 import { addressesOf, subjectFromContainer } from './subject.ts';
 import { readLinkRemaps, stageLinkRemaps } from './link-remap.ts';
+import { readNetSysctls } from './net-sysctls.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import type { CheckpointSource } from './checkpoint.ts';
 import { run, runOk } from './exec.ts';
@@ -191,6 +192,8 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
   const fileDigests = await deps.hashMappedFiles(info);
   signal?.throwIfAborted();
   const subject = subjectFromContainer(info, { externalTmpfs: deps.externalTmpfs !== false });
+  // as the pod spec gives them to the target's network namespace (securityContext.sysctls)
+  const netSysctls = info.network.hostNetwork ? {} : await readNetSysctls(info.network.netnsPath, deps.runner);
   const out = await dumpCheck({
     subject,
     options: opts,
@@ -204,6 +207,7 @@ async function runSource(ref: ContainerRef, opts: ProbeOptions, workDir: string,
         ...(info.rootfs.hostDir === undefined ? {} : { hostDir: info.rootfs.hostDir }),
       },
       addresses: addressesOf(info),
+      ...(Object.keys(netSysctls).length === 0 ? {} : { netSysctls }),
       fileDigests,
       workloadRssBytes: pre.rssBytes,
     },

@@ -20,6 +20,8 @@ import type { RuntimeEndpoint } from './ctr.ts';
 import { imageLayers } from './image-rootfs.ts';
 import { imagesWithoutFreezeState } from './cgroup-image.ts';
 import { readMountpoints } from './images.ts';
+import { parseNetSysctls } from './net-sysctls.ts';
+import type { NetSysctls } from './net-sysctls.ts';
 import type { Runner } from './exec.ts';
 import { DEFAULT_CONTAINERD_ADDRESS, DEFAULT_CONTAINERD_NAMESPACE } from './container.ts';
 
@@ -239,6 +241,13 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
     }
     return { result: base(), proof, steps };
   }
+  let netSysctls: NetSysctls;
+  try {
+    netSysctls = parseNetSysctls(manifest.netSysctls);
+  } catch (e) {
+    reasons.push(reason('TransferFailed', `the bundle's manifest: ${(e as Error).message}`, undefined, 'restore'));
+    return { result: base(), proof, steps };
+  }
   const lowerdirs = [...(input.extraLowerdirs ?? []), ...lower];
   if (input.compareFiles !== undefined) {
     reasons.push(...(await input.compareFiles(lowerdirs).catch((e: unknown) => [reason('InternalError', `file digests: ${(e as Error).message}`, undefined, 'compat')])));
@@ -248,7 +257,7 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
   let sbRun: SandboxRun | undefined;
   let excerpt: string | undefined;
   try {
-    sb = await createSandbox({ workDir: input.workDir, lowerdirs, addresses: manifest.addresses.map((a) => a.cidr) });
+    sb = await createSandbox({ workDir: input.workDir, lowerdirs, addresses: manifest.addresses.map((a) => a.cidr), netSysctls });
     step('sandbox');
     const extMounts: { key: string; path: string }[] = [];
     for (const m of manifest.externalMounts) {

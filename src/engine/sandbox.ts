@@ -16,6 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { run } from './exec.ts';
 import { taskState } from './proc-task.ts';
 import type { Runner } from './exec.ts';
+import { applyNetSysctls } from './net-sysctls.ts';
+import type { NetSysctls } from './net-sysctls.ts';
 
 /** Init script, run by /bin/sh as PID 1 of the sandbox PID namespace. $1 overlay options, $2 mount point. */
 export const INIT_SCRIPT = [
@@ -60,6 +62,8 @@ export interface SandboxSpec {
   lowerdirs: string[];
   /** Addresses to carry, CIDR notation (e.g. 10.0.0.5/24). */
   addresses: string[];
+  /** Net sysctls to set in the sandbox's network namespace (validated again by net-sysctls.ts). */
+  netSysctls?: NetSysctls;
 }
 
 export interface Sandbox {
@@ -107,6 +111,7 @@ export async function createSandbox(spec: SandboxSpec, runner: Runner = run): Pr
   try {
     await ip(['netns', 'add', sb.netnsName]);
     await ip(['-n', sb.netnsName, 'link', 'set', 'lo', 'up']);
+    if (spec.netSysctls !== undefined) await applyNetSysctls(sb.netnsPath, spec.netSysctls, runner);
     if (spec.addresses.length > 0) {
       // Both ends of the pair live in the sandbox: the addresses exist, nothing leaves (no dummy driver here).
       await ip(['-n', sb.netnsName, 'link', 'add', 'mpsb0', 'type', 'veth', 'peer', 'name', 'mpsb1']);
