@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { errorText, isNoise } from '../src/engine/criu-log.ts';
 import { KNOWN } from './zdtm/known.ts';
-import { clearZdtmHierarchies, hierarchies, homeProcs, makeTestCgroups, removeTestCgroups } from './zdtm/cgroups.ts';
+import { clearZdtmHierarchies, hierarchies, homeProcs, makeTestCgroups, namedTestCgroups, removeTestCgroups } from './zdtm/cgroups.ts';
 import { isPlan, matrixOf, outcomeOf, planTest, reportMarkdown } from './zdtm/plan.ts';
 import type { Plan, ReportMeta, Row, RunRecord, ZdtmDesc } from './zdtm/plan.ts';
 
@@ -183,6 +183,8 @@ function runOne(plan: Plan, ctx: Ctx, attempt: number): Promise<RunRecord & { ms
     JSON.stringify({ args: ['--target-root', ctx.testDir, '--timeout', '60', '--freeze-budget', FREEZE_BUDGET, ...plan.migprobeArgs], home: homeProcs(ctx.cgroups) }),
   );
   const procs = makeTestCgroups(ctx.cgroups, plan.test);
+  // zdtm's named hierarchies hold the other tests' cgroups while several run at once: only one test at a time
+  const named = ctx.jobs === 1 ? namedTestCgroups(state, plan.test) : undefined;
   const dumpDir = join(ctx.testDir, 'dump', 'zdtm', 'static', plan.test);
   rmSync(dumpDir, { recursive: true, force: true });
   const started = performance.now();
@@ -205,6 +207,7 @@ function runOne(plan: Plan, ctx: Ctx, attempt: number): Promise<RunRecord & { ms
       },
     );
     for (const p of procs) writeFileSync(p, String(child.pid));
+    named?.place(child.pid ?? 0);
     child.stdin.end('go\n');
     let output = '';
     const keep = (b: Buffer): void => {

@@ -65,6 +65,51 @@ export function makeTestCgroups(hs: readonly Hierarchy[], name: string): string[
   return out;
 }
 
+/** zdtm's named hierarchies (test/zdtm_mount_cgroups makes them when /proc/self/cgroup has none yet). */
+export const ZDTM_NAMED = ['zdtmtst', 'zdtmtst.defaultroot'] as const;
+
+/**
+ * The test's own cgroup in zdtm's named hierarchies too, made before zdtm.py starts (zdtm_mount_cgroups then finds
+ * them and leaves them as they are), as a runtime gives a container a cgroup of its own in every hierarchy: left
+ * at their root, the test would share it with every task of the node. Each hierarchy is mounted until `place`
+ * moved the test's first task in, then unmounted; a `holder` cgroup keeps it alive while the test runs
+ * (clearZdtmHierarchies removes it all afterwards).
+ */
+export function namedTestCgroups(workDir: string, name: string): { place: (pid: number) => void } {
+  const mounts: string[] = [];
+  const procs: string[] = [];
+  try {
+    for (const h of ZDTM_NAMED) {
+      const mp = join(workDir, `zdtm-${h}`);
+      mkdirSync(mp, { recursive: true });
+      execFileSync('mount', ['-t', 'cgroup', '-o', `none,name=${h}`, 'zdtm', mp]);
+      mounts.push(mp);
+      mkdirSync(join(mp, 'holder.migprobe'), { recursive: true });
+      mkdirSync(join(mp, 'migprobe-zdtm', name), { recursive: true });
+      procs.push(join(mp, 'migprobe-zdtm', name, 'cgroup.procs'));
+    }
+  } catch (e) {
+    release(mounts);
+    throw e;
+  }
+  return {
+    place: (pid) => {
+      try {
+        for (const p of procs) writeFileSync(p, String(pid));
+      } finally {
+        release(mounts);
+      }
+    },
+  };
+}
+
+function release(mounts: readonly string[]): void {
+  for (const mp of mounts) {
+    execFileSync('umount', ['-l', mp]);
+    rmdirSync(mp);
+  }
+}
+
 /** Remove the test's cgroups (their tasks are gone); what cannot be removed stays and is returned. */
 export function removeTestCgroups(hs: readonly Hierarchy[], name: string): string[] {
   const left: string[] = [];
