@@ -14,7 +14,8 @@ import type { ContainerInfo } from './container.ts';
 import { criuFeatures, parseCriuVersion } from './criu.ts';
 import { run } from './exec.ts';
 import type { Runner } from './exec.ts';
-import { mountOfPath } from './procparse.ts';
+import { mountOfPath, parseMountinfo } from './procparse.ts';
+import type { MountEntry } from './procparse.ts';
 import { reason } from './reasons.ts';
 
 export interface FileDigest {
@@ -137,12 +138,34 @@ export function mappedPaths(maps: string): string[] {
 /**
  * sha256 of the executable and every file-backed mapping of every process, read through /proc/<pid>/root
  * (the container's view). Only files on the container's root filesystem are hashed: a file on a bind mount
- * or tmpfs is not part of the image the target restores from. Each file is opened with openInRoot, so a path
- * the workload turned into a symlink (to a host file, say) is not followed and not hashed.
+ * or tmpfs is not part of the image the target restores from (CRIU carries a tmpfs's files in the images). A
+ * process in a mount namespace of its own (one the container made) is judged by its own mount table, where
+ * the root filesystem is the mount of the same device and folder as the container's root. Each file is opened
+ * with openInRoot, so a path the workload turned into a symlink (to a host file, say) is not followed and not
+ * hashed.
  */
 export async function hashMappedFiles(info: ContainerInfo, deps: Partial<FactsDeps> = {}): Promise<FileDigest[]> {
   const d: FactsDeps = { ...defaultDeps, ...deps };
-  const rootMountId = info.mounts.find((m) => m.kind === 'root')?.mountId;
+  const rootMount = info.mounts.find((m) => m.kind === 'root');
+  const rootMountId = rootMount?.mountId;
+  const initMntns = await readlink(`${d.proc}/${info.initPid}/ns/mnt`).catch(() => undefined);
+  const nestedMounts = new Map<string, MountEntry[]>();
+  /**
+   * When `p` lies on the container's root filesystem in the mount namespace of `pid`: the ID of that mount there
+   * (what openInRoot checks the opened file against). Undefined when it lies elsewhere.
+   */
+  const onRoot = async (pid: number, p: string): Promise<{ mountId: number | undefined } | undefined> => {
+    if (rootMount === undefined) return { mountId: undefined };
+    const ns = await readlink(`${d.proc}/${pid}/ns/mnt`).catch(() => undefined);
+    if (ns === undefined || ns === initMntns) return mountOfPath(p, info.mounts)?.mountId === rootMountId ? { mountId: rootMountId } : undefined;
+    let mounts = nestedMounts.get(ns);
+    if (mounts === undefined) {
+      mounts = parseMountinfo(await readFile(`${d.proc}/${pid}/mountinfo`, 'utf8').catch(() => ''));
+      nestedMounts.set(ns, mounts);
+    }
+    const m = mountOfPath(p, mounts);
+    return m !== undefined && m.dev === rootMount.dev && m.root === rootMount.root ? { mountId: m.mountId } : undefined;
+  };
   const seen = new Map<string, FileDigest>();
   for (const pid of info.pids) {
     const paths: string[] = [];
@@ -160,8 +183,9 @@ export async function hashMappedFiles(info: ContainerInfo, deps: Partial<FactsDe
     for (const p of paths) {
       const rel = p.replace(/^\/+/, '');
       if (seen.has(rel)) continue;
-      if (rootMountId !== undefined && mountOfPath(p, info.mounts)?.mountId !== rootMountId) continue;
-      const fh = await openInRoot(`${d.proc}/${pid}/root`, rel, rootMountId);
+      const on = await onRoot(pid, p);
+      if (on === undefined) continue;
+      const fh = await openInRoot(`${d.proc}/${pid}/root`, rel, on.mountId);
       if (fh === undefined) continue;
       try {
         const st = await fh.stat();
