@@ -35,6 +35,20 @@ test('cgroup and bind mounts are always external; tmpfs only when nothing depend
   assert.equal(externalMountsFor(mounts, { externalTmpfs: false, inUse: new Set() }).filter((e) => e.kind === 'tmpfs').length, 0);
 });
 
+test('a bind from the root filesystem whose source was deleted is left to CRIU; one from elsewhere stays external', () => {
+  const mounts = [
+    m('/', 'root', '8:1', { root: '/srv/ct' }),
+    m('/data/dst', 'bind', '8:1', { root: '/srv/ct/data/src//deleted' }),
+    m('/vol', 'bind', '8:1', { root: '/var/lib/vol//deleted', hostPath: '/var/lib/vol//deleted' }),
+    m('/other', 'bind', '8:2', { root: '/srv/ct/x//deleted' }),
+    m('/live', 'bind', '8:1', { root: '/srv/ct/live' }),
+  ];
+  assert.deepEqual(
+    externalMountsFor(mounts, { externalTmpfs: true, inUse: new Set() }).map((e) => e.mountpoint),
+    ['/vol', '/other', '/live'],
+  );
+});
+
 test('beneath', () => {
   assert.ok(beneath('/run/x', '/run') && beneath('/run', '/run') && !beneath('/running', '/run') && beneath('/a', '/'));
 });

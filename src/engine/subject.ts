@@ -21,10 +21,15 @@ export function beneath(path: string, dir: string): boolean {
  */
 export function externalMountsFor(mounts: readonly ContainerMount[], opts: { externalTmpfs: boolean; inUse: ReadonlySet<string> }): ExternalMount[] {
   const out: ExternalMount[] = [];
+  const root = mounts.find((x) => x.kind === 'root');
   for (const m of mounts) {
     if (m.kind === 'cgroup') {
       out.push({ mountpoint: m.mountpoint, key: mountKey('cgroup', m.mountpoint), kind: 'cgroup' });
     } else if (m.kind === 'bind') {
+      // A bind from the container's own root filesystem whose source was deleted since: CRIU dumps it as it is and
+      // re-creates the source inside the root on restore; declared external, the target would need the deleted
+      // path (zdtm mntns_deleted).
+      if (root !== undefined && deletedInRoot(m, root)) continue;
       out.push({
         mountpoint: m.mountpoint,
         key: mountKey('bind', m.mountpoint),
@@ -40,6 +45,12 @@ export function externalMountsFor(mounts: readonly ContainerMount[], opts: { ext
     }
   }
   return out;
+}
+
+/** A mount whose source (its mountinfo root, `<path>//deleted`) was deleted from the root mount's filesystem. Pure. */
+export function deletedInRoot(m: ContainerMount, root: ContainerMount): boolean {
+  const DELETED = '//deleted';
+  return m.dev === root.dev && m.root.endsWith(DELETED) && beneath(m.root.slice(0, -DELETED.length), root.root);
 }
 
 /** Mount points (from `candidates`) under which a task of `pids` holds an fd, a file mapping or its cwd. */
