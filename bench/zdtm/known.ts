@@ -18,10 +18,6 @@ export const KNOWN: Readonly<Record<string, string>> = {
     'that namespace with the test, migprobe restores as runc and containerd do, into the network namespace the ' +
     'target gives (empty_ns=NET), which has no zdtmbr0 (NetworkDeviceMissing). A container migration loses the ' +
     'device as well.',
-  cgroup_stray:
-    'a test of CRIU\'s own cgroup handling (--manage-cgroups) in zdtm\'s named hierarchies, which the bench mounts ' +
-    'and empties after every test: the dump check could not mount the hierarchy (`Device or resource busy`). An ' +
-    'artefact of the bench; a container is never at the root of such a hierarchy.',
   mnt_ext_auto: EXTERNAL_MOUNT_OPTS,
   mnt_ext_manual: EXTERNAL_MOUNT_OPTS,
   mnt_ext_master: EXTERNAL_MOUNT_OPTS,
@@ -34,44 +30,17 @@ export const KNOWN: Readonly<Record<string, string>> = {
     'a bind mount whose source directory was deleted; migprobe declares a host bind external (as a runtime\'s ' +
     'volume) and the sandbox cannot bind a path that no longer exists (`Can\'t re-create deleted file`), while ' +
     'zdtm\'s CRIU recreates it inside the dumped mount namespace.',
-  mntns_link_remap:
-    'CRIU dumps it only with --link-remap (the .desc passes it), which links the unlinked file back into the ' +
-    'workload\'s file system; migprobe does not pass it and names the cause (LinkRemapNeeded).',
-  'socket-dump-tcp-close':
-    'CRIU dumps it with --tcp-close (the .desc passes it: established connections are restored closed); migprobe ' +
-    'offers --tcp-established, not --tcp-close, and names the connections (TCPEstablished).',
-  'socket-tcp-close2':
-    'CRIU dumps and restores it with --tcp-close (the .desc passes it); migprobe offers --tcp-established, not ' +
-    '--tcp-close, so its restore meets a connected TCP socket it was not allowed (TCPEstablished).',
-  'socket-tcp-skip-in-flight':
-    'CRIU dumps it with --skip-in-flight (the .desc passes it: connections not yet accepted are dropped); migprobe ' +
-    'never drops a client\'s connection and names it (TCPEstablished, in flight).',
   'socket-tcpbuf-local':
     'a loopback TCP connection with unsent data in its send queue; in the restore sandbox (the network ' +
-    'namespace the target gives, network lock skipped, tasks left stopped) CRIU\'s repair of the send queue fails ' +
-    '(`Can\'t restore not-sent send queue data ... Broken pipe`), while zdtm restores the dumped namespace. Cause ' +
-    'in the sandbox not found yet.',
+    'namespace the target gives, tasks left stopped) CRIU\'s send of the not-sent data fails (`Can\'t restore ' +
+    'not-sent send queue data ... Broken pipe`), while zdtm restores the dumped namespace. Cause in the sandbox not ' +
+    'found yet; dropping every packet in the sandbox\'s namespace during the restore (nftables) made the restore ' +
+    'hang instead (tried 2026-12-02).',
   'socket-tcpbuf6-local': 'the IPv6 twin of socket-tcpbuf-local, same failure.',
-  socket6_icmp:
-    'an ICMPv6 ping socket: the test allowed ping sockets in its network namespace (net.ipv4.ping_group_range), ' +
-    'which zdtm\'s CRIU dumps with the namespace; the namespace the target gives (as runc and CNI do) has the ' +
-    'kernel default, which allows no group (`Can\'t create inet socket: Permission denied`). A container needs ' +
-    'the same sysctl on the target (Kubernetes: the pod\'s securityContext.sysctls).',
-  socket_icmp: 'the IPv4 twin of socket6_icmp, same cause (net.ipv4.ping_group_range of the target\'s namespace).',
-  tempfs_subns:
-    'the test maps a file from a tmpfs it mounted in a mount namespace of its own; migprobe compares every mapped ' +
-    'file with the target\'s root filesystem and does not know that one lives on a tmpfs the images carry ' +
-    '(RootfsMismatch). A false "not migratable" of migprobe, not fixed yet.',
   pty03:
     'the test runs in a user namespace of its own (uns flavor); migprobe\'s dump archives the tmpfs mounts CRIU ' +
     'cannot declare external, and CRIU\'s tar of one fails inside that user namespace (`Can\'t dump tmpfs content`, ' +
     'tar exit 2); zdtm declares the test\'s /dev external. Not fixed.',
-  unlink_fstat03:
-    'CRIU dumps it only with --link-remap (the .desc passes it); migprobe does not pass it and names the cause ' +
-    '(LinkRemapNeeded).',
-  unlink_regular00:
-    'CRIU dumps it only with --link-remap (the .desc passes it); migprobe does not pass it and names the cause ' +
-    '(LinkRemapNeeded).',
   vt:
     'a virtual console: the real restore failed in the full run and in its rerun (`tty: Corrupted master peer`) ' +
     'while the sandboxed restore check passed (a false "migratable"), and passed in a third run: flaky here. ' +
