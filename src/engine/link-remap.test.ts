@@ -5,52 +5,45 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeImage, encodeMessage, IMG_COMMON_MAGIC } from './images.ts';
-import type { PbField } from './images.ts';
-import { FILES_MAGIC, REMAP_FPATH_MAGIC, linkRemapsOf, readLinkRemaps, safeRelative, stageLinkRemaps } from './link-remap.ts';
+import { create } from '@bufbuild/protobuf';
+import { KIND, encodeImage } from './images.ts';
+import { fd_types, file_entrySchema } from './criu-pb/fdinfo_pb.ts';
+import type { file_entry } from './criu-pb/fdinfo_pb.ts';
+import { remap_file_path_entrySchema, remap_type } from './criu-pb/remap-file-path_pb.ts';
+import type { remap_file_path_entry } from './criu-pb/remap-file-path_pb.ts';
+import { linkRemapsOf, readLinkRemaps, safeRelative, stageLinkRemaps } from './link-remap.ts';
 
-const str = (no: number, s: string): PbField => ({ no, wire: 2, v: Buffer.from(s) });
-const num = (no: number, v: number): PbField => ({ no, wire: 0, v: BigInt(v) });
+const regFile = (id: number, name: string): file_entry =>
+  create(file_entrySchema, { type: fd_types.REG, id, reg: { id, name, flags: 0, pos: 0n, fown: { uid: 0, euid: 0, signum: 0, pidType: 0, pid: 0 } } });
 
-/** A files.img FileEntry of type REG (1) with its RegFileEntry (name is field 6). */
-function regFile(id: number, name: string): Buffer {
-  return encodeMessage([num(1, 1), num(2, id), { no: 3, wire: 2, v: encodeMessage([num(1, id), str(6, name)]) }]);
-}
-
-const files = {
-  head: [IMG_COMMON_MAGIC, FILES_MAGIC],
-  entries: [
-    regFile(7, '/data/app.log'),
-    regFile(13, '/data/link_remap.13'),
-    regFile(8, '/tmp/gone'),
-    regFile(9, '/tmp/gone.ghost'),
-    encodeMessage([num(1, 5), num(2, 20)]), // a socket: not a regular file
-  ],
-};
-const remaps = {
-  head: [IMG_COMMON_MAGIC, REMAP_FPATH_MAGIC],
-  entries: [
-    encodeMessage([num(1, 7), num(2, 13), num(3, 0)]), // LINKED
-    encodeMessage([num(1, 8), num(2, 9), num(3, 1)]), // GHOST: carried in the images already
-  ],
-};
+const files: file_entry[] = [
+  regFile(7, '/data/app.log'),
+  regFile(13, '/data/link_remap.13'),
+  regFile(8, '/tmp/gone'),
+  regFile(9, '/tmp/gone.ghost'),
+  create(file_entrySchema, { type: fd_types.INETSK, id: 20 }), // a socket: not a regular file
+];
+const remaps: remap_file_path_entry[] = [
+  create(remap_file_path_entrySchema, { origId: 7, remapId: 13, remapType: remap_type.LINKED }),
+  create(remap_file_path_entrySchema, { origId: 8, remapId: 9, remapType: remap_type.GHOST }), // carried in the images already
+];
 
 void test('linkRemapsOf: the linked remaps, by name', () => {
   assert.deepEqual(linkRemapsOf(files, remaps), [{ origName: '/data/app.log', remapName: '/data/link_remap.13' }]);
   // an entry without remap_type is a linked one
-  const old = { ...remaps, entries: [encodeMessage([num(1, 7), num(2, 13)])] };
-  assert.equal(linkRemapsOf(files, old).length, 1);
+  assert.equal(linkRemapsOf(files, [create(remap_file_path_entrySchema, { origId: 7, remapId: 13 })]).length, 1);
 });
 
 void test('readLinkRemaps: none without remap-fpath.img; read from the image files', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mp-lr-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   assert.deepEqual(await readLinkRemaps(dir), []);
-  await writeFile(join(dir, 'files.img'), encodeImage(files));
-  await writeFile(join(dir, 'remap-fpath.img'), encodeImage(remaps));
+  await writeFile(join(dir, 'files.img'), encodeImage({ kind: KIND.files, entries: files.map((message) => ({ message })) }));
+  await writeFile(join(dir, 'remap-fpath.img'), encodeImage({ kind: KIND.remapFpath, entries: remaps.map((message) => ({ message })) }));
   assert.deepEqual(await readLinkRemaps(dir), [{ origName: '/data/app.log', remapName: '/data/link_remap.13' }]);
-  await writeFile(join(dir, 'files.img'), encodeImage({ ...files, head: [IMG_COMMON_MAGIC, REMAP_FPATH_MAGIC] }));
-  await assert.rejects(readLinkRemaps(dir), /wrong magic/);
+  // a files.img of another kind is refused
+  await writeFile(join(dir, 'files.img'), encodeImage({ kind: KIND.remapFpath, entries: remaps.map((message) => ({ message })) }));
+  await assert.rejects(readLinkRemaps(dir));
 });
 
 void test('safeRelative refuses what could leave the stage folder', () => {

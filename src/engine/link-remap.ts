@@ -12,15 +12,12 @@
 
 import { chmod, chown, copyFile, mkdir, readdir, readlink, stat } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { decodeMessage, getString, getVarint, readImageFile } from './images.ts';
-import type { ImageFile, PbField } from './images.ts';
-
-export const FILES_MAGIC = 0x56303138;
-export const REMAP_FPATH_MAGIC = 0x59133954;
-/** remap_type LINKED (images/remap-file-path.proto); an entry without the field is a linked one too. */
-const REMAP_LINKED = 0n;
-/** fd_types REG (images/fdinfo.proto). */
-const FD_TYPE_REG = 1n;
+import { KIND, messagesOf, readFiles, readImage } from './images.ts';
+import type { Image } from './images.ts';
+import { fd_types } from './criu-pb/fdinfo_pb.ts';
+import type { file_entry } from './criu-pb/fdinfo_pb.ts';
+import { remap_type } from './criu-pb/remap-file-path_pb.ts';
+import type { remap_file_path_entry } from './criu-pb/remap-file-path_pb.ts';
 
 export interface LinkRemap {
   /** The unlinked file's path in the container's mount namespace, e.g. /data/app.log. */
@@ -29,27 +26,16 @@ export interface LinkRemap {
   remapName: string;
 }
 
-function sub(fields: readonly PbField[], no: number): PbField[] | undefined {
-  const f = fields.find((x) => x.no === no && x.wire === 2);
-  return f === undefined || f.wire !== 2 ? undefined : decodeMessage(f.v);
-}
-
-/** The linked remaps of an image set: files.img (FileEntry) and remap-fpath.img (RemapFilePathEntry). Pure. */
-export function linkRemapsOf(files: ImageFile, remaps: ImageFile): LinkRemap[] {
+/** The linked remaps of an image set: files.img entries and remap-fpath.img entries. Pure. */
+export function linkRemapsOf(files: readonly file_entry[], remaps: readonly remap_file_path_entry[]): LinkRemap[] {
   const names = new Map<number, string>();
-  for (const e of files.entries) {
-    const f = decodeMessage(e);
-    if (getVarint(f, 1) !== FD_TYPE_REG) continue;
-    const reg = sub(f, 3);
-    const name = reg === undefined ? undefined : getString(reg, 6);
-    if (name !== undefined) names.set(Number(getVarint(f, 2) ?? -1n), name);
-  }
+  for (const f of files) if (f.type === fd_types.REG && f.reg !== undefined) names.set(f.id, f.reg.name);
   const out: LinkRemap[] = [];
-  for (const e of remaps.entries) {
-    const r = decodeMessage(e);
-    if ((getVarint(r, 3) ?? REMAP_LINKED) !== REMAP_LINKED) continue;
-    const origName = names.get(Number(getVarint(r, 1) ?? -1n));
-    const remapName = names.get(Number(getVarint(r, 2) ?? -1n));
+  for (const r of remaps) {
+    // an entry without remap_type reads as LINKED, as CRIU reads it
+    if (r.remapType !== remap_type.LINKED) continue;
+    const origName = names.get(r.origId);
+    const remapName = names.get(r.remapId);
     if (origName !== undefined && remapName !== undefined) out.push({ origName, remapName });
   }
   return out;
@@ -57,14 +43,14 @@ export function linkRemapsOf(files: ImageFile, remaps: ImageFile): LinkRemap[] {
 
 /** The linked remaps CRIU recorded in an image folder (none when it wrote no remap-fpath.img). */
 export async function readLinkRemaps(imagesDir: string): Promise<LinkRemap[]> {
-  let remaps: ImageFile;
+  let img: Image;
   try {
-    remaps = await readImageFile(join(imagesDir, 'remap-fpath.img'), REMAP_FPATH_MAGIC);
+    img = await readImage(join(imagesDir, 'remap-fpath.img'), KIND.remapFpath);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
-  return linkRemapsOf(await readImageFile(join(imagesDir, 'files.img'), FILES_MAGIC), remaps);
+  return linkRemapsOf(await readFiles(imagesDir), messagesOf(img, KIND.remapFpath.schema));
 }
 
 /** A path from the images that may be joined under a folder: absolute, normal, no `..`. Pure. */
