@@ -39,6 +39,7 @@ test('MigrationProbe CRD: defaults, bounds, CEL (immutable spec, RestoreOnly nee
       linkRemap: false,
       ghostLimitBytes: 1048576,
       freezeBudgetMilliseconds: 2000,
+      nonLazyMemoryLimitBytes: 67108864,
     },
   });
 
