@@ -56,6 +56,10 @@ export const REASON_CODES = [
   'AgentUnavailable',
   'CheckpointNotFound',
   'InvalidSpec',
+  // agent-side authorization (a request not backed by the live probe, a checkpoint of another namespace)
+  'ProbeNotFound',
+  'ProbeMismatch',
+  'CheckpointNotAllowed',
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];

@@ -43,6 +43,8 @@ export interface AgentClientOptions {
   ca?: string;
   /** Name the agents' serving certificate carries (checked instead of the pod IP). Default `migprobe-agent`. */
   serverName?: string;
+  /** TLS is configured: refuse any URL that is not https, before a token is read (it never crosses plain HTTP). */
+  requireTls?: boolean;
 }
 
 interface RawResponse {
@@ -58,9 +60,11 @@ export class AgentClient {
   private readonly timeoutMs: number;
   private readonly ca: string | undefined;
   private readonly serverName: string;
+  private readonly requireTls: boolean;
 
   constructor(opts: AgentClientOptions) {
     this.tokens = opts.tokens;
+    this.requireTls = opts.requireTls ?? false;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.ca = opts.ca;
     this.serverName = opts.serverName ?? 'migprobe-agent';
@@ -110,9 +114,10 @@ export class AgentClient {
   }
 
   private async send(baseUrl: string, method: string, path: string, headers: Record<string, string>, body: Buffer | string | undefined, timeoutMs: number, cancel?: AbortSignal): Promise<RawResponse> {
-    const token = await this.tokens.token();
     const url = new URL(path, baseUrl);
     const tls = url.protocol === 'https:';
+    if (this.requireTls && !tls) throw new AgentUnreachableError(`refusing ${baseUrl}: TLS is configured, and the bearer token is never sent over plain HTTP`);
+    const token = await this.tokens.token();
     const requestFn = tls ? httpsRequest : httpRequest;
     const tlsOpts = tls ? { servername: this.serverName, ...(this.ca ? { ca: this.ca } : {}) } : {};
     return new Promise<RawResponse>((resolve, reject) => {

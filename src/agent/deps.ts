@@ -1,5 +1,5 @@
 // What the node agent is given: its configuration and every dependency that touches the world (the probe engine,
-// TokenReview, the pod lookup, the peer agent client, a program runner, the clock, the log). Types only; the
+// TokenReview, the pod, probe, agent-pod and namespace lookups, the peer agent client, a program runner, the clock, the log). Types only; the
 // agent's parts (server.ts, operations.ts, source.ts, target.ts) all take these, tests inject fakes.
 
 import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from '../engine/api.ts';
@@ -7,7 +7,10 @@ import type { CheckpointSource } from '../engine/checkpoint.ts';
 import type { Clock } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger.ts';
 import type { Verdict } from '../verdict.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { MigrationProbe } from '../api/v1alpha1.ts';
 import type { Authenticator } from './auth.ts';
+import type { CallerPolicy } from './authz.ts';
 import type { AgentClient } from './client.ts';
 import type { HttpLimits } from './server.ts';
 
@@ -28,8 +31,16 @@ export interface PodInfo {
   nodeName: string | undefined;
   /** container name -> containerID as the kubelet reports it (`containerd://<id>`). */
   containerIds: Record<string, string>;
+  /** spec.containers' names, in order (a probe without containerName means the first). */
+  containerNames: string[];
 }
 export type PodLookup = (namespace: string, name: string) => Promise<PodInfo | undefined>;
+/** The live MigrationProbe `namespace/name` from the API server, or undefined when there is none. */
+export type ProbeLookup = (namespace: string, name: string) => Promise<MigrationProbe | undefined>;
+/** The agent pods (by label, in the agent's own namespace) on `node`, from the API server. */
+export type AgentPodLister = (node: string) => Promise<V1Pod[]>;
+/** Whether the namespace exists (a kubelet checkpoint name another namespace could also claim is refused). */
+export type NamespaceLookup = (name: string) => Promise<boolean>;
 
 /** Runs a program with an argument array; rejects when it fails. */
 export type Runner = (file: string, args: string[], opts: { timeoutMs: number }) => Promise<void>;
@@ -50,6 +61,10 @@ export interface AgentConfig {
   retainFinishedMs: number;
   /** The HTTP server's bounds (server.ts DEFAULT_HTTP_LIMITS for what is not set). */
   http?: Partial<HttpLimits>;
+  /** Who may call which endpoint. */
+  callers: CallerPolicy;
+  /** How this agent reaches peer agents: their pods' namespace (its own), the scheme (https when TLS is on), the port. */
+  peers: { namespace: string; scheme: 'http' | 'https'; defaultPort: number };
 }
 
 export interface AgentDeps {
@@ -57,6 +72,9 @@ export interface AgentDeps {
   engine: AgentEngine;
   auth: Authenticator;
   pods: PodLookup;
+  probes: ProbeLookup;
+  agentPods: AgentPodLister;
+  namespaces: NamespaceLookup;
   peer: AgentClient;
   run: Runner;
   clock: Clock;

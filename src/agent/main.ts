@@ -1,15 +1,15 @@
 // migprobe-agent: one per node. Thin: flags/env, wiring, signals. See server.ts.
 //
 //   node src/agent/main.ts --node-name node-a --listen 127.0.0.2:9443 --work-dir /var/lib/migprobe/agent \
-//     --allow-service-account migprobe-system/migprobe-controller --allow-service-account migprobe-system/migprobe-agent \
+//     --allow-service-account migprobe-system/migprobe-controller --peer-service-account migprobe-system/migprobe-agent \
 //     [--token-service-account migprobe-system/migprobe-agent | --token-file /var/run/secrets/migprobe/token] \
-//     [--kubeconfig F] [--containerd-address SOCK] [--containerd-namespace k8s.io] [--checkpoint-dir DIR]
+//     [--agent-namespace NS (else POD_NAMESPACE)] [--kubeconfig F] [--containerd-address SOCK] [--containerd-namespace k8s.io] [--checkpoint-dir DIR]
 //     [--tls-cert-file F --tls-key-file F] [--agent-ca-file F] [--agent-server-name migprobe-agent]
 //     [--http-headers-timeout-seconds 10] [--http-request-timeout-seconds 600] [--http-body-idle-timeout-seconds 30]
 //     [--http-keepalive-timeout-seconds 5] [--http-max-connections 128]
 //     [--token-cache-size 4096] [--token-cache-ttl-seconds 30] [--token-reviews-per-second 5] [--token-review-burst 20]
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { loadKubeConfig } from '../kube/client.ts';
@@ -17,7 +17,7 @@ import { realClock } from '../kube/clock.ts';
 import { createLogger } from '../kube/logger.ts';
 import { Authenticator, DEFAULT_AUTH_LIMITS, fileTokenSource, requestedTokenSource, serviceAccountUser, type AuthLimits, type TokenSource } from './auth.ts';
 import { AgentClient } from './client.ts';
-import { kubePodLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
+import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
 import { AgentServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from './server.ts';
 import { isProbeUid } from './protocol.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
@@ -30,7 +30,12 @@ const { values } = parseArgs({
     listen: { type: 'string', default: process.env.MIGPROBE_AGENT_LISTEN ?? '0.0.0.0:9443' },
     'work-dir': { type: 'string', default: '/var/lib/migprobe/agent' },
     kubeconfig: { type: 'string' },
+    // The controller: may start, read and delete probes.
     'allow-service-account': { type: 'string', multiple: true, default: [] },
+    // Peer agents: may call restore-check, nothing else.
+    'peer-service-account': { type: 'string', multiple: true, default: [] },
+    // Where peer agents' pods are (this agent's own namespace).
+    'agent-namespace': { type: 'string', default: process.env.POD_NAMESPACE ?? '' },
     'token-service-account': { type: 'string' },
     'token-file': { type: 'string' },
     'containerd-address': { type: 'string', default: process.env.CONTAINERD_ADDRESS ?? '/run/containerd/containerd.sock' },
@@ -114,7 +119,17 @@ async function main(): Promise<void> {
   if (socketProblem !== undefined) {
     throw new Error(`--containerd-address ${address}: no containerd socket there (${socketProblem}); set it (or CONTAINERD_ADDRESS) to this node's containerd socket`);
   }
+  const peers = (values['peer-service-account'] ?? []).map(serviceAccountUser);
+  if (peers.length === 0) throw new Error('at least one --peer-service-account is required (the agents\' own ServiceAccount: the only caller of restore-check)');
+  const both = peers.filter((u) => allowed.includes(u));
+  if (both.length > 0) throw new Error(`${both.join(', ')} is given both as --allow-service-account and --peer-service-account: the controller and peer agents must be different ServiceAccounts`);
+  const agentNamespace = values['agent-namespace'] || saNamespace();
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(agentNamespace)) throw new Error('--agent-namespace (or POD_NAMESPACE) is required: peer agents\' pods are found there');
 
+  const certFile = values['tls-cert-file'];
+  const keyFile = values['tls-key-file'];
+  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error('--tls-cert-file and --tls-key-file go together');
+  const tls = certFile !== undefined && keyFile !== undefined ? { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') } : undefined;
   const engine = await loadEngine();
   const server = new AgentServer({
     config: {
@@ -128,12 +143,19 @@ async function main(): Promise<void> {
       maxConcurrentRestores: Number(values['max-concurrent-restores']),
       retainFinishedMs: 15 * 60_000,
       http,
+      callers: { controllers: allowed, peers },
+      // TLS on: peers are reached over https only (and our token never crosses plain HTTP).
+      peers: { namespace: agentNamespace, scheme: tls ? 'https' : 'http', defaultPort: Number(m[2]) },
     },
     engine,
-    auth: new Authenticator({ allowedUsers: allowed, review: kubeTokenReviewer(kc), clock: realClock, limits: authLimits }),
+    auth: new Authenticator({ allowedUsers: [...allowed, ...peers], review: kubeTokenReviewer(kc), clock: realClock, limits: authLimits }),
     pods: kubePodLookup(kc),
+    probes: kubeProbeLookup(kc),
+    agentPods: kubeAgentPodLister(kc, agentNamespace),
+    namespaces: kubeNamespaceLookup(kc),
     peer: new AgentClient({
       tokens,
+      requireTls: tls !== undefined,
       serverName: values['agent-server-name'] ?? 'migprobe-agent',
       ...(values['agent-ca-file'] !== undefined ? { ca: readFileSync(values['agent-ca-file'], 'utf8') } : {}),
     }),
@@ -145,10 +167,6 @@ async function main(): Promise<void> {
   });
   const swept = await server.sweepWorkRoot();
   if (swept.length > 0) log.info('removed leftovers of a previous run', { entries: swept });
-  const certFile = values['tls-cert-file'];
-  const keyFile = values['tls-key-file'];
-  if ((certFile === undefined) !== (keyFile === undefined)) throw new Error('--tls-cert-file and --tls-key-file go together');
-  const tls = certFile !== undefined && keyFile !== undefined ? { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') } : undefined;
   const addr = await server.listen(m[1] ?? '0.0.0.0', Number(m[2]), tls);
   log.info('agent listening', { address: addr.address, port: addr.port, tls: tls !== undefined, workRoot, criu });
 
@@ -167,6 +185,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** The namespace of the pod's ServiceAccount token, when the agent runs in a pod without POD_NAMESPACE. */
+function saNamespace(): string {
+  const f = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+  return existsSync(f) ? readFileSync(f, 'utf8').trim() : '';
 }
 
 main().catch((e: unknown) => {

@@ -4,24 +4,18 @@ import { containerdIdOf, decodeHeaderJson, encodeHeaderJson, isProbeUid, parseRe
 
 const opts = { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 1048576, freezeBudgetMs: 2000, timeoutMs: 60000 };
 const good = {
+  protocol: 2,
+  probeName: 'web-to-b',
   namespace: 'default',
   podName: 'web-0',
   containerName: 'app',
   containerId: 'abc123def',
-  mode: 'Check',
-  options: opts,
-  target: { nodeName: 'node-b', url: 'http://127.0.0.3:9443' },
+  target: { nodeName: 'node-b' },
 };
 
-test('parseStartRequest accepts a well-formed request', () => {
-  const r = parseStartRequest(good);
-  assert.equal(r.podName, 'web-0');
-  assert.equal(r.checkpointPath, undefined);
-  assert.equal(r.options.nonLazyMemoryLimitBytes, undefined, 'absent: the engine default applies');
-  assert.equal(parseStartRequest({ ...good, options: { ...opts, nonLazyMemoryLimitBytes: 4096 } }).options.nonLazyMemoryLimitBytes, 4096);
-  assert.deepEqual(r.options, opts);
-  const asked = { ...opts, tcpClose: true, tcpSkipInFlight: true, linkRemap: false };
-  assert.deepEqual(parseStartRequest({ ...good, options: asked }).options, asked);
+test('parseStartRequest accepts a well-formed request; a caller-supplied target URL, mode or options are dropped', () => {
+  const r = parseStartRequest({ ...good, mode: 'RestoreOnly', checkpointPath: '/etc', options: {}, target: { nodeName: 'node-b', url: 'http://10.0.0.66:1' } });
+  assert.deepEqual(r, good);
 });
 
 test('parseStartRequest rejects malformed inputs', () => {
@@ -29,28 +23,29 @@ test('parseStartRequest rejects malformed inputs', () => {
     null,
     [],
     { ...good, namespace: 'Bad_NS' },
+    { ...good, probeName: undefined },
+    { ...good, probeName: '../x' },
     { ...good, containerId: '../etc' },
     { ...good, containerId: 'a'.repeat(200) },
-    { ...good, mode: 'Migrate' },
-    { ...good, options: { ...opts, ghostLimitBytes: -1 } },
-    { ...good, options: { ...opts, freezeBudgetMs: 1.5 } },
-    { ...good, options: { ...opts, nonLazyMemoryLimitBytes: -1 } },
-    { ...good, options: { ...opts, nonLazyMemoryLimitBytes: '64M' } },
-    { ...good, options: { ...opts, tcpEstablished: 'yes' } },
-    { ...good, options: { ...opts, tcpClose: 1 } },
-    { ...good, options: { ...opts, linkRemap: 'true' } },
-    { ...good, target: { nodeName: 'node-b', url: 'file:///etc/passwd' } },
-    { ...good, target: { nodeName: 'node-b', url: 'http://127.0.0.3:9443/x?y' } },
-    { ...good, mode: 'RestoreOnly' },
-    { ...good, mode: 'RestoreOnly', checkpointPath: '/var/lib/../../etc' },
-    { ...good, mode: 'RestoreOnly', checkpointPath: 'relative/path' },
+    { ...good, target: { url: 'http://127.0.0.3:9443' } },
   ];
   for (const b of bad) assert.throws(() => parseStartRequest(b), ValidationError, JSON.stringify(b));
 });
 
-test('RestoreOnly keeps the checkpoint path', () => {
-  const r = parseStartRequest({ ...good, mode: 'RestoreOnly', checkpointPath: '/var/lib/kubelet/checkpoints/x.tar' });
-  assert.equal(r.checkpointPath, '/var/lib/kubelet/checkpoints/x.tar');
+test('a start request of protocol 1 (an older controller, with target.url) is refused, saying what to do', () => {
+  const { protocol: _p, probeName: _n, ...v1 } = good;
+  assert.throws(() => parseStartRequest({ ...v1, mode: 'Check', target: { nodeName: 'node-b', url: 'http://127.0.0.3:9443' } }), /protocol 1: this agent speaks protocol 2 .*run the controller of the same migprobe version/);
+});
+
+test('options (on the restore-check request; a start takes them from the live probe): nonLazyMemoryLimitBytes and the asked CRIU options pass through, malformed values refused', () => {
+  const base = { namespace: 'default', podName: 'web-0', sourceNodeName: 'node-a' };
+  assert.equal(parseRestoreCheckRequest({ ...base, options: opts }).options.nonLazyMemoryLimitBytes, undefined, 'absent: the engine default applies');
+  assert.equal(parseRestoreCheckRequest({ ...base, options: { ...opts, nonLazyMemoryLimitBytes: 4096 } }).options.nonLazyMemoryLimitBytes, 4096);
+  const asked = { ...opts, tcpClose: true, tcpSkipInFlight: true, linkRemap: false };
+  assert.deepEqual(parseRestoreCheckRequest({ ...base, options: asked }).options, asked);
+  for (const bad of [{ ghostLimitBytes: -1 }, { freezeBudgetMs: 1.5 }, { nonLazyMemoryLimitBytes: -1 }, { nonLazyMemoryLimitBytes: '64M' }, { tcpEstablished: 'yes' }, { tcpClose: 1 }, { linkRemap: 'true' }]) {
+    assert.throws(() => parseRestoreCheckRequest({ ...base, options: { ...opts, ...bad } }), ValidationError, JSON.stringify(bad));
+  }
 });
 
 test('probe UIDs and containerd IDs', () => {

@@ -1,7 +1,10 @@
 // The node agent's HTTP API: request and response shapes shared by the agent, the controller and peer agents,
 // and the pure validation of every input. No I/O.
 //
-//   PUT    /v1/probes/{uid}                 controller -> source agent: start (idempotent by probe UID)
+//   PUT    /v1/probes/{uid}                 controller -> source agent: start (idempotent by probe UID); the body
+//                                           is a StartRequest of protocol 2: names only (probe, pod, container,
+//                                           target node); the agent reads the probe and finds the target agent
+//                                           itself (authz.ts, peers.ts)
 //   GET    /v1/probes/{uid}                 controller -> agent: the operation's state (404: unknown UID)
 //   DELETE /v1/probes/{uid}                 controller -> agent: cancel it if running (workload left running),
 //                                           forget it, delete node-side artifacts (204; 202 while it finishes)
@@ -12,10 +15,15 @@
 
 import { CONTAINER_ID_RE, type NodeFacts, type ProbeOptions, type RestoreCheckResult } from '../engine/api.ts';
 import type { ProbeStage } from '../engine/compose.ts';
-import type { ProbeMode } from '../api/v1alpha1.ts';
 import { isReasonCode, type Reason, type Verdict } from '../verdict.ts';
 
 export const AGENT_AUDIENCE = 'migprobe-agent';
+/**
+ * The start request's version. 2: the caller names the MigrationProbe and no longer sends the target agent's
+ * URL, the mode, the checkpoint or the options (the agent takes them from the live probe). A request without
+ * `protocol: 2` (a controller older than its agents) is refused with a message that says so.
+ */
+export const AGENT_PROTOCOL = 2;
 export const HEADER_SHA256 = 'x-migprobe-sha256';
 export const HEADER_REQUEST = 'x-migprobe-request';
 
@@ -24,15 +32,16 @@ export type OperationStage = ProbeStage;
 export type OperationState = 'Running' | 'Done' | 'Failed';
 
 export interface StartRequest {
+  protocol: typeof AGENT_PROTOCOL;
+  /** The MigrationProbe (in `namespace`) whose UID is the path's; the agent reads it from the API server. */
+  probeName: string;
   namespace: string;
   podName: string;
   containerName: string;
   /** containerd container ID (without the `containerd://` prefix). */
   containerId: string;
-  mode: ProbeMode;
-  checkpointPath?: string;
-  options: ProbeOptions;
-  target: { nodeName: string; url: string };
+  /** The target node as the caller sees it; must be the probe's. Any `url` here is ignored. */
+  target: { nodeName: string };
 }
 
 export interface OperationStatus {
@@ -74,7 +83,6 @@ const UID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const SHA256_RE = /^[0-9a-f]{64}$/;
-const URL_RE = /^https?:\/\/(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]|[a-z0-9]([-a-z0-9.]*[a-z0-9])?):\d{1,5}$/;
 
 export function isProbeUid(s: string): boolean {
   return UID_RE.test(s);
@@ -136,26 +144,19 @@ export function parseProbeOptions(v: unknown): ProbeOptions {
 
 export function parseStartRequest(v: unknown): StartRequest {
   const o = obj(v, 'request');
-  const mode = o['mode'];
-  if (mode !== 'Check' && mode !== 'RestoreOnly') throw new ValidationError('mode must be Check or RestoreOnly');
+  if (o['protocol'] !== AGENT_PROTOCOL) {
+    throw new ValidationError(`start request of protocol ${JSON.stringify(o['protocol'] ?? 1)}: this agent speaks protocol ${AGENT_PROTOCOL} (names only; it reads the MigrationProbe and finds the target agent itself): run the controller of the same migprobe version as the agents`);
+  }
   const t = obj(o['target'], 'target');
-  const out: StartRequest = {
+  return {
+    protocol: AGENT_PROTOCOL,
+    probeName: str(o, 'probeName', DNS1123_SUBDOMAIN, 253),
     namespace: str(o, 'namespace', DNS1123_LABEL, 63),
     podName: str(o, 'podName', DNS1123_SUBDOMAIN, 253),
     containerName: str(o, 'containerName', DNS1123_LABEL, 63),
     containerId: str(o, 'containerId', CONTAINER_ID_RE, 128),
-    mode,
-    options: parseProbeOptions(o['options']),
-    target: { nodeName: str(t, 'nodeName', DNS1123_SUBDOMAIN, 253), url: str(t, 'url', URL_RE, 300) },
+    target: { nodeName: str(t, 'nodeName', DNS1123_SUBDOMAIN, 253) },
   };
-  if (mode === 'RestoreOnly') {
-    const p = o['checkpointPath'];
-    if (typeof p !== 'string' || !p.startsWith('/') || p.length > 4096 || p.includes('\0') || p.split('/').includes('..')) {
-      throw new ValidationError('checkpointPath must be an absolute path without ".." components');
-    }
-    out.checkpointPath = p;
-  }
-  return out;
 }
 
 export function parseRestoreCheckRequest(v: unknown): RestoreCheckRequest {

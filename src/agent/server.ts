@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import type { NodeFacts } from '../engine/api.ts';
 import { sleep, type Clock, type TimerHandle } from '../kube/clock.ts';
 import type { AgentDeps } from './deps.ts';
+import { endpointRefusal } from './authz.ts';
 import { HttpError } from './errors.ts';
 import { OperationRegistry } from './operations.ts';
 import { isProbeUid, parseStartRequest, ValidationError } from './protocol.ts';
@@ -147,6 +148,13 @@ export class AgentServer {
       // Not a word more from this connection: the answer closes it (sendJson), the body is never read.
       const code = authn.status === 429 ? 'Busy' : authn.status === 403 ? 'Forbidden' : 'Unauthorized';
       sendJson(res, authn.status, { code, message: authn.message }, authn.status === 429 ? { 'retry-after': String(authn.retryAfterS) } : {});
+      return;
+    }
+    // Authorization per endpoint: restore-check is for peer agents only, the probe endpoints for the controller.
+    const refused = endpointRefusal(this.d.config.callers, authn.username, m[2] !== undefined ? 'restore-check' : 'probe');
+    if (refused !== undefined) {
+      req.resume();
+      sendJson(res, 403, { code: 'Forbidden', message: refused });
       return;
     }
     const uid = m[1] ?? '';

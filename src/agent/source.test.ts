@@ -16,12 +16,15 @@ import { AgentHttpError } from './client.ts';
 import type { AgentEngine } from './deps.ts';
 import { OperationRegistry } from './operations.ts';
 import type { StartRequest } from './protocol.ts';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { MigrationProbe } from '../api/v1alpha1.ts';
 import { SourceSide } from './source.ts';
 
 const UID = '0f8fad5b-d9cb-469f-a165-70867728950e';
 const facts: NodeFacts = { hostname: 'h', arch: 'x86_64', kernelRelease: '6.18', criuVersion: '4.2.1', criuFeatures: {}, memAvailableBytes: 1, cpu: { vendor: 'v', model: 'm', flags: [] } };
-const opts = { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 1048576, freezeBudgetMs: 2000, timeoutMs: 20_000 };
-const req: StartRequest = { namespace: 'ns', podName: 'web', containerName: 'app', containerId: 'cid1', mode: 'Check', options: opts, target: { nodeName: 'b', url: 'http://127.0.0.1:1' } };
+const req: StartRequest = { protocol: 2, probeName: 'p', namespace: 'ns', podName: 'web', containerName: 'app', containerId: 'cid1', target: { nodeName: 'b' } };
+const probe = (timeoutSeconds = 20): MigrationProbe => ({ metadata: { name: 'p', namespace: 'ns', uid: UID }, spec: { podName: 'web', containerName: 'app', targetNodeName: 'b', timeoutSeconds } });
+const targetPod: V1Pod = { metadata: { name: 'agent-b', namespace: 'sys', labels: { 'app.kubernetes.io/name': 'migprobe-agent' } }, spec: { nodeName: 'b', containers: [] }, status: { phase: 'Running', podIP: '127.0.0.1' } };
 const busy = (): AgentHttpError => new AgentHttpError(429, { code: 'Busy', message: 'too many restore checks running on this node' }, 3000);
 
 /** Resolves when `pred` holds, letting real I/O (tar, fs) run between looks. */
@@ -33,7 +36,7 @@ async function until(pred: () => boolean): Promise<void> {
   throw new Error('condition not reached');
 }
 
-function side(t: { after(fn: () => Promise<void>): void }, answers: (() => Promise<RestoreCheckResult>)[]) {
+function side(t: { after(fn: () => Promise<void>): void }, answers: (() => Promise<RestoreCheckResult>)[], timeoutSeconds = 20) {
   const root = mkdtempSync(join(tmpdir(), 'migprobe-source-test-'));
   t.after(() => rm(root, { recursive: true, force: true }));
   const clock = new FakeClock();
@@ -51,9 +54,16 @@ function side(t: { after(fn: () => Promise<void>): void }, answers: (() => Promi
     checkRestoreOnly: () => Promise.reject(new Error('not on the source')),
   };
   const src = new SourceSide({
-    config: { nodeName: 'a', workRoot: root, criu: 'criu', containerd: { namespace: 'k8s.io' }, maxBundleBytes: 1 << 20, maxConcurrentDumps: 1, maxConcurrentRestores: 1, retainFinishedMs: 60_000 },
+    config: {
+      nodeName: 'a', workRoot: root, criu: 'criu', containerd: { namespace: 'k8s.io' }, maxBundleBytes: 1 << 20, maxConcurrentDumps: 1, maxConcurrentRestores: 1, retainFinishedMs: 60_000,
+      callers: { controllers: [], peers: [] },
+      peers: { namespace: 'sys', scheme: 'http', defaultPort: 1 },
+    },
     engine,
-    pods: async () => ({ nodeName: 'a', containerIds: { app: 'containerd://cid1' } }),
+    pods: async () => ({ nodeName: 'a', containerIds: { app: 'containerd://cid1' }, containerNames: ['app'] }),
+    probes: async () => probe(timeoutSeconds),
+    agentPods: async () => [targetPod],
+    namespaces: async () => false,
     run: async (file, args, o) => {
       await execa(file, args, { timeout: o.timeoutMs });
     },
@@ -94,8 +104,8 @@ test('a busy target is asked again after its Retry-After on the clock, and not b
 });
 
 test('retries stop at the probe timeout: RestoreFailed from the last answer; the operation is forgotten after retainFinishedMs', async (t) => {
-  const { src, clock, ops, calls } = side(t, Array.from({ length: 20 }, () => () => Promise.reject(busy())));
-  await src.start(UID, { ...req, options: { ...opts, timeoutMs: 10_000 } }, nullLogger());
+  const { src, clock, ops, calls } = side(t, Array.from({ length: 20 }, () => () => Promise.reject(busy())), 10);
+  await src.start(UID, req, nullLogger());
   for (let i = 1; i <= 3; i++) {
     await until(() => calls.length === i && clock.pending() === 1);
     await clock.advanceAsync(3000);

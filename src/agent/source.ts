@@ -1,21 +1,25 @@
-// The source side of a probe on the node agent: the controller's PUT starts it (node and container checks,
-// the per-node dump limit), then it runs the engine's source half, hands the image set to the target agent
+// The source side of a probe on the node agent: the controller's PUT starts it (the live MigrationProbe with the
+// path's UID must name this pod, container and target node: authz.ts; node and container checks; a restore-only
+// checkpoint must be of the probe's namespace; the target agent's address is found here, from its pod; the
+// per-node dump limit), then it runs the engine's source half, hands the image set to the target agent
 // (tar.gz, sha256, upload; a busy target is retried after its Retry-After on the injected clock until the
 // probe's timeout) and composes the verdict with the engine's one composeVerdict (src/engine/compose.ts), the
 // same one `migprobe check` uses.
 
 import { realpath, rm, stat, mkdir } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import type { ContainerRef, DumpCheckResult, NodeFacts, RestoreCheckResult } from '../engine/api.ts';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult } from '../engine/api.ts';
 import { composeVerdict, hasImages, stagePhase, type TransferOutcome } from '../engine/compose.ts';
 import { sha256File } from '../engine/facts.ts';
 import { sleep } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger.ts';
 import type { Reason, ReasonCode } from '../verdict.ts';
 import { AgentHttpError, AgentUnreachableError, type AgentClient } from './client.ts';
+import { authorizeStart, checkpointOwnership, isRefusal } from './authz.ts';
 import type { AgentDeps } from './deps.ts';
 import { HttpError, OperationFailed } from './errors.ts';
 import type { Operation, OperationRegistry } from './operations.ts';
+import { agentEndpoint } from './peers.ts';
 import { sanitizeReason, type OperationStatus, type RestoreCheckRequest, type StartRequest } from './protocol.ts';
 
 /** An existing checkpoint on this node: a CRIU image folder or an archive file. */
@@ -24,7 +28,17 @@ interface Checkpoint {
   kind: 'imagesDir' | 'archive';
 }
 
-export interface SourceSideDeps extends Pick<AgentDeps, 'config' | 'engine' | 'pods' | 'run' | 'clock'> {
+/** What the source half runs: the request's names, with mode, options and target taken from the live probe. */
+interface SourceJob {
+  namespace: string;
+  podName: string;
+  containerId: string;
+  options: ProbeOptions;
+  /** The target agent, found by this agent from the target node's agent pod (never a caller's URL). */
+  target: { nodeName: string; url: string };
+}
+
+export interface SourceSideDeps extends Pick<AgentDeps, 'config' | 'engine' | 'pods' | 'probes' | 'agentPods' | 'namespaces' | 'run' | 'clock'> {
   /** The target agent's restore-check call (AgentClient in production). */
   peer: Pick<AgentClient, 'restoreCheck'>;
   ops: OperationRegistry;
@@ -69,15 +83,24 @@ export class SourceSide {
     this.d.ops.claim(op); // no await above this line
     this.running++;
     let checkpoint: Checkpoint | undefined;
+    let job: SourceJob;
+    let mode: string;
     try {
-      // Refuse work for pods that are not on this node, or whose container is not the one named.
+      // Only for a live MigrationProbe with this UID, in the pod's namespace, naming this pod, container and target.
+      const probe = await this.d.probes(req.namespace, req.probeName);
       const pod = await this.d.pods(req.namespace, req.podName);
+      const authz = authorizeStart(probe, uid, req, pod);
+      if (isRefusal(authz)) throw new HttpError(authz.status, authz.code, authz.message);
+      // Refuse work for pods that are not on this node, or whose container is not the one named.
       if (!pod) throw new HttpError(404, 'PodNotFound', `pod ${req.namespace}/${req.podName} not found`);
       if (pod.nodeName !== c.nodeName) throw new HttpError(403, 'PodNotOnNode', `pod ${req.namespace}/${req.podName} is not on node ${c.nodeName}`);
       if (pod.containerIds[req.containerName] !== `containerd://${req.containerId}`) {
         throw new HttpError(409, 'ContainerNotFound', `container ${req.containerName} of pod ${req.namespace}/${req.podName} is not containerd://${req.containerId}`);
       }
-      if (req.mode === 'RestoreOnly') checkpoint = await this.resolveCheckpoint(req.checkpointPath ?? '');
+      mode = authz.mode;
+      if (authz.mode === 'RestoreOnly') checkpoint = await this.resolveCheckpoint(authz.checkpointPath ?? '', req.namespace);
+      const url = await this.targetAgent(authz.targetNodeName);
+      job = { namespace: req.namespace, podName: req.podName, containerId: req.containerId, options: authz.options, target: { nodeName: authz.targetNodeName, url } };
       if (abort.signal.aborted) throw new HttpError(409, 'OperationInProgress', `probe ${uid} was deleted while it was being started`);
     } catch (e) {
       this.running--;
@@ -85,16 +108,48 @@ export class SourceSide {
       throw e;
     }
     op.admitting = false;
-    log.info('source operation started', { pod: `${req.namespace}/${req.podName}`, container: req.containerId, target: req.target.nodeName, mode: req.mode });
-    op.done = this.run(op, req, checkpoint, log).finally(() => {
+    log.info('source operation started', { pod: `${req.namespace}/${req.podName}`, container: req.containerId, target: job.target.nodeName, targetUrl: job.target.url, mode });
+    op.done = this.run(op, job, checkpoint, log).finally(() => {
       this.running--;
     });
     return status;
   }
 
-  private async resolveCheckpoint(path: string): Promise<Checkpoint> {
+  /** The target agent's base URL, from its pod on `node` in this agent's namespace (https when TLS is on). */
+  private async targetAgent(node: string): Promise<string> {
+    const p = this.d.config.peers;
+    let url: string | undefined;
+    try {
+      url = agentEndpoint(await this.d.agentPods(node), node, p);
+    } catch (e) {
+      throw new HttpError(503, 'AgentUnavailable', `could not look up the agent pod of node ${node}: ${(e as Error).message}`.slice(0, 1024), 2);
+    }
+    if (url === undefined) throw new HttpError(409, 'AgentUnavailable', `no running migprobe agent pod on the target node ${node} in namespace ${p.namespace}`);
+    return url;
+  }
+
+  /**
+   * A checkpoint below the checkpoint folder that provably belongs to `namespace` (authz.ts: a `<namespace>/`
+   * folder, or the kubelet's name), checked on the path as given (before anything on disk is looked at, so a
+   * refusal says nothing about other namespaces' files) and again on its real path (a symlink cannot lead out).
+   */
+  private async resolveCheckpoint(path: string, namespace: string): Promise<Checkpoint> {
     const base = this.d.config.checkpointDir;
     if (base === undefined) throw new HttpError(404, 'CheckpointNotFound', 'this agent has no checkpoint folder configured');
+    const owned = async (rel: string): Promise<void> => {
+      const own = checkpointOwnership(rel, namespace);
+      if (!own.ok) throw new HttpError(403, 'CheckpointNotAllowed', own.message);
+      for (const other of own.otherNamespaces) {
+        if (await this.d.namespaces(other)) {
+          throw new HttpError(403, 'CheckpointNotAllowed', `checkpoint ${rel} could be of namespace ${other} as well (the kubelet's name does not separate namespace and container): move it into <checkpoint folder>/${namespace}/`);
+        }
+      }
+    };
+    const lexical = relative(resolve(base), resolve('/', path));
+    if (!path.startsWith('/') || path.includes('\0') || lexical === '' || lexical.startsWith('..')) {
+      throw new HttpError(404, 'CheckpointNotFound', `checkpoint ${path} is outside the agent's checkpoint folder`);
+    }
+    await owned(lexical);
     let real: string;
     try {
       real = await realpath(path);
@@ -103,6 +158,7 @@ export class SourceSide {
     }
     const realBase = await realpath(base).catch(() => base);
     if (!real.startsWith(`${realBase}/`)) throw new HttpError(404, 'CheckpointNotFound', `checkpoint ${path} is outside the agent's checkpoint folder`);
+    await owned(real.slice(realBase.length + 1));
     const st = await stat(real);
     if (st.isDirectory()) return { path: real, kind: 'imagesDir' };
     if (st.isFile()) return { path: real, kind: 'archive' };
@@ -110,7 +166,7 @@ export class SourceSide {
   }
 
   /** Source half -> hand-over -> (target half, on the target agent) -> composeVerdict. */
-  private async run(op: Operation, req: StartRequest, checkpoint: Checkpoint | undefined, log: Logger): Promise<void> {
+  private async run(op: Operation, req: SourceJob, checkpoint: Checkpoint | undefined, log: Logger): Promise<void> {
     const t0 = this.d.clock.now();
     const st = op.status;
     const signal = op.abort?.signal ?? new AbortController().signal;
@@ -160,7 +216,7 @@ export class SourceSide {
   }
 
   /** tar.gz the image set, hash it, stream it to the target agent, wait for its restore check. */
-  private async ship(op: Operation, req: StartRequest, what: Checkpoint, restoreOnly: boolean, log: Logger): Promise<{ transfer: TransferOutcome; restore?: RestoreCheckResult }> {
+  private async ship(op: Operation, req: SourceJob, what: Checkpoint, restoreOnly: boolean, log: Logger): Promise<{ transfer: TransferOutcome; restore?: RestoreCheckResult }> {
     const { clock, config } = this.d;
     const archive = join(op.dir, 'bundle.tar.gz');
     const t0 = clock.now();

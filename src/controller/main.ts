@@ -83,6 +83,8 @@ async function main(): Promise<void> {
   nodes.on(route.nodes);
   agentPods.on(route.agentPods);
 
+  // https when asked, or when a CA for the agents' certificate is given; then the token never goes over plain HTTP.
+  const agentScheme = values['agent-scheme'] === 'https' || (values['agent-scheme'] === '' && values['agent-ca-file'] !== undefined) ? 'https' : 'http';
   const recorder = new EventRecorder({ kubeConfig: kc, component: 'migprobe-controller', host: values.identity ?? hostname(), clock, logger: log });
   const reconciler = new ProbeReconciler({
     probes,
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
     agents: new AgentClient({
       tokens,
       serverName: values['agent-server-name'] ?? 'migprobe-agent',
+      requireTls: agentScheme === 'https',
       ...(values['agent-ca-file'] !== undefined ? { ca: readFileSync(values['agent-ca-file'], 'utf8') } : {}),
     }),
     events: recorderEventSink(recorder),
@@ -102,8 +105,7 @@ async function main(): Promise<void> {
     config: {
       agentNamespace,
       agentPort: Number(values['agent-port']),
-      // https when asked, or when a CA for the agents' certificate is given.
-      agentScheme: values['agent-scheme'] === 'https' || (values['agent-scheme'] === '' && values['agent-ca-file'] !== undefined) ? 'https' : 'http',
+      agentScheme,
       maxDumpsPerNode: Number(values['max-dumps-per-node']),
       agentGraceMs: Number(values['agent-grace-seconds']) * 1000,
       pollMs: Number(values['poll-interval-ms']),

@@ -182,8 +182,8 @@ test('happy path: Pending -> Preflight -> Dumping -> Succeeded, with events, met
   assert.equal(w.starts.length, 1);
   assert.equal(w.starts[0]!.url, 'http://10.0.0.1:9443');
   assert.equal(w.starts[0]!.req.containerId, 'c-web');
-  assert.equal(w.starts[0]!.req.target.url, 'http://10.0.0.2:9443');
-  assert.equal(w.starts[0]!.req.options.tcpEstablished, true);
+  // Protocol 2: names only; the agent reads the probe (its options) and finds the target agent itself.
+  assert.deepEqual(w.starts[0]!.req, { protocol: 2, probeName: 'p', namespace: 'ns', podName: 'web', containerName: 'app', containerId: 'c-web', target: { nodeName: 'b' } });
   assert.equal(w.status(k)?.phase, 'Preflight');
   assert.equal(w.status(k)?.sourceNodeName, 'a');
   assert.ok(w.status(k)?.startTime);

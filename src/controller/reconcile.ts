@@ -20,7 +20,6 @@ import {
   isActivePhase,
   isFinalPhase,
   mergeConditions,
-  probeOptionsFromSpec,
   statusFromVerdict,
   toStatusReasons,
   type DesiredCondition,
@@ -30,7 +29,8 @@ import {
   type StatusReason,
 } from '../api/v1alpha1.ts';
 import { AgentHttpError, AgentUnreachableError } from '../agent/client.ts';
-import { containerdIdOf, type OperationStatus, type StartRequest } from '../agent/protocol.ts';
+import { agentEndpoint } from '../agent/peers.ts';
+import { AGENT_PROTOCOL, containerdIdOf, type OperationStatus, type StartRequest } from '../agent/protocol.ts';
 import type { Clock } from '../kube/clock.ts';
 import { metav1Time } from '../kube/conditions.ts';
 import type { Logger } from '../kube/logger.ts';
@@ -91,8 +91,7 @@ export const DEFAULT_RECONCILER_CONFIG: ReconcilerConfig = {
   finalizerGraceMs: 60_000,
 };
 
-export const AGENT_LABEL = 'app.kubernetes.io/name';
-export const AGENT_LABEL_VALUE = 'migprobe-agent';
+export { AGENT_LABEL, AGENT_LABEL_VALUE } from '../agent/peers.ts';
 
 export interface ReconcilerDeps {
   probes: Cache<MigrationProbe>;
@@ -116,7 +115,7 @@ interface Admission {
   podKey: string;
 }
 
-type Validated = { ok: true; sourceNode: string; containerName: string; containerId: string; sourceUrl: string; targetUrl: string } | { ok: false; reason: StatusReason };
+type Validated = { ok: true; sourceNode: string; containerName: string; containerId: string; sourceUrl: string } | { ok: false; reason: StatusReason };
 
 export class ProbeReconciler {
   private readonly d: ReconcilerDeps;
@@ -190,16 +189,16 @@ export class ProbeReconciler {
     }
     // Take the slot synchronously (no await between the check and this line).
     this.admitted.set(uid, { key: keyOf(p), node: v.sourceNode, podKey });
+    // Names only: the agent reads this probe itself (mode, checkpoint, options) and finds the target agent itself.
     const req: StartRequest = {
+      protocol: AGENT_PROTOCOL,
+      probeName: p.metadata.name ?? '',
       namespace: p.metadata.namespace ?? '',
       podName: p.spec.podName,
       containerName: v.containerName,
       containerId: v.containerId,
-      mode: p.spec.mode ?? 'Check',
-      options: probeOptionsFromSpec(p.spec),
-      target: { nodeName: p.spec.targetNodeName, url: v.targetUrl },
+      target: { nodeName: p.spec.targetNodeName },
     };
-    if (p.spec.checkpoint) req.checkpointPath = p.spec.checkpoint.path;
     let op: OperationStatus;
     try {
       op = await this.d.agents.start(v.sourceUrl, uid, req);
@@ -293,31 +292,14 @@ export class ProbeReconciler {
     if (sourceNode === p.spec.targetNodeName) return setupFailure('SameNode', `pod ${p.spec.podName} already runs on node ${sourceNode}`);
     const sourceUrl = this.agentUrl(sourceNode);
     if (sourceUrl === undefined) return setupFailure('AgentUnavailable', `no running migprobe agent on the source node ${sourceNode}`);
-    const targetUrl = this.agentUrl(p.spec.targetNodeName);
-    if (targetUrl === undefined) return setupFailure('AgentUnavailable', `no running migprobe agent on the target node ${p.spec.targetNodeName}`);
-    return { ok: true, sourceNode, containerName, containerId, sourceUrl, targetUrl };
+    // The source agent finds the target agent itself; this only fails early and clearly when there is none.
+    if (this.agentUrl(p.spec.targetNodeName) === undefined) return setupFailure('AgentUnavailable', `no running migprobe agent on the target node ${p.spec.targetNodeName}`);
+    return { ok: true, sourceNode, containerName, containerId, sourceUrl };
   }
 
   /** The agent's URL on `node`, from its pod (label, spec.nodeName, status.podIP, port named "agent"). */
   agentUrl(node: string): string | undefined {
-    const pod = this.d.agentPods
-      .list()
-      .find(
-        (a) =>
-          a.metadata?.namespace === this.config.agentNamespace &&
-          a.metadata.labels?.[AGENT_LABEL] === AGENT_LABEL_VALUE &&
-          a.metadata.deletionTimestamp === undefined &&
-          a.spec?.nodeName === node &&
-          a.status?.phase === 'Running' &&
-          typeof a.status.podIP === 'string' &&
-          a.status.podIP !== '',
-      );
-    if (!pod) return undefined;
-    const ip = pod.status?.podIP ?? '';
-    let port = this.config.agentPort;
-    for (const c of pod.spec?.containers ?? []) for (const cp of c.ports ?? []) if (cp.name === 'agent') port = cp.containerPort;
-    const host = ip.includes(':') ? `[${ip}]` : ip;
-    return `${this.config.agentScheme}://${host}:${port}`;
+    return agentEndpoint(this.d.agentPods.list(), node, { namespace: this.config.agentNamespace, scheme: this.config.agentScheme, defaultPort: this.config.agentPort });
   }
 
   // ---- Preflight..Restoring: follow the source operation ----

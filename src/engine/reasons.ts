@@ -249,6 +249,21 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
     description: 'The probe spec is invalid.',
     hint: 'fix the spec as the message says (kubectl explain migrationprobe.spec)',
   },
+  ProbeNotFound: {
+    phase: 'setup',
+    description: 'The agent found no live MigrationProbe with this UID in the pod\'s namespace (none, another UID, finished or being deleted): it works only for a probe it reads itself.',
+    hint: 'create the MigrationProbe in the namespace of spec.podName; if it exists, the controller and agents may be of different versions (helm upgrade both)',
+  },
+  ProbeMismatch: {
+    phase: 'setup',
+    description: 'The MigrationProbe the agent read names another pod, container or target node than the request.',
+    hint: 'a controller of another migprobe version, or a caller that is not the controller: run the chart\'s controller; check spec.podName, spec.containerName, spec.targetNodeName',
+  },
+  CheckpointNotAllowed: {
+    phase: 'setup',
+    description: 'The restore-only checkpoint does not provably belong to the probe\'s namespace.',
+    hint: 'keep the kubelet\'s name checkpoint-<pod>_<namespace>-<container>-<time>.tar, or put it in <checkpoint folder>/<namespace>/ (spec.checkpoint.path)',
+  },
 };
 
 /** Build a reason with the catalog's phase and hint unless overridden. */

@@ -15,12 +15,13 @@ import { nullLogger } from '../../src/kube/logger.ts';
 import { loadKubeConfig } from '../../src/kube/client.ts';
 import { Authenticator, type AuthLimits } from '../../src/agent/auth.ts';
 import { AgentClient } from '../../src/agent/client.ts';
-import type { AgentEngine, PodLookup } from '../../src/agent/deps.ts';
+import type { AgentConfig, AgentEngine, PodLookup } from '../../src/agent/deps.ts';
 import { loadEngine } from '../../src/agent/engine.ts';
-import { kubePodLookup, kubeTokenRequester, kubeTokenReviewer } from '../../src/agent/kubeauth.ts';
+import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup, kubeTokenRequester, kubeTokenReviewer } from '../../src/agent/kubeauth.ts';
 import { AGENT_AUDIENCE } from '../../src/agent/protocol.ts';
 import { AgentServer, type HttpLimits } from '../../src/agent/server.ts';
 import { kube, testbed, type Testbed } from '../testbed/index.ts';
+import { ensureCrd } from '../operator/harness.ts';
 
 export interface BedAgent {
   tb: Testbed;
@@ -39,6 +40,8 @@ export interface BedAgent {
   token(audiences?: string[]): Promise<string>;
   /** A token of a ServiceAccount that exists but is not on the agent's allow-list. */
   strangerToken(): Promise<string>;
+  /** Where the agent looks for peer agents' pods (its `namespace`); a test may set the port they listen on. */
+  peers: AgentConfig['peers'];
 }
 
 export async function startBedAgent(
@@ -50,6 +53,7 @@ export async function startBedAgent(
   const id = randomBytes(3).toString('hex');
   const namespace = `agent-${id}`;
   const nodeName = `agenthttp-${id}-a`;
+  await ensureCrd(tb);
   await kube.ensureNamespace(kc, namespace);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   for (const sa of ['caller', 'stranger']) await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: sa, namespace } } });
@@ -71,6 +75,9 @@ export async function startBedAgent(
   const engine = await loadEngine();
   const requestCaller = kubeTokenRequester(kc, `${namespace}/caller`);
   const requestStranger = kubeTokenRequester(kc, `${namespace}/stranger`);
+  // The one ServiceAccount calls both as the controller and as a peer agent (the HTTP limits are the subject here).
+  const caller = `system:serviceaccount:${namespace}:caller`;
+  const peers: AgentConfig['peers'] = { namespace, scheme: 'http', defaultPort: 1 };
   const server = new AgentServer({
     config: {
       nodeName,
@@ -82,10 +89,15 @@ export async function startBedAgent(
       maxConcurrentRestores: 2,
       retainFinishedMs: 60_000,
       ...(o.http ? { http: o.http } : {}),
+      callers: { controllers: [caller], peers: [caller] },
+      peers,
     },
     engine: o.engine ? o.engine(engine) : engine,
     auth,
     pods: o.pods ? o.pods(kubePodLookup(kc)) : kubePodLookup(kc),
+    probes: kubeProbeLookup(kc),
+    agentPods: kubeAgentPodLister(kc, namespace),
+    namespaces: kubeNamespaceLookup(kc),
     peer: new AgentClient({ tokens: { token: async () => (await requestCaller([AGENT_AUDIENCE], 600)).token } }),
     run: async (file, args, ro) => {
       await execa(file, args, { timeout: ro.timeoutMs, stdin: 'ignore' });
@@ -114,6 +126,7 @@ export async function startBedAgent(
     reviews: () => reviews,
     token: async (audiences = [AGENT_AUDIENCE]) => (await requestCaller(audiences, 600)).token,
     strangerToken: async () => (await requestStranger([AGENT_AUDIENCE], 600)).token,
+    peers,
   };
 }
 

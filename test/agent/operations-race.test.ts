@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentClient, AgentHttpError } from '../../src/agent/client.ts';
 import { isProbeUid, type StartRequest } from '../../src/agent/protocol.ts';
-import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
+import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
+import * as k8s from '@kubernetes/client-node';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { MARKER_NAME, recoverFrozen } from '../../src/engine/dump.ts';
 import { hashMappedFiles } from '../../src/engine/facts.ts';
@@ -27,8 +28,11 @@ import { startBedAgent, workLeft, type BedAgent } from './agent-bed.ts';
 const UID = '3b1d2c4e-5f60-4a7b-8c9d-0e1f2a3b4c5d';
 const UID2 = '9a8b7c6d-5e4f-4321-8fed-cba987654321';
 
-/** A "target agent" that accepts connections and never answers (holds a source operation in its restore stage). */
-async function silentPeer(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+/**
+ * A "target agent" that accepts connections and never answers (holds a source operation in its restore stage),
+ * registered as the agent pod of node agenthttp-target in the agent's namespace (the source agent finds it there).
+ */
+async function silentPeer(t: { after(fn: () => Promise<void>): void }, a: BedAgent): Promise<void> {
   const socks = new Set<Socket>();
   const srv = createServer((s) => {
     socks.add(s);
@@ -40,13 +44,25 @@ async function silentPeer(t: { after(fn: () => Promise<void>): void }): Promise<
     for (const s of socks) s.destroy();
     await new Promise<void>((r) => srv.close(() => r()));
   });
-  const a = srv.address();
-  return `http://127.0.0.1:${typeof a === 'object' && a ? a.port : 0}`;
+  const addr = srv.address();
+  a.peers.defaultPort = typeof addr === 'object' && addr ? addr.port : 0;
+  await kube.createRunningPod(a.kc, { namespace: a.namespace, name: 'agent-target', nodeName: 'agenthttp-target', containerName: 'agent', containerId: 'agent-target', image: 'migprobe-agent:dev', labels: { 'app.kubernetes.io/name': 'migprobe-agent' }, podIP: '127.0.0.1' });
+  t.after(() => kube.deletePod(a.kc, a.namespace, 'agent-target'));
 }
 
-async function podFor(a: BedAgent, c: RunningContainer, name: string): Promise<StartRequest> {
+/** A Running Pod for the container and a MigrationProbe of it (the agent works only for a live probe): the request and the probe's UID. */
+async function podFor(a: BedAgent, c: RunningContainer, name: string): Promise<{ req: StartRequest; uid: string }> {
   await kube.createRunningPod(a.kc, { namespace: a.namespace, name, nodeName: a.nodeName, containerName: 'app', containerId: c.id, image: c.image });
-  return { namespace: a.namespace, podName: name, containerName: 'app', containerId: c.id, mode: 'Check', options: { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 60_000 }, target: { nodeName: 'agenthttp-target', url: '' } };
+  const api = a.kc.makeApiClient(k8s.CustomObjectsApi);
+  const p = (await api.createNamespacedCustomObject({
+    group: 'migprobe.io',
+    version: 'v1alpha1',
+    namespace: a.namespace,
+    plural: 'migrationprobes',
+    body: { apiVersion: 'migprobe.io/v1alpha1', kind: 'MigrationProbe', metadata: { name, namespace: a.namespace }, spec: { podName: name, targetNodeName: 'agenthttp-target', timeoutSeconds: 60 } },
+  })) as MigrationProbe;
+  const req: StartRequest = { protocol: 2, probeName: name, namespace: a.namespace, podName: name, containerName: 'app', containerId: c.id, target: { nodeName: 'agenthttp-target' } };
+  return { req, uid: p.metadata.uid ?? '' };
 }
 
 async function untilGone(ctl: AgentClient, a: BedAgent, uid: string, withinMs = 20_000): Promise<void> {
@@ -80,9 +96,9 @@ test('two concurrent PUTs for one UID: one dump runs, the other gets 409 Operati
     }),
   });
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '16']);
-  const req = await podFor(a, c, 'web');
+  const { req, uid: UID } = await podFor(a, c, 'web');
   t.after(() => kube.deletePod(a.kc, a.namespace, 'web'));
-  req.target.url = await silentPeer(t);
+  await silentPeer(t, a);
   const token = await a.token();
   const ctl = new AgentClient({ tokens: { token: async () => token } });
   const both = await Promise.allSettled([ctl.start(a.url, UID, req), ctl.start(a.url, UID, req)]);
@@ -128,9 +144,9 @@ test('DELETE during a dump that holds the workload frozen cancels it: CRIU inter
     }),
   });
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '16']);
-  const req = await podFor(a, c, 'web2');
+  const { req, uid: UID } = await podFor(a, c, 'web2');
   t.after(() => kube.deletePod(a.kc, a.namespace, 'web2'));
-  req.target.url = await silentPeer(t);
+  await silentPeer(t, a);
   const token = await a.token();
   const ctl = new AgentClient({ tokens: { token: async () => token }, timeoutMs: 20_000 });
   await ctl.start(a.url, UID, req);

@@ -112,7 +112,7 @@ test('RBAC: exact verbs, no wildcards, leases only in the release namespace', as
   for (const c of valuesCases()) {
     const objs = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
     const roles = objs.filter((o) => o.kind === 'ClusterRole' || o.kind === 'Role');
-    assert.equal(roles.length, 3, 'controller: a ClusterRole and a Role (leases); agent: a ClusterRole');
+    assert.equal(roles.length, 4, 'controller: a ClusterRole and a Role (leases); agent: a ClusterRole and a Role (its peers\' pods)');
     for (const role of roles) {
       for (const r of (role['rules'] as Rule[] | undefined) ?? []) {
         for (const field of ['apiGroups', 'resources', 'verbs', 'resourceNames', 'nonResourceURLs'] as const) {
@@ -132,7 +132,12 @@ test('RBAC: exact verbs, no wildcards, leases only in the release namespace', as
       'migprobe.io/migrationprobes/status: patch,update',
     ], 'controller ClusterRole');
     assertRules(rulesOf(objs, 'Role', '-controller'), ['coordination.k8s.io/leases: create,get,update'], 'controller Role');
-    assertRules(rulesOf(objs, 'ClusterRole', '-agent'), ['authentication.k8s.io/tokenreviews: create', 'core/pods: get'], 'agent ClusterRole');
+    assertRules(
+      rulesOf(objs, 'ClusterRole', '-agent'),
+      ['authentication.k8s.io/tokenreviews: create', 'core/pods: get', 'core/namespaces: get', 'migprobe.io/migrationprobes: get'],
+      'agent ClusterRole',
+    );
+    assertRules(rulesOf(objs, 'Role', '-agent'), ['core/pods: list'], 'agent Role');
     for (const o of objs.filter((x) => x.kind === 'Role' || x.kind === 'RoleBinding')) {
       assert.equal(o.metadata.namespace, NS, `${o.kind}/${o.metadata.name} lives in the release namespace`);
     }

@@ -2,7 +2,7 @@
 // as the chart's controller ServiceAccount (a TokenRequest token, so the API server applies exactly the
 // chart's ClusterRole and Role), with the flags the chart renders, during an end-to-end probe of a real
 // container between two agent processes (test/operator/harness.ts). Its log must show no RBAC denial.
-// The agent's few API calls (GET a pod, create a TokenReview) are checked with `kubectl auth can-i` as its
+// The agent's few API calls (GET a pod, a MigrationProbe, a Namespace; LIST its peers' pods; create a TokenReview) are checked with `kubectl auth can-i` as its
 // ServiceAccount, as are a few things neither may do.
 
 import { test } from 'node:test';
@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, kube, testbed } from '../testbed/index.ts';
 import { run, waitFor } from '../testbed/proc.ts';
-import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { AGENT_SA, CONTROLLER_SA, startOperator } from '../operator/harness.ts';
 import { createProbe, getProbe, isFinal, workloadPod } from '../operator/lib.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
@@ -111,7 +110,7 @@ test('the controller as its ServiceAccount, with only the chart\'s RBAC, runs a 
   assert.deepEqual(denials, [], 'RBAC denials in the controller log');
 });
 
-test('the agent ServiceAccount may do exactly its two API calls; neither ServiceAccount may do more', async (t) => {
+test('the agent ServiceAccount may do exactly its few API calls; neither ServiceAccount may do more', async (t) => {
   const tb = await testbed();
   const id = randomBytes(3).toString('hex');
   const ns = `mp-rbac-cani-${id}`;
@@ -132,8 +131,14 @@ test('the agent ServiceAccount may do exactly its two API calls; neither Service
     [agent, ['create', 'tokenreviews.authentication.k8s.io'], true],
     [agent, ['get', 'pods', '-n', 'default'], true],
     [agent, ['list', 'pods', '-n', 'default'], false],
+    [agent, ['list', 'pods', '-n', ns], true],
+    [agent, ['watch', 'pods', '-n', ns], false],
     [agent, ['get', 'nodes'], false],
-    [agent, ['get', 'migrationprobes.migprobe.io', '-n', 'default'], false],
+    [agent, ['get', 'migrationprobes.migprobe.io', '-n', 'default'], true],
+    [agent, ['list', 'migrationprobes.migprobe.io', '-n', 'default'], false],
+    [agent, ['patch', 'migrationprobes.migprobe.io', '-n', 'default'], false],
+    [agent, ['get', 'namespaces'], true],
+    [agent, ['list', 'namespaces'], false],
     [agent, ['create', 'serviceaccounts/token', '-n', ns], false],
     [agent, ['get', 'secrets', '-n', ns], false],
     [controller, ['list', 'pods', '--all-namespaces'], true],
@@ -217,6 +222,8 @@ test('the agent as its ServiceAccount, with the chart\'s flags, certificate and 
     }
     await run(tb.helm, ['uninstall', release, '-n', ns, '--ignore-not-found', '--kubeconfig', tb.kubeconfigPath], { allowFail: true });
     await kube.deletePod(kc, ns, 'elsewhere');
+    await kube.deletePod(kc, ns, 'here');
+    await run(tb.kubectl, ['--kubeconfig', tb.kubeconfigPath, 'delete', 'migrationprobes', '--all', '-n', ns, '--wait=false'], { allowFail: true });
     await kube.deleteNamespace(kc, ns);
     rmSync(tmp, { recursive: true, force: true });
   });
@@ -273,24 +280,35 @@ test('the agent as its ServiceAccount, with the chart\'s flags, certificate and 
     return (await callAgent(`${url}/healthz`, pems.ca, 'GET', undefined)).status === 200 ? true : undefined;
   });
 
-  // A pod on another node: the agent must read it (GET pods) and refuse.
+  // A pod on another node: the agent must read the probe (GET migrationprobes) and the pod (GET pods), and refuse.
   await kube.createRunningPod(kc, { namespace: ns, name: 'elsewhere', nodeName: `${node}-other`, containerName: 'app', containerId: 'c0ffee', image: tb.image.ref });
-  const start = (podName: string): unknown => ({
+  await kube.createRunningPod(kc, { namespace: ns, name: 'here', nodeName: node, containerName: 'app', containerId: 'c0ffee', image: tb.image.ref });
+  const probeFor = async (name: string, podName: string): Promise<string> => {
+    const body = { apiVersion: 'migprobe.io/v1alpha1', kind: 'MigrationProbe', metadata: { name, namespace: ns }, spec: { podName, targetNodeName: `${node}-other` } };
+    const created = await run(tb.kubectl, ['--kubeconfig', tb.kubeconfigPath, 'create', '-f', '-', '-o', 'jsonpath={.metadata.uid}'], { input: JSON.stringify(body), timeoutMs: 60_000 });
+    return created.stdout.trim();
+  };
+  const start = (podName: string, probeName = podName): unknown => ({
+    protocol: 2,
+    probeName,
     namespace: ns,
     podName,
     containerName: 'app',
     containerId: 'c0ffee',
-    mode: 'Check',
-    options: { ...DEFAULT_PROBE_OPTIONS },
     target: { nodeName: `${node}-other`, url: 'https://127.0.0.1:1' },
   });
+  const elsewhereUrl = `${url}/v1/probes/${await probeFor('elsewhere', 'elsewhere')}`;
   const probeUrl = `${url}/v1/probes/${randomUUID()}`;
   const controllerToken = await token(controllerSa, 'migprobe-agent');
 
-  const refused = await callAgent(probeUrl, pems.ca, 'PUT', controllerToken, start('elsewhere'));
+  const refused = await callAgent(elsewhereUrl, pems.ca, 'PUT', controllerToken, start('elsewhere'));
   assert.equal(refused.body.code, 'PodNotOnNode', `${JSON.stringify(refused)}\n${log().slice(-3000)}`);
-  const missing = await callAgent(probeUrl, pems.ca, 'PUT', controllerToken, start('no-such-pod'));
-  assert.equal(missing.body.code, 'PodNotFound', `${JSON.stringify(missing)}\n${log().slice(-3000)}`);
+  const noProbe = await callAgent(probeUrl, pems.ca, 'PUT', controllerToken, start('elsewhere'));
+  assert.equal(noProbe.body.code, 'ProbeNotFound', `${JSON.stringify(noProbe)}\n${log().slice(-3000)}`);
+  // A pod on this node: the agent looks for the target node's agent pod (LIST pods in its namespace): none there.
+  const noPeer = await callAgent(`${url}/v1/probes/${await probeFor('here', 'here')}`, pems.ca, 'PUT', controllerToken, start('here'));
+  assert.equal(noPeer.status, 409, `${JSON.stringify(noPeer)}\n${log().slice(-3000)}`);
+  assert.match(noPeer.body.message ?? '', /no running migprobe agent pod on the target node .* in namespace /);
   // Authentication: no token, a token for another audience, and a ServiceAccount not on the allow-list.
   const anonymous = await callAgent(probeUrl, pems.ca, 'PUT', undefined, start('elsewhere'));
   assert.equal(anonymous.status, 401);
