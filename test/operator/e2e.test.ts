@@ -187,7 +187,7 @@ test('RestoreOnly: an existing checkpoint archive on the source node is checked 
   await execa('tar', ['-c', '-z', '-f', archive, '-C', arch, '.']);
 
   await createProbe(op, 'ro', { podName: 'web', targetNodeName: b, mode: 'RestoreOnly', checkpoint: { path: archive } });
-  await createProbe(op, 'ro-missing', { podName: 'web', targetNodeName: b, mode: 'RestoreOnly', checkpoint: { path: `${op.agents[0].checkpointDir}/nope.tar` } });
+  await createProbe(op, 'ro-missing', { podName: 'web', targetNodeName: b, mode: 'RestoreOnly', checkpoint: { path: `${op.agents[0].checkpointDir}/${op.namespace}/nope.tar` } });
   const ro = await waitProbe(op, 'ro', isFinal, 180_000);
   assert.equal(ro.status?.phase, 'Succeeded', JSON.stringify(ro.status));
   assert.equal(ro.status?.migratable, true, JSON.stringify(ro.status?.reasons));
