@@ -38,7 +38,9 @@ export const SAMPLE: Readonly<Record<string, { cls: 'TP' | 'TN' | 'FN'; codes: s
   socket_icmp: { cls: 'TP', codes: [] },
   tempfs_subns: { cls: 'TP', codes: [] },
   mntns_deleted: { cls: 'TP', codes: [] },
-  // one per reason code the full run gave (known limits are FN, see docs/conformance.md)
+  // one per reason code the full run gave (known limits are FN, see docs/conformance.md); none for RestoreFailed:
+  // its only tests (socket-tcpbuf-local and its IPv6 twin) fail their own check after zdtm's real C/R when the
+  // machine is loaded, so their class is not stable
   file_lease02: { cls: 'TN', codes: ['FileLocks'] },
   ghost_holes_large01: { cls: 'TN', codes: ['GhostFileTooLarge'] },
   seccomp_filter: { cls: 'TN', codes: ['InsufficientPrivileges'] },
@@ -48,7 +50,6 @@ export const SAMPLE: Readonly<Record<string, { cls: 'TP' | 'TN' | 'FN'; codes: s
   'sk-unix-listen03': { cls: 'TN', codes: ['UnsupportedSocket'] },
   bridge: { cls: 'FN', codes: ['NetworkDeviceMissing'] },
   mntns_root_bind: { cls: 'FN', codes: ['UnsupportedMount'] },
-  'socket-tcpbuf-local': { cls: 'FN', codes: ['RestoreFailed'] },
   timens_nested: { cls: 'TN', codes: ['NestedNamespace'] },
   pty03: { cls: 'FN', codes: ['DumpFailed'] },
 };
