@@ -81,7 +81,7 @@ async function benchOne(mib: number): Promise<Row> {
     await cp(bundle, copied, { recursive: true });
     const shipped = (await imageDirSize(join(copied, 'images'))).totalBytes;
     await rm(bundle, { recursive: true, force: true });
-    const r = await restoreCheck({ bundleDir: copied, options, target: {}, workDir: join(work, 'base-restore'), facts, criuVersion: facts.criuVersion });
+    const r = await restoreCheck({ bundleDir: copied, options, target: {}, sameNode: true, workDir: join(work, 'base-restore'), facts, criuVersion: facts.criuVersion });
     const baseMs = performance.now() - t1;
     const ok = d.result.reasons.length === 0 && r.result.reasons.length === 0;
     if (!ok) console.error(`baseline ${mib} MiB: ${JSON.stringify([...d.result.reasons, ...r.result.reasons])}`);

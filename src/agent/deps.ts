@@ -19,11 +19,11 @@ export interface AgentEngine {
   /** Source half: preflight + dump check; `bundleDir` set when the dump produced images. `signal` cancels it
    * (the workload is left running, then it rejects). */
   sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, workDir: string, signal?: AbortSignal): Promise<DumpCheckResult>;
-  /** Target half: compatibility + restore check of a received bundle. */
-  targetRestoreCheck(bundleDir: string, opts: ProbeOptions, target: TargetRoot, sourceFacts?: NodeFacts): Promise<RestoreCheckResult>;
+  /** Target half: compatibility + restore check of a received bundle (its sandbox under `workDir`, default the OS temp folder). */
+  targetRestoreCheck(bundleDir: string, opts: ProbeOptions, target: TargetRoot, sourceFacts?: NodeFacts, workDir?: string): Promise<RestoreCheckResult>;
   collectNodeFacts(criu: string): Promise<NodeFacts>;
   /** Restore-only: would this existing full checkpoint restore here (restored stopped, killed, never run)? */
-  checkRestoreOnly(src: CheckpointSource, opts: ProbeOptions, target: TargetRoot): Promise<Verdict>;
+  checkRestoreOnly(src: CheckpointSource, opts: ProbeOptions, target: TargetRoot, workDir?: string): Promise<Verdict>;
 }
 
 /** What the agent needs to know about a pod (from the API server). */
@@ -52,8 +52,12 @@ export interface AgentConfig {
   containerd: { address?: string; namespace: string };
   /** RestoreOnly checkpoints are read only from below this folder. */
   checkpointDir?: string;
-  /** Largest image set accepted from a peer. */
+  /** Largest image set accepted from a peer (compressed bytes on the wire). */
   maxBundleBytes: number;
+  /** Most bytes a received image set may unpack to (default BUNDLE_MAX_UNPACKED_BYTES, extract.ts). */
+  maxUnpackedBytes?: number;
+  /** Most members (files, folders) a received image set may hold (default BUNDLE_MAX_ENTRIES, extract.ts). */
+  maxBundleEntries?: number;
   /** Concurrent source operations (dumps) on this node; more answer 429. */
   maxConcurrentDumps: number;
   maxConcurrentRestores: number;

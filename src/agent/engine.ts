@@ -10,8 +10,8 @@ export { recoverFrozen };
 export function loadEngine(): Promise<AgentEngine> {
   return Promise.resolve({
     sourceDumpCheck: (ref, opts, workDir, signal) => sourceDumpCheck(ref, opts, workDir, defaultProbeDeps, signal),
-    targetRestoreCheck: (bundleDir, opts, target, facts) => targetRestoreCheck(bundleDir, opts, target, facts),
+    targetRestoreCheck: (bundleDir, opts, target, facts, workDir) => targetRestoreCheck(bundleDir, opts, target, facts, defaultProbeDeps, workDir),
     collectNodeFacts: (criu) => collectNodeFacts(criu),
-    checkRestoreOnly: (src, opts, target) => checkRestoreOnly(src, opts, target),
+    checkRestoreOnly: (src, opts, target, workDir) => checkRestoreOnly(src, opts, target, workDir === undefined ? {} : { workDir }),
   });
 }

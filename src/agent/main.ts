@@ -1,6 +1,7 @@
 // migprobe-agent: one per node. Thin: flags/env, wiring, signals. See server.ts.
 //
 //   node src/agent/main.ts --node-name node-a --listen 127.0.0.2:9443 --work-dir /var/lib/migprobe/agent \
+//     [--max-bundle-bytes N] [--max-unpacked-bytes N] [--max-bundle-entries N] \
 //     --allow-service-account migprobe-system/migprobe-controller --peer-service-account migprobe-system/migprobe-agent \
 //     [--token-service-account migprobe-system/migprobe-agent | --token-file /var/run/secrets/migprobe/token] \
 //     [--agent-namespace NS (else POD_NAMESPACE)] [--kubeconfig F] [--containerd-address SOCK] [--containerd-namespace k8s.io] [--checkpoint-dir DIR]
@@ -20,6 +21,7 @@ import { AgentClient } from './client.ts';
 import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
 import { AgentServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from './server.ts';
 import { isProbeUid } from './protocol.ts';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES } from './extract.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
 import { criuTooOld, resolveCriu } from '../engine/criu.ts';
 import { runtimeSocketProblem } from '../engine/ctr.ts';
@@ -28,7 +30,7 @@ const { values } = parseArgs({
   options: {
     'node-name': { type: 'string', default: process.env.NODE_NAME ?? '' },
     listen: { type: 'string', default: process.env.MIGPROBE_AGENT_LISTEN ?? '0.0.0.0:9443' },
-    'work-dir': { type: 'string', default: '/var/lib/migprobe/agent' },
+    'work-dir': { type: 'string', default: process.env.MIGPROBE_AGENT_WORK_DIR ?? '/var/lib/migprobe/agent' },
     kubeconfig: { type: 'string' },
     // The controller: may start, read and delete probes.
     'allow-service-account': { type: 'string', multiple: true, default: [] },
@@ -42,6 +44,8 @@ const { values } = parseArgs({
     'containerd-namespace': { type: 'string', default: 'k8s.io' },
     'checkpoint-dir': { type: 'string' },
     'max-bundle-bytes': { type: 'string', default: String(256 * 1024 * 1024) },
+    'max-unpacked-bytes': { type: 'string', default: String(BUNDLE_MAX_UNPACKED_BYTES) },
+    'max-bundle-entries': { type: 'string', default: String(BUNDLE_MAX_ENTRIES) },
     'max-concurrent-dumps': { type: 'string', default: '2' },
     'max-concurrent-restores': { type: 'string', default: '2' },
     'tls-cert-file': { type: 'string' },
@@ -99,6 +103,9 @@ async function main(): Promise<void> {
     reviewBurst: positive('token-review-burst', true),
   };
   const workRoot = values['work-dir'] ?? '/var/lib/migprobe/agent';
+  if (!workRoot.startsWith('/')) throw new Error(`--work-dir (or MIGPROBE_AGENT_WORK_DIR) must be an absolute path, got ${JSON.stringify(workRoot)}`);
+  const maxUnpackedBytes = positive('max-unpacked-bytes', true);
+  const maxBundleEntries = positive('max-bundle-entries', true);
   // MIGPROBE_CRIU (else `criu` on PATH); refuse to serve with a CRIU that cannot do the checks.
   const { path: criu, version: criuVersion } = await resolveCriu();
   const tooOld = criuTooOld(criuVersion);
@@ -139,6 +146,8 @@ async function main(): Promise<void> {
       containerd: { namespace: values['containerd-namespace'] ?? 'k8s.io', ...(address ? { address } : {}) },
       ...(values['checkpoint-dir'] !== undefined ? { checkpointDir: values['checkpoint-dir'] } : {}),
       maxBundleBytes: Number(values['max-bundle-bytes']),
+      maxUnpackedBytes,
+      maxBundleEntries,
       maxConcurrentDumps: Number(values['max-concurrent-dumps']),
       maxConcurrentRestores: Number(values['max-concurrent-restores']),
       retainFinishedMs: 15 * 60_000,

@@ -1,20 +1,21 @@
 // The target side of a probe on the node agent: a peer agent's POST restore-check. Checks the request (headers,
-// size cap, the pod being on the claimed source node, the per-node restore limit), receives the tar.gz while
-// metering its size and hashing it, unpacks it, runs the engine's target half (or the restore-only check), answers
-// the result and deletes everything it received.
+// size cap, the pod being on the claimed source node, the per-node restore limit), receives the tar.gz into its
+// operation folder in the agent's work root while metering, hashing and unpacking it (extract.ts: regular files
+// and folders only, capped), runs the engine's target half (or the restore-only check) with its sandbox in that
+// folder too, answers the result and deletes everything it received.
 
-import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { lstat, mkdir, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { NodeFacts, RestoreCheckResult, TargetRoot } from '../engine/api.ts';
 import type { CheckpointSource } from '../engine/checkpoint.ts';
+import { ManifestError, parseNodeFacts } from '../engine/manifest.ts';
+import { ROOTFS_DIFF } from '../engine/restore.ts';
+import { checkRootfsDiff } from '../engine/rootfs-diff.ts';
 import type { Logger } from '../kube/logger.ts';
 import type { AgentDeps } from './deps.ts';
 import { HttpError } from './errors.ts';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES, BundleRefused, receiveBundle } from './extract.ts';
 import { targetKey, type Operation, type OperationRegistry } from './operations.ts';
 import { decodeHeaderJson, HEADER_REQUEST, HEADER_SHA256, isSha256Hex, parseRestoreCheckRequest, type OperationStatus, type RestoreCheckRequest } from './protocol.ts';
 
@@ -43,8 +44,9 @@ export class TargetSide {
     let rreq: RestoreCheckRequest;
     try {
       rreq = parseRestoreCheckRequest(decodeHeaderJson(reqHeader));
+      if (rreq.sourceFacts !== undefined) rreq.sourceFacts = parseNodeFacts(rreq.sourceFacts, 'sourceFacts');
     } catch (e) {
-      throw new HttpError(400, 'InvalidSpec', `bad request header: ${(e as Error).message}`);
+      throw new HttpError(400, 'InvalidSpec', `bad request header: ${(e as Error).message.replace(/^manifest\.json: /, '')}`);
     }
     const declared = typeof lenHeader === 'string' && /^\d+$/.test(lenHeader) ? Number(lenHeader) : undefined;
     if (declared === undefined) throw new HttpError(411, 'InvalidSpec', 'content-length required');
@@ -64,19 +66,33 @@ export class TargetSide {
     try {
       await rm(dir, { recursive: true, force: true });
       await mkdir(join(dir, 'bundle'), { recursive: true, mode: 0o700 });
-      const received = await this.receive(req, join(dir, 'bundle.tar.gz'), declared, shaHeader, rreq.options.timeoutMs);
-      try {
-        await this.d.run('tar', ['-C', join(dir, 'bundle'), '--no-same-owner', '-xzf', join(dir, 'bundle.tar.gz')], { timeoutMs: 60_000 });
-      } catch (e) {
-        throw new HttpError(400, 'TransferFailed', `unpacking the image set failed: ${(e as Error).message}`.slice(0, 1024));
+      const got = await receiveBundle(req, join(dir, 'bundle'), {
+        declaredBytes: declared,
+        maxBundleBytes: c.maxBundleBytes,
+        sha256: shaHeader,
+        limits: { maxEntries: c.maxBundleEntries ?? BUNDLE_MAX_ENTRIES, maxUnpackedBytes: c.maxUnpackedBytes ?? BUNDLE_MAX_UNPACKED_BYTES },
+        timeoutMs: rreq.options.timeoutMs,
+      }).catch((e: unknown) => {
+        if (e instanceof BundleRefused) log.warn('bundle refused', { source: rreq.sourceNodeName, reason: e.message });
+        throw e;
+      });
+      // The shipped writable layer is unpacked by the engine with GNU tar (it keeps overlayfs xattrs): checked here
+      // first, so that a device node or a link out of it is refused like any other bad member.
+      if ((await lstat(join(dir, 'bundle', ROOTFS_DIFF)).catch(() => undefined))?.isFile() === true) {
+        await checkRootfsDiff(join(dir, 'bundle', ROOTFS_DIFF)).catch((e: unknown) => {
+          throw new BundleRefused((e as Error).message, 'a migprobe source agent ships a container writable layer of files, folders, links inside it and whiteouts only');
+        });
       }
-      await rm(join(dir, 'bundle.tar.gz'), { force: true });
       status.stage = 'restore';
-      log.info('restore check started', { source: rreq.sourceNodeName, bytes: received });
+      log.info('restore check started', { source: rreq.sourceNodeName, bytes: got.received, entries: got.entries, unpackedBytes: got.unpackedBytes });
       let result: RestoreCheckResult;
       try {
-        result = await this.check(join(dir, 'bundle'), rreq);
+        result = await this.check(join(dir, 'bundle'), join(dir, 'work'), rreq);
       } catch (e) {
+        if (e instanceof ManifestError) {
+          log.warn('bundle refused', { source: rreq.sourceNodeName, reason: e.message });
+          throw new BundleRefused(e.message, e.hint);
+        }
         throw new HttpError(500, 'InternalError', `restore check failed on ${c.nodeName}: ${(e as Error).message}`.slice(0, 2048));
       }
       status.state = 'Done';
@@ -95,41 +111,14 @@ export class TargetSide {
     }
   }
 
-  /** Streams the body to `archive`, within the declared length and the cap, and checks its sha256. Resolves the byte count. */
-  private async receive(req: IncomingMessage, archive: string, declared: number, sha256: string, timeoutMs: number): Promise<number> {
-    const hash = createHash('sha256');
-    let received = 0;
-    const cap = this.d.config.maxBundleBytes;
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        received += chunk.length;
-        if (received > cap || received > declared) {
-          cb(new HttpError(413, 'ImageTooLarge', `image set exceeds ${Math.min(cap, declared)} bytes`));
-          return;
-        }
-        hash.update(chunk);
-        cb(null, chunk);
-      },
-    });
-    try {
-      await pipeline(req, meter, createWriteStream(archive, { mode: 0o600 }), { signal: AbortSignal.timeout(timeoutMs) });
-    } catch (e) {
-      if (e instanceof HttpError) throw e;
-      throw new HttpError(400, 'TransferFailed', `receiving the image set failed: ${(e as Error).message}`);
-    }
-    const got = hash.digest('hex');
-    if (received !== declared || got !== sha256) throw new HttpError(400, 'TransferFailed', `image set corrupted in transit (sha256 ${got}, expected ${sha256})`);
-    return received;
-  }
-
   /** The engine's target half of a received bundle, or the restore-only check of a received checkpoint. */
-  private async check(bundleDir: string, rreq: RestoreCheckRequest): Promise<RestoreCheckResult> {
+  private async check(bundleDir: string, workDir: string, rreq: RestoreCheckRequest): Promise<RestoreCheckResult> {
     const target: TargetRoot = { namespace: this.d.config.containerd.namespace };
     if (this.d.config.containerd.address !== undefined) target.containerdAddress = this.d.config.containerd.address;
     const ro = rreq.restoreOnly;
-    if (ro === undefined) return await this.d.engine.targetRestoreCheck(bundleDir, rreq.options, target, rreq.sourceFacts);
+    if (ro === undefined) return await this.d.engine.targetRestoreCheck(bundleDir, rreq.options, target, rreq.sourceFacts, workDir);
     const src: CheckpointSource = ro.kind === 'archive' ? { archive: join(bundleDir, ro.name) } : { imagesDir: bundleDir };
-    const v = await this.d.engine.checkRestoreOnly(src, rreq.options, target);
+    const v = await this.d.engine.checkRestoreOnly(src, rreq.options, target, workDir);
     const facts = await this.d.nodeFacts();
     const result: RestoreCheckResult = { reasons: v.reasons, timings: v.timings.restoreMs !== undefined ? { restoreMs: v.timings.restoreMs } : {}, criuVersion: v.criu.target ?? facts.criuVersion, facts };
     if (v.criuLogExcerpt !== undefined) result.criuLogExcerpt = v.criuLogExcerpt;

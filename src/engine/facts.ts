@@ -4,7 +4,7 @@
 // FileDigest[]; compareRootfs(digests, rootDir) -> Reason[] (phase 'compat').
 
 import { createHash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants, createReadStream, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readFile, readlink, rename, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { hostname, machine, release } from 'node:os';
 import { posix } from 'node:path';
@@ -278,6 +278,23 @@ export async function resolveInRoot(root: string, rel: string): Promise<string |
     done.push(part);
   }
   return posix.join(root, ...done);
+}
+
+/**
+ * lstat of `rel` inside `root`: the folders on the way are resolved as a chroot would (resolveInRoot), the last
+ * part is not followed. Undefined when it is not there.
+ */
+export async function lstatInRoot(root: string, rel: string): Promise<Stats | undefined> {
+  const parts = rel.split('/').filter((x) => x !== '' && x !== '.');
+  const last = parts.pop();
+  if (last === undefined || last === '..') return undefined;
+  const parent = await resolveInRoot(root, parts.join('/'));
+  if (parent === undefined) return undefined;
+  try {
+    return await lstat(posix.join(parent, last));
+  } catch {
+    return undefined;
+  }
 }
 
 /** RootfsMismatch for each file missing from `rootDir` or whose content differs. */

@@ -15,7 +15,7 @@
 //   start-up: recoverFrozen(<workRoot>, isOwnDumpFolder) (dump.ts) thaws whatever a crashed run left frozen
 //             (markers only at <workRoot>/<probe>/, never in a received bundle).
 
-import { mkdir, mkdtemp, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,15 +26,16 @@ import { composeVerdict, dedupe, hasImages, type TransferOutcome } from './compo
 import { resolveContainer, ContainerNotFoundError } from './container.ts';
 import type { ContainerInfo } from './container.ts';
 import { preflightScan } from './preflight.ts';
-import { collectNodeFacts, hashMappedFiles, compareRootfs } from './facts.ts';
+import { collectNodeFacts, hashMappedFiles, compareRootfs, lstatInRoot } from './facts.ts';
 import type { FileDigest } from './facts.ts';
-import { lstat } from 'node:fs/promises';
 import { compareFacts, memoryNeeded } from './compat.ts';
 import { resolveCriu, criuTooOld } from './criu.ts';
 import { reason } from './reasons.ts';
 import { dumpCheck } from './dump.ts';
 import type { DumpHooks, Manifest } from './dump.ts';
 import { chooseLowerdirs, readManifest, restoreCheck, ROOTFS_DIFF, runtimeEndpoint } from './restore.ts';
+import { withoutHostPaths } from './manifest.ts';
+import { ROOTFS_DIFF_CAP, ROOTFS_DIFF_MAX_ENTRIES } from './rootfs-diff.ts';
 import { assertRuntimeSocket } from './ctr.ts';
 import type { RestoreProof } from './restore.ts';
 import { addressesOf, subjectFromContainer } from './subject.ts';
@@ -254,8 +255,6 @@ export async function updateManifest(bundleDir: string, fields: Partial<Manifest
   await rename(`${path}.tmp`, path);
 }
 
-/** Largest writable layer shipped with a bundle; a bigger one is left out (the target then needs it locally). */
-export const ROOTFS_DIFF_CAP = 64 * 1024 * 1024;
 
 /**
  * Ship the container's writable layer (files it created or changed, whiteouts included) in the bundle, as a
@@ -264,6 +263,13 @@ export const ROOTFS_DIFF_CAP = 64 * 1024 * 1024;
  */
 export async function shipRootfsDiff(upperdir: string | undefined, bundleDir: string, runner: Runner, cap = ROOTFS_DIFF_CAP, extra?: string): Promise<void> {
   const tarball = join(bundleDir, ROOTFS_DIFF);
+  // Measured before tarring (walks that stop at the cap): a big layer is never copied just to be thrown away.
+  const sizes = await Promise.all([upperdir, extra].flatMap((d) => (d === undefined ? [] : [tarSizeUpTo(d, cap)])));
+  const estimate = sizes.includes(undefined) ? undefined : sizes.reduce<number>((a, b) => a + (b ?? 0), 0);
+  if (estimate === undefined || estimate > cap) {
+    await updateManifest(bundleDir, { rootfsDiff: { omittedBytes: estimate ?? -1 } });
+    return;
+  }
   const members = [
     ...(upperdir === undefined ? [] : ['-C', upperdir, '.']),
     // with a writable layer, by name: its own root folder keeps its owner and mode
@@ -282,6 +288,33 @@ export async function shipRootfsDiff(upperdir: string | undefined, bundleDir: st
 }
 
 /**
+ * The size a tar of `dir` would have (512-byte header per entry, contents rounded up to 512), counted by a walk
+ * that stops as soon as it passes `cap` bytes or ROOTFS_DIFF_MAX_ENTRIES entries (then: a number above `cap`).
+ * Links are not followed. Undefined when `dir` cannot be read.
+ */
+export async function tarSizeUpTo(dir: string, cap: number, maxEntries = ROOTFS_DIFF_MAX_ENTRIES): Promise<number | undefined> {
+  let bytes = 1024;
+  let entries = 0;
+  const stack = [dir];
+  try {
+    while (stack.length > 0) {
+      const d = stack.pop() ?? '';
+      for (const e of await readdir(d, { withFileTypes: true })) {
+        const p = join(d, e.name);
+        entries++;
+        bytes += 512;
+        if (e.isDirectory()) stack.push(p);
+        else if (e.isFile()) bytes += Math.ceil((await lstat(p)).size / 512) * 512;
+        if (bytes > cap || entries > maxEntries) return Math.max(bytes, cap + 1);
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return bytes;
+}
+
+/**
  * Source half, for the node agent: preflight + dump check. The bundle lands in `<workDir>/bundle` (and
  * `bundleDir` is set) when the dump produced images; the caller owns workDir.
  */
@@ -290,7 +323,12 @@ export async function sourceDumpCheck(ref: ContainerRef, opts: ProbeOptions, wor
   await mkdir(workDir, { recursive: true });
   const s = await runSource(ref, opts, workDir, deps, undefined, signal);
   const facts = await s.sourceFacts;
-  if (facts !== undefined && hasImages(s.result)) await updateManifest(s.result.bundleDir, { sourceFacts: facts });
+  if (hasImages(s.result)) {
+    // The bundle leaves this node: no host path of ours goes with it (the target never uses one anyway, and
+    // refuses a manifest that names any).
+    const shipped = withoutHostPaths(await readManifest(s.result.bundleDir, 'local'));
+    await updateManifest(s.result.bundleDir, { rootfs: shipped.rootfs, externalMounts: shipped.externalMounts, ...(facts === undefined ? {} : { sourceFacts: facts }) });
+  }
   return s.result;
 }
 
@@ -317,7 +355,8 @@ async function runTarget(
   } catch (e) {
     return { result: { reasons: [setupReason(e)], timings: {}, criuVersion: '', facts: empty } };
   }
-  const manifest = await readManifest(bundleDir);
+  // A bundle from another node is a peer's (its manifest may name no host path); the one-host check's is ours.
+  const manifest = await readManifest(bundleDir, sameNodeFacts !== undefined ? 'local' : 'peer');
   // File digests against the root as the target has it (its layers, the container's own changes on top), then
   // the restore check. Neither needs the node facts: collect them meanwhile.
   const compareFiles = async (layers: readonly string[]): Promise<Reason[]> => {
@@ -372,12 +411,10 @@ export async function digestsByLayer(digests: readonly FileDigest[], layers: rea
   for (const d of digests) {
     let found = top;
     for (const l of layers) {
-      try {
-        await lstat(join(l, d.path));
+      // Looked up inside the layer as a chroot would (a link in a layer never leads out of it).
+      if ((await lstatInRoot(l, d.path)) !== undefined) {
         found = l;
         break;
-      } catch {
-        // not in this layer
       }
     }
     const list = out.get(found) ?? [];
@@ -394,8 +431,10 @@ export async function targetRestoreCheck(
   target: TargetRoot,
   sourceFacts?: NodeFacts,
   deps: ProbeDeps = defaultProbeDeps,
+  /** Parent of the target's work folder (the agent passes its operation folder); default the OS temp folder. */
+  workDir?: string,
 ): Promise<RestoreCheckResult> {
-  const work = await newWorkDir(undefined);
+  const work = await newWorkDir(workDir);
   try {
     return (await runTarget(bundleDir, opts, target, sourceFacts, deps, work)).result;
   } finally {

@@ -2,13 +2,16 @@
 // tasks never execute one instruction: we read their CPU ticks twice with a pause between and require them
 // unchanged, then kill everything and prove nothing is left.
 
-import { lstat, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, posix } from 'node:path';
 import type { NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from './api.ts';
 import type { Reason } from '../verdict.ts';
 import { restoreArgs } from './criu-args.ts';
 import type { Manifest } from './dump.ts';
+import { readManifestFile, type ManifestOrigin } from './manifest.ts';
+import { lstatInRoot } from './facts.ts';
+import { checkRootfsDiff, strayNodes } from './rootfs-diff.ts';
 import { createSandbox, destroySandbox, runInSandbox, sandboxPids } from './sandbox.ts';
 import { cpuTicks, taskState } from './proc-task.ts';
 import type { Sandbox, SandboxProcess, SandboxRun } from './sandbox.ts';
@@ -74,8 +77,9 @@ export interface RestoreCheckOutput {
   steps: Record<string, number>;
 }
 
-export async function readManifest(bundleDir: string): Promise<Manifest> {
-  return JSON.parse(await readFile(join(bundleDir, 'manifest.json'), 'utf8')) as Manifest;
+/** The bundle's manifest.json, read without following a link and checked (manifest.ts); throws ManifestError. */
+export async function readManifest(bundleDir: string, origin: ManifestOrigin): Promise<Manifest> {
+  return await readManifestFile(bundleDir, origin);
 }
 
 /**
@@ -115,11 +119,9 @@ function plainAbsolute(p: string): boolean {
 export async function kindInLayers(layers: readonly string[], path: string): Promise<PathKind> {
   if (!plainAbsolute(path)) return undefined;
   for (const layer of layers) {
-    try {
-      return (await lstat(join(layer, path))).isDirectory() ? 'dir' : 'file';
-    } catch {
-      // not in this layer
-    }
+    // Inside the layer as a chroot would see it: a link in a (shipped) layer never leads out of it.
+    const st = await lstatInRoot(layer, path);
+    if (st !== undefined) return st.isDirectory() ? 'dir' : 'file';
   }
   return undefined;
 }
@@ -165,11 +167,19 @@ export const ROOTFS_DIFF = 'rootfs-diff.tar';
 export async function unpackRootfsDiff(bundleDir: string, workDir: string, runner: Runner = run): Promise<string | undefined> {
   const tarball = join(bundleDir, ROOTFS_DIFF);
   if (!existsSync(tarball)) return undefined;
+  // Checked before GNU tar (which keeps xattrs, i.e. overlayfs opaque folders) sees it: no device node but
+  // whiteouts, no link or path out of the folder (rootfs-diff.ts).
+  await checkRootfsDiff(tarball);
   const dir = join(workDir, 'rootfs-diff');
   await mkdir(dir, { recursive: true });
   await runOk(runner, 'tar', ['-x', '-f', tarball, '-C', dir, '--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner'], {
     timeoutMs: 300_000,
   });
+  const stray = await strayNodes(dir);
+  if (stray.length > 0) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`rootfs-diff.tar unpacked device nodes, FIFOs or sockets other than whiteouts: ${stray.slice(0, 5).join(', ')}`);
+  }
   return dir;
 }
 
@@ -199,7 +209,7 @@ export function imageUnavailableReason(ref: string, e: unknown): Reason {
 
 export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreCheckOutput> {
   const started = performance.now();
-  const manifest = input.manifest ?? (await readManifest(input.bundleDir));
+  const manifest = input.manifest ?? (await readManifest(input.bundleDir, input.sameNode === true ? 'local' : 'peer'));
   const imagesDir = input.imagesDir ?? join(input.bundleDir, 'images');
   const reasons: Reason[] = [];
   const steps: Record<string, number> = {};
@@ -261,6 +271,8 @@ export async function restoreCheck(input: RestoreCheckInput): Promise<RestoreChe
     step('sandbox');
     const extMounts: { key: string; path: string }[] = [];
     for (const m of manifest.externalMounts) {
+      // The key goes into `--external mnt[<key>]:<path>`: nothing that could end the brackets or the argument.
+      if (!/^[^[\]\0\n]{1,4096}$/.test(m.key)) throw new Error(`external mount key ${JSON.stringify(m.key.slice(0, 100))} holds a bracket or control character`);
       // A host path is used only for a bundle made on this node; a peer's paths are never opened here.
       if (input.sameNode === true && m.kind === 'bind' && m.hostPath !== undefined && existsSync(m.hostPath)) {
         extMounts.push({ key: m.key, path: m.hostPath });

@@ -6,6 +6,7 @@
 // thawed), lets the namespaces die with their last task, removes cgroups, netns and folders, then LOOKS for
 // leftovers, retrying within a named bound.
 
+import { isCidr } from './manifest.ts';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { chmod, chown, mkdir, readFile, readdir, rm, rmdir, stat, open, writeFile } from 'node:fs/promises';
@@ -108,6 +109,12 @@ export async function createSandbox(spec: SandboxSpec, runner: Runner = run): Pr
     const r = await runner('ip', args, { timeoutMs: 10_000 });
     if (r.exitCode !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
   };
+  // Handed to `ip addr add`: an address/prefix and nothing else (never an option, never a keyword).
+  const bad = spec.addresses.find((a) => !isCidr(a));
+  if (bad !== undefined) {
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`address ${JSON.stringify(bad.slice(0, 100))} is not an IPv4 or IPv6 address with a prefix length`);
+  }
   try {
     await ip(['netns', 'add', sb.netnsName]);
     await ip(['-n', sb.netnsName, 'link', 'set', 'lo', 'up']);
