@@ -125,9 +125,9 @@ void test('a bundle from another node: the image comes from the target container
   assert.equal(m.imageRef, c.image);
   assert.match(m.sourceFacts?.criuVersion ?? '', /^4\./, 'source node facts travel in the manifest');
   assert.ok(m.rootfsDiff !== undefined && 'bytes' in m.rootfsDiff && m.rootfsDiff.bytes > 0, JSON.stringify(m.rootfsDiff));
-  // Pretend the source's layers and writable layer are on another node.
-  m.rootfs = { lowerdirs: ['/nonexistent/source-node/layer'], upperdir: '/nonexistent/source-node/upper' };
-  await writeFile(manifestPath, JSON.stringify(m));
+  // The source's layers and writable layer stay on the source node: the shipped manifest names no host path.
+  assert.deepEqual(m.rootfs, { lowerdirs: [] });
+  assert.ok(m.externalMounts.every((x) => x.hostPath === undefined), JSON.stringify(m.externalMounts));
   const r = await targetRestoreCheck(src.bundleDir, options, { containerdAddress: tb.containerd.address, namespace: tb.containerd.namespace });
   assert.deepEqual(r.reasons, [], `${JSON.stringify(r.reasons)}\n${r.criuLogExcerpt ?? ''}`);
   assert.deepEqual(await newSandboxTraces(tracesBefore), []);
