@@ -46,7 +46,14 @@ export interface BedAgent {
 
 export async function startBedAgent(
   t: TestContext,
-  o: { http?: Partial<HttpLimits>; auth?: Partial<AuthLimits>; engine?: (real: AgentEngine) => AgentEngine; pods?: (real: PodLookup) => PodLookup } = {},
+  o: {
+    http?: Partial<HttpLimits>;
+    auth?: Partial<AuthLimits>;
+    engine?: (real: AgentEngine) => AgentEngine;
+    pods?: (real: PodLookup) => PodLookup;
+    /** More of the agent's configuration (caps, say). */
+    config?: Partial<AgentConfig>;
+  } = {},
 ): Promise<BedAgent> {
   const tb = await testbed();
   const kc = loadKubeConfig({ kubeconfig: tb.kubeconfigPath });
@@ -91,6 +98,7 @@ export async function startBedAgent(
       ...(o.http ? { http: o.http } : {}),
       callers: { controllers: [caller], peers: [caller] },
       peers,
+      ...o.config,
     },
     engine: o.engine ? o.engine(engine) : engine,
     auth,

@@ -7,11 +7,13 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { encodeHeaderJson } from '../../src/agent/protocol.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { kube } from '../testbed/index.ts';
 import { startBedAgent, workLeft, type BedAgent } from './agent-bed.ts';
+import { gzTarOf } from './crafted-bundle.ts';
 
 const UID = '6d9f4a52-1c3b-4e8e-9f00-7a1b2c3d4e5f';
 
@@ -36,10 +38,10 @@ function open(a: BedAgent): Promise<Conn> {
   });
 }
 
-/** Writes `chunk` every `everyMs` until the connection closes; returns the stopper. */
-function dribble(c: Conn, chunk: string, everyMs: number): () => void {
+/** Writes `chunk` (or the next piece `chunk()` gives) every `everyMs` until the connection closes; returns the stopper. */
+function dribble(c: Conn, chunk: string | (() => Buffer), everyMs: number): () => void {
   const iv = setInterval(() => {
-    if (!c.sock.destroyed) c.sock.write(chunk);
+    if (!c.sock.destroyed) c.sock.write(typeof chunk === 'string' ? chunk : chunk());
   }, everyMs);
   void c.closed.then(() => clearInterval(iv));
   return () => clearInterval(iv);
@@ -79,15 +81,18 @@ test('slowloris: dribbled headers, a dribbled JSON body, a dribbled or stalled u
   t.after(() => kube.deletePod(core, a.namespace, 'web'));
   const hdr = encodeHeaderJson({ namespace: a.namespace, podName: 'web', sourceNodeName: 'agenthttp-source', options: { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 3_600_000 } });
   const upload = `POST /v1/probes/${UID}/restore-check HTTP/1.1\r\nHost: agent\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/gzip\r\nContent-Length: 10000000\r\nx-migprobe-sha256: ${'a'.repeat(64)}\r\nx-migprobe-request: ${hdr}\r\n\r\n`;
+  // The body is a valid gzipped tar (the target unpacks while receiving and refuses a malformed one at once).
+  const gz = gzTarOf([{ path: 'images/pages-1.img', body: randomBytes(1 << 20) }]).gz;
   // ... dribbled (never idle for 1.5 s): cut at the request timeout (5 s).
   const u = await open(a);
   u.sock.write(upload);
-  dribble(u, 'x', 200);
+  let off = 0;
+  dribble(u, () => gz.subarray(off, (off += 20)), 200);
   const uMs = await closedWithin(u, 10_000);
   assert.ok(uMs >= 4900 && uMs < 7500, `dribbled upload cut after ${uMs} ms`);
   // ... stalled after 1000 bytes: cut at the body idle bound (1.5 s).
   const s = await open(a);
-  s.sock.write(upload + 'x'.repeat(1000));
+  s.sock.write(Buffer.concat([Buffer.from(upload), gz.subarray(0, 1000)]));
   const sMs = await closedWithin(s, 6000);
   assert.ok(sMs >= 1400 && sMs < 3500, `stalled upload cut after ${sMs} ms`);
 

@@ -9,16 +9,13 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { TestContext } from 'node:test';
 import { execa } from 'execa';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { sourceDumpCheck } from '../../src/engine/probe.ts';
-import { realClock } from '../../src/kube/clock.ts';
-import { nullLogger } from '../../src/kube/logger.ts';
-import { Authenticator } from '../../src/agent/auth.ts';
 import { AgentClient, AgentHttpError } from '../../src/agent/client.ts';
-import { loadEngine } from '../../src/agent/engine.ts';
-import { AgentServer } from '../../src/agent/server.ts';
 import type { RestoreCheckRequest } from '../../src/agent/protocol.ts';
+import { startBedAgent } from './agent-bed.ts';
 import { testbed } from '../testbed/index.ts';
 import { newSandboxTraces, sandboxTraces } from '../engine/engine-helpers.ts';
 import { startWorkload } from '../engine/workloads.ts';
@@ -28,58 +25,34 @@ const options = { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 30_000 };
 const MAX_UNPACKED = 8 * 1024 * 1024;
 
 interface Target {
-  url: string;
   workRoot: string;
   scratch: string;
   post(gz: Buffer, sha256?: string): Promise<unknown>;
 }
 
-/** A target agent on loopback with the real engine; its work root lives under the test bed's state folder. */
-async function targetAgent(t: { after(fn: () => Promise<void>): void }): Promise<Target> {
-  const tb = await testbed();
-  const base = await mkdtemp(join(tb.stateDir, 'peer-bundle-'));
-  t.after(() => rm(base, { recursive: true, force: true }));
-  const workRoot = join(base, 'agent');
-  const review = async (token: string) => (token === 'token-peer' ? { authenticated: true, username: 'system:serviceaccount:sys:agent' } : { authenticated: false });
-  const srv = new AgentServer({
-    config: {
-      nodeName: 'node-b',
-      workRoot,
-      criu: tb.criu,
-      containerd: { address: tb.containerd.address, namespace: tb.containerd.namespace },
-      maxBundleBytes: 64 * 1024 * 1024,
-      maxUnpackedBytes: MAX_UNPACKED,
-      maxBundleEntries: 1000,
-      maxConcurrentDumps: 1,
-      maxConcurrentRestores: 1,
-      retainFinishedMs: 60_000,
-    },
-    engine: await loadEngine(),
-    auth: new Authenticator({ allowedUsers: ['system:serviceaccount:sys:agent'], review, clock: realClock }),
-    pods: async (ns, name) => (ns === 'ns' && name === 'web' ? { nodeName: 'node-a', containerIds: {} } : undefined),
-    peer: new AgentClient({ tokens: { token: async () => 'token-peer' } }),
-    run: async (file, args, o) => {
-      await execa(file, args, { timeout: o.timeoutMs });
-    },
-    clock: realClock,
-    log: nullLogger(),
+/**
+ * A target agent wired as main.ts wires it (agent-bed.ts: real TokenReview, the real engine) with small caps,
+ * called as a peer with a real ServiceAccount token; the claimed source pod is on node-a.
+ */
+async function targetAgent(t: TestContext): Promise<Target> {
+  const a = await startBedAgent(t, {
+    config: { maxUnpackedBytes: MAX_UNPACKED, maxBundleEntries: 1000 },
+    pods: () => async (ns, name) => (ns === 'ns' && name === 'web' ? { nodeName: 'node-a', containerIds: {} } : undefined),
   });
-  await srv.sweepWorkRoot();
-  const addr = await srv.listen('127.0.0.1', 0);
-  t.after(() => srv.close(1000));
-  const url = `http://127.0.0.1:${addr.port}`;
-  const peer = new AgentClient({ tokens: { token: async () => 'token-peer' } });
+  const scratch = await mkdtemp(join(a.tb.stateDir, 'peer-bundle-'));
+  t.after(() => rm(scratch, { recursive: true, force: true }));
+  const peer = new AgentClient({ tokens: { token: async () => await a.token() } });
   const rreq: RestoreCheckRequest = { namespace: 'ns', podName: 'web', sourceNodeName: 'node-a', options };
   const post = async (gz: Buffer, sha256?: string): Promise<unknown> => {
-    const path = join(base, `upload-${randomUUID()}.tar.gz`);
+    const path = join(scratch, `upload-${randomUUID()}.tar.gz`);
     await writeFile(path, gz);
     try {
-      return await peer.restoreCheck(url, randomUUID(), rreq, { path, sha256: sha256 ?? createHash('sha256').update(gz).digest('hex') }, 60_000);
+      return await peer.restoreCheck(a.url, randomUUID(), rreq, { path, sha256: sha256 ?? createHash('sha256').update(gz).digest('hex') }, 60_000);
     } finally {
       await rm(path, { force: true });
     }
   };
-  return { url, workRoot, scratch: base, post };
+  return { workRoot: a.workRoot, scratch, post };
 }
 
 /** POSTs `gz`, expects 400 BundleRefused matching `why` with a hint in parentheses, and nothing left behind. */
