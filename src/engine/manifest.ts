@@ -172,7 +172,9 @@ export function parseNodeFacts(v: unknown, field: string): NodeFacts {
   };
 }
 
-const FIELDS = ['version', 'createdAt', 'imageRef', 'rootfs', 'externalMounts', 'netnsExternal', 'addresses', 'fileDigests', 'sourceFacts', 'workloadRssBytes', 'pagemap', 'rootfsDiff', 'kind'];
+const FIELDS = ['version', 'createdAt', 'imageRef', 'rootfs', 'externalMounts', 'netnsExternal', 'addresses', 'fileDigests', 'sourceFacts', 'workloadRssBytes', 'pagemap', 'rootfsDiff', 'kind'] as const satisfies readonly (keyof Manifest)[];
+// A field added to Manifest (dump.ts) without a check here fails the typecheck: a peer's manifest would refuse it.
+const _everyFieldChecked: [Exclude<keyof Manifest, (typeof FIELDS)[number]>] extends [never] ? true : never = true;
 
 /** The manifest `v` (parsed JSON) as a Manifest, every field checked; throws ManifestError naming the first bad field. Pure. */
 export function parseManifest(v: unknown, origin: ManifestOrigin): Manifest {
