@@ -3,11 +3,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { lstat, mkdir, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { gzTarOf, tarOf, type CraftedMember } from '../../test/agent/crafted-bundle.ts';
 import { memberProblem, receiveBundle } from './extract.ts';
@@ -102,4 +102,17 @@ test('receiveBundle refuses a body whose sha256 differs, and one that is not gzi
   await assert.rejects(bad.run, /corrupted in transit/);
   const plain = await receive(t, tarOf([{ path: 'a', body: 'x' }]));
   await assert.rejects(plain.run, (e: Error & { code?: string }) => e.code === 'BundleRefused' && /not valid gzip/.test(e.message));
+});
+
+test('receiveBundle: a body cut in the middle of a member ends at once, with no file left open', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'extract-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const { gz, sha256 } = gzTarOf([{ path: 'images/pages-1.img', body: randomBytes(1 << 20) }]);
+  const body = new PassThrough();
+  const run = receiveBundle(body, root, { declaredBytes: gz.length, maxBundleBytes: 1 << 22, sha256, limits: { maxEntries: 10, maxUnpackedBytes: 1 << 22 }, timeoutMs: 60_000 });
+  body.write(gz.subarray(0, gz.length >> 1));
+  setTimeout(() => body.destroy(new Error('peer went away')), 200);
+  const t0 = Date.now();
+  await assert.rejects(run, /receiving the image set failed: peer went away/);
+  assert.ok(Date.now() - t0 < 5000, `ended after ${Date.now() - t0} ms`);
 });

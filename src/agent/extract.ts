@@ -6,13 +6,14 @@
 // stream; the caller deletes the folder. memberProblem is pure and unit-tested in extract.test.ts.
 
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, createReadStream } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
+import { checkRootfsDiffStream, readThrough } from '../engine/rootfs-diff.ts';
 import { HttpError } from './errors.ts';
 
 /** Most members (files and folders) a received bundle may hold (a dump's image set: ~10-30 files per process). */
@@ -91,6 +92,8 @@ class BundleSink extends Writable {
   private readonly limits: ExtractLimits;
   private refusal: Error | undefined;
   private readonly pending = new Set<Promise<void>>();
+  /** Aborted when the sink is destroyed: a file being written stops at once (its entry will get no more data). */
+  private readonly stop = new AbortController();
   /** Entries the filter admitted -> their checked relative path. */
   private readonly admitted = new Map<ReadEntry, string>();
   readonly seen = { entries: 0, bytes: 0 };
@@ -148,7 +151,7 @@ class BundleSink extends Writable {
           else cb(null, chunk);
         },
       });
-      await pipeline(e as unknown as Readable, meter, out);
+      await pipeline(e as unknown as Readable, meter, out, { signal: this.stop.signal });
     })().catch((err: unknown) => {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') this.fail(new BundleRefused(`member ${JSON.stringify(rel)} appears twice or collides with a folder`, NOT_FROM_MIGPROBE));
@@ -183,6 +186,7 @@ class BundleSink extends Writable {
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     this.refusal ??= err ?? undefined;
+    this.stop.abort();
     this.parser.abort(this.refusal ?? new Error('stopped'));
     void this.settle().then(() => cb(err));
   }
@@ -256,4 +260,53 @@ export async function receiveBundle(body: Readable, dest: string, o: ReceiveOpti
     throw new HttpError(400, 'TransferFailed', `image set corrupted in transit (${received} of ${o.declaredBytes} bytes, sha256 ${got}, expected ${o.sha256})`);
   }
   return { received, entries: sink.seen.entries, unpackedBytes: unpacked };
+}
+
+/**
+ * A received checkpoint archive (RestoreOnly), read before the engine unpacks it with GNU tar: regular files and
+ * folders only, at plain relative paths, within `limits` (memberProblem), and its rootfs-diff.tar as a writable
+ * layer may be (checkRootfsDiffStream). gzip and zstd archives are read through; throws BundleRefused.
+ */
+export async function checkCheckpointArchive(archive: string, name: string, limits: ExtractLimits): Promise<void> {
+  const seen = { entries: 0, bytes: 0 };
+  let refusal: BundleRefused | undefined;
+  const inner: Promise<void>[] = [];
+  const parser = new Parser({
+    strict: true,
+    onReadEntry: (e: ReadEntry) => {
+      if (refusal !== undefined) {
+        e.resume();
+        return;
+      }
+      const r = memberProblem({ path: e.path, type: e.type, size: e.size }, seen, limits);
+      if ('problem' in r) {
+        refusal = new BundleRefused(`checkpoint archive ${name}: ${r.problem}`, r.hint);
+        e.resume();
+        parser.abort(refusal);
+        return;
+      }
+      seen.entries++;
+      seen.bytes += e.size;
+      if (r.path === 'rootfs-diff.tar') {
+        inner.push(
+          checkRootfsDiffStream(e as unknown as NodeJS.ReadableStream, `${name}: rootfs-diff.tar`).catch((err: unknown) => {
+            refusal ??= new BundleRefused((err as Error).message, NOT_FROM_MIGPROBE);
+            e.resume();
+          }),
+        );
+      } else {
+        e.resume();
+      }
+    },
+  });
+  const rs = createReadStream(archive);
+  try {
+    await readThrough(rs, parser);
+  } catch (e) {
+    if (refusal === undefined) throw new BundleRefused(`checkpoint archive ${name} is not a tar (gzip or zstd compressed, or plain): ${(e as Error).message.slice(0, 300)}`, 'give a checkpoint archive as the kubelet, CRI-O or Podman write it');
+  } finally {
+    rs.destroy();
+  }
+  await Promise.all(inner);
+  if (refusal !== undefined) throw refusal;
 }

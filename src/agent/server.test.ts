@@ -19,6 +19,7 @@ import type { AgentEngine, PodInfo } from './deps.ts';
 import type { OperationStatus, StartRequest } from './protocol.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { MigrationProbe } from '../api/v1alpha1.ts';
+import { tarOf } from '../../test/agent/crafted-bundle.ts';
 
 const UID = '0f8fad5b-d9cb-469f-a165-70867728950e';
 const facts: NodeFacts = { hostname: 'h', arch: 'x86_64', kernelRelease: '6.18', criuVersion: '4.2.1', criuFeatures: {}, memAvailableBytes: 1, cpu: { vendor: 'v', model: 'm', flags: [] } };
@@ -269,7 +270,8 @@ test('RestoreOnly: a checkpoint of the probe\'s namespace (kubelet name or <name
   await mkdir(join(cps, 'ns', 'folder'), { recursive: true });
   await writeFile(join(cps, 'ns', 'folder', 'inventory.img'), 'x');
   const mine = 'checkpoint-web_ns-app-2026-12-02T10:43:00Z.tar';
-  await writeFile(join(cps, mine), 'not really a tar');
+  // A tar (the target reads an archive through before the engine unpacks it), the engine is a fake.
+  await writeFile(join(cps, mine), tarOf([{ path: 'checkpoint/', type: 'Directory' }, { path: 'checkpoint/inventory.img', body: 'x' }]));
   restoreOnly(join(cps, mine));
   await ctl.start(src.url, UID, req);
   const d = await until(ctl, src.url, (s) => s.state !== 'Running');

@@ -15,7 +15,7 @@ import { checkRootfsDiff } from '../engine/rootfs-diff.ts';
 import type { Logger } from '../kube/logger.ts';
 import type { AgentDeps } from './deps.ts';
 import { HttpError } from './errors.ts';
-import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES, BundleRefused, receiveBundle } from './extract.ts';
+import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES, BundleRefused, checkCheckpointArchive, receiveBundle } from './extract.ts';
 import { targetKey, type Operation, type OperationRegistry } from './operations.ts';
 import { decodeHeaderJson, HEADER_REQUEST, HEADER_SHA256, isSha256Hex, parseRestoreCheckRequest, type OperationStatus, type RestoreCheckRequest } from './protocol.ts';
 
@@ -66,11 +66,12 @@ export class TargetSide {
     try {
       await rm(dir, { recursive: true, force: true });
       await mkdir(join(dir, 'bundle'), { recursive: true, mode: 0o700 });
+      const limits = { maxEntries: c.maxBundleEntries ?? BUNDLE_MAX_ENTRIES, maxUnpackedBytes: c.maxUnpackedBytes ?? BUNDLE_MAX_UNPACKED_BYTES };
       const got = await receiveBundle(req, join(dir, 'bundle'), {
         declaredBytes: declared,
         maxBundleBytes: c.maxBundleBytes,
         sha256: shaHeader,
-        limits: { maxEntries: c.maxBundleEntries ?? BUNDLE_MAX_ENTRIES, maxUnpackedBytes: c.maxUnpackedBytes ?? BUNDLE_MAX_UNPACKED_BYTES },
+        limits,
         timeoutMs: rreq.options.timeoutMs,
       }).catch((e: unknown) => {
         if (e instanceof BundleRefused) log.warn('bundle refused', { source: rreq.sourceNodeName, reason: e.message });
@@ -82,6 +83,10 @@ export class TargetSide {
         await checkRootfsDiff(join(dir, 'bundle', ROOTFS_DIFF)).catch((e: unknown) => {
           throw new BundleRefused((e as Error).message, 'a migprobe source agent ships a container writable layer of files, folders, links inside it and whiteouts only');
         });
+      }
+      // A RestoreOnly archive is unpacked by the engine with GNU tar: read through first, on the same terms.
+      if (rreq.restoreOnly?.kind === 'archive') {
+        await checkCheckpointArchive(join(dir, 'bundle', rreq.restoreOnly.name), rreq.restoreOnly.name, limits);
       }
       status.stage = 'restore';
       log.info('restore check started', { source: rreq.sourceNodeName, bytes: got.received, entries: got.entries, unpackedBytes: got.unpackedBytes });

@@ -81,6 +81,26 @@ export function diffMemberProblem(m: DiffMember, seen: DiffSeen, caps = { bytes:
 
 /** Reads the shipped writable layer at `tarball` without unpacking it; throws naming the first forbidden member. */
 export async function checkRootfsDiff(tarball: string): Promise<void> {
+  const rs = createReadStream(tarball);
+  try {
+    await checkRootfsDiffStream(rs, 'rootfs-diff.tar');
+  } finally {
+    rs.destroy();
+  }
+}
+
+/** Pipes `input` into the tar `parser`; resolves when the parser has seen the end, rejects on an error of either. */
+export function readThrough(input: NodeJS.ReadableStream, parser: Parser): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    parser.on('error', reject);
+    parser.on('end', () => resolve());
+    input.on('error', reject);
+    input.pipe(parser);
+  });
+}
+
+/** checkRootfsDiff of a stream (`label` names it in the error): the whole stream is read unless a member is refused. */
+export async function checkRootfsDiffStream(input: NodeJS.ReadableStream, label: string): Promise<void> {
   const seen: DiffSeen = { entries: 0, bytes: 0, links: new Set(), members: new Set() };
   let problem: string | undefined;
   const parser = new Parser({
@@ -98,21 +118,13 @@ export async function checkRootfsDiff(tarball: string): Promise<void> {
       if (problem !== undefined) parser.abort(new Error(problem));
     },
   });
-  const rs = createReadStream(tarball);
   try {
-    await new Promise<void>((resolve, reject) => {
-      parser.on('error', reject);
-      parser.on('end', () => resolve());
-      rs.on('error', reject);
-      rs.pipe(parser);
-    });
+    await readThrough(input, parser);
   } catch (e) {
-    if (problem !== undefined) throw new Error(`rootfs-diff.tar: ${problem}`);
-    throw new Error(`rootfs-diff.tar is not a valid tar: ${(e as Error).message.slice(0, 300)}`);
-  } finally {
-    rs.destroy();
+    if (problem !== undefined) throw new Error(`${label}: ${problem}`);
+    throw new Error(`${label} is not a valid tar: ${(e as Error).message.slice(0, 300)}`);
   }
-  if (problem !== undefined) throw new Error(`rootfs-diff.tar: ${problem}`);
+  if (problem !== undefined) throw new Error(`${label}: ${problem}`);
 }
 
 /**

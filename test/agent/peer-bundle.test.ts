@@ -27,7 +27,7 @@ const MAX_UNPACKED = 8 * 1024 * 1024;
 interface Target {
   workRoot: string;
   scratch: string;
-  post(gz: Buffer, sha256?: string): Promise<unknown>;
+  post(gz: Buffer, restoreOnlyArchive?: string): Promise<unknown>;
 }
 
 /**
@@ -43,11 +43,12 @@ async function targetAgent(t: TestContext): Promise<Target> {
   t.after(() => rm(scratch, { recursive: true, force: true }));
   const peer = new AgentClient({ tokens: { token: async () => await a.token() } });
   const rreq: RestoreCheckRequest = { namespace: 'ns', podName: 'web', sourceNodeName: 'node-a', options };
-  const post = async (gz: Buffer, sha256?: string): Promise<unknown> => {
+  const post = async (gz: Buffer, restoreOnlyArchive?: string): Promise<unknown> => {
     const path = join(scratch, `upload-${randomUUID()}.tar.gz`);
     await writeFile(path, gz);
+    const r: RestoreCheckRequest = restoreOnlyArchive === undefined ? rreq : { ...rreq, restoreOnly: { kind: 'archive', name: restoreOnlyArchive } };
     try {
-      return await peer.restoreCheck(a.url, randomUUID(), rreq, { path, sha256: sha256 ?? createHash('sha256').update(gz).digest('hex') }, 60_000);
+      return await peer.restoreCheck(a.url, randomUUID(), r, { path, sha256: createHash('sha256').update(gz).digest('hex') }, 60_000);
     } finally {
       await rm(path, { force: true });
     }
@@ -56,8 +57,8 @@ async function targetAgent(t: TestContext): Promise<Target> {
 }
 
 /** POSTs `gz`, expects 400 BundleRefused matching `why` with a hint in parentheses, and nothing left behind. */
-async function expectRefused(tg: Target, before: readonly string[], gz: Buffer, why: RegExp): Promise<void> {
-  await assert.rejects(tg.post(gz), (e: unknown) => {
+async function expectRefused(tg: Target, before: readonly string[], gz: Buffer, why: RegExp, restoreOnlyArchive?: string): Promise<void> {
+  await assert.rejects(tg.post(gz, restoreOnlyArchive), (e: unknown) => {
     assert.ok(e instanceof AgentHttpError, String(e));
     assert.equal(e.status, 400, e.message);
     assert.equal(e.body?.code, 'BundleRefused', e.message);
@@ -123,6 +124,17 @@ void test('a malicious peer: option-like strings and host paths in the manifest 
   // A device node inside the shipped writable layer (a tar in the bundle) is refused before GNU tar sees it.
   const diff = tarOf([{ path: './', type: 'Directory' }, { path: './dev', type: 'SymbolicLink', linkpath: '/dev' }, { path: './dev/sda', body: 'x' }]);
   await expectRefused(tg, before, gzTarOf([...base, manifestMember({ rootfsDiff: { bytes: diff.length } }), { path: './rootfs-diff.tar', body: diff }]).gz, /rootfs-diff\.tar: member "\.\/dev\/sda" lies below a symbolic link/);
+});
+
+void test('a malicious peer: a RestoreOnly checkpoint archive with a link or a device in its writable layer is refused', async (t) => {
+  const tg = await targetAgent(t);
+  const before = await sandboxTraces();
+  const ship = (archive: Buffer): Buffer => gzTarOf([{ path: './', type: 'Directory' }, { path: './checkpoint.tar', body: archive }]).gz;
+  const linked = tarOf([{ path: 'checkpoint/', type: 'Directory' }, { path: 'checkpoint/inventory.img', type: 'SymbolicLink', linkpath: '/etc/shadow' }]);
+  await expectRefused(tg, before, ship(linked), /checkpoint archive checkpoint\.tar: member "checkpoint\/inventory\.img" is a symbolic link/, 'checkpoint.tar');
+  const diff = tarOf([{ path: 'etc', type: 'SymbolicLink', linkpath: '/etc' }, { path: 'etc/cron.d/x', body: 'x' }]);
+  const withDiff = tarOf([{ path: 'checkpoint/', type: 'Directory' }, { path: 'checkpoint/inventory.img', body: 'x' }, { path: 'rootfs-diff.tar', body: diff }]);
+  await expectRefused(tg, before, ship(withDiff), /checkpoint\.tar: rootfs-diff\.tar: member "etc\/cron\.d\/x" lies below a symbolic link/, 'checkpoint.tar');
 });
 
 void test('a real bundle, packed as the source agent packs it, passes the same gate and leaves nothing', async (t) => {
