@@ -54,6 +54,7 @@ test('option-like or malformed strings are refused by field', () => {
   refused(good({ fileDigests: [{ path: '/etc/shadow', sha256: 'a'.repeat(64), size: 1 }] }), /fileDigests\[0\]\.path/);
   refused(good({ fileDigests: [{ path: 'bin/x', sha256: 'A'.repeat(64), size: 1 }] }), /fileDigests\[0\]\.sha256/);
   refused(good({ createdAt: '-rf' }), /createdAt/);
+  refused(good({ netSysctls: { 'kernel.core_pattern': '|/tmp/x' } }), /netSysctls .*kernel\.core_pattern is not a sysctl migprobe carries/);
 });
 
 test('unknown fields, wrong types, wrong version and oversized lists are refused', () => {

@@ -15,6 +15,7 @@ import type { NodeFacts } from './api.ts';
 import type { ExternalMount } from './criu-args.ts';
 import type { Manifest } from './dump.ts';
 import type { FileDigest } from './facts.ts';
+import { parseNetSysctls } from './net-sysctls.ts';
 
 /** Largest manifest.json read (a real one is a few KiB; its file digests dominate). */
 export const MANIFEST_MAX_BYTES = 4 * 1024 * 1024;
@@ -172,7 +173,7 @@ export function parseNodeFacts(v: unknown, field: string): NodeFacts {
   };
 }
 
-const FIELDS = ['version', 'createdAt', 'imageRef', 'rootfs', 'externalMounts', 'netnsExternal', 'addresses', 'fileDigests', 'sourceFacts', 'workloadRssBytes', 'pagemap', 'rootfsDiff', 'kind'] as const satisfies readonly (keyof Manifest)[];
+const FIELDS = ['version', 'createdAt', 'imageRef', 'rootfs', 'externalMounts', 'netnsExternal', 'addresses', 'netSysctls', 'fileDigests', 'sourceFacts', 'workloadRssBytes', 'pagemap', 'rootfsDiff', 'kind'] as const satisfies readonly (keyof Manifest)[];
 // A field added to Manifest (dump.ts) without a check here fails the typecheck: a peer's manifest would refuse it.
 const _everyFieldChecked: [Exclude<keyof Manifest, (typeof FIELDS)[number]>] extends [never] ? true : never = true;
 
@@ -205,6 +206,13 @@ export function parseManifest(v: unknown, origin: ManifestOrigin): Manifest {
   });
   if (rootfs['upperdir'] !== undefined) m.rootfs.upperdir = plainHostPath(rootfs['upperdir'], 'rootfs.upperdir', origin);
   if (rootfs['hostDir'] !== undefined) m.rootfs.hostDir = plainHostPath(rootfs['hostDir'], 'rootfs.hostDir', origin);
+  if (o['netSysctls'] !== undefined) {
+    try {
+      m.netSysctls = parseNetSysctls(o['netSysctls']);
+    } catch (e) {
+      throw new ManifestError('netSysctls', (e as Error).message.replace(/^netSysctls:? ?/, ''));
+    }
+  }
   if (o['imageRef'] !== undefined) m.imageRef = str(o['imageRef'], 'imageRef', 1024, IMAGE_REF, 'an image reference (letters, digits and ._/:@+-, not starting with -)');
   if (o['sourceFacts'] !== undefined) m.sourceFacts = parseNodeFacts(o['sourceFacts'], 'sourceFacts');
   if (o['workloadRssBytes'] !== undefined) m.workloadRssBytes = count(o['workloadRssBytes'], 'workloadRssBytes');
