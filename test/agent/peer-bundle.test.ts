@@ -37,7 +37,7 @@ interface Target {
 async function targetAgent(t: TestContext): Promise<Target> {
   const a = await startBedAgent(t, {
     config: { maxUnpackedBytes: MAX_UNPACKED, maxBundleEntries: 1000 },
-    pods: () => async (ns, name) => (ns === 'ns' && name === 'web' ? { nodeName: 'node-a', containerIds: {} } : undefined),
+    pods: () => async (ns, name) => (ns === 'ns' && name === 'web' ? { nodeName: 'node-a', containerIds: {}, containerNames: ['app'] } : undefined),
   });
   const scratch = await mkdtemp(join(a.tb.stateDir, 'peer-bundle-'));
   t.after(() => rm(scratch, { recursive: true, force: true }));
