@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addressesOf, beneath, externalMountsFor, freezerDirOf } from './subject.ts';
+import { addressesOf, beneath, externalMountsFor, freezerDirOf, rootPeerInRoot } from './subject.ts';
 import type { ContainerMount } from './container.ts';
 
 function m(mountpoint: string, kind: ContainerMount['kind'], dev: string, extra: Partial<ContainerMount> = {}): ContainerMount {
@@ -47,6 +47,23 @@ test('a bind from the root filesystem whose source was deleted is left to CRIU; 
     externalMountsFor(mounts, { externalTmpfs: true, inUse: new Set() }).map((e) => e.mountpoint),
     ['/vol', '/other', '/live'],
   );
+});
+
+test("a bind from the root filesystem in the root mount's peer group is left to CRIU; other binds stay external", () => {
+  const root = m('/', 'root', '8:1', { root: '/srv/ct', propagation: ['shared:7'] });
+  const mounts = [
+    root,
+    m('/a.bind', 'bind', '8:1', { root: '/srv/ct/a', propagation: ['shared:7'] }),
+    m('/private', 'bind', '8:1', { root: '/srv/ct/b' }),
+    m('/other-group', 'bind', '8:1', { root: '/srv/ct/c', propagation: ['shared:9'] }),
+    m('/vol', 'bind', '8:1', { root: '/var/lib/vol', propagation: ['shared:7'], hostPath: '/var/lib/vol' }),
+    m('/otherfs', 'bind', '8:2', { root: '/srv/ct/a', propagation: ['shared:7'] }),
+  ];
+  assert.deepEqual(
+    externalMountsFor(mounts, { externalTmpfs: true, inUse: new Set() }).map((e) => e.mountpoint),
+    ['/private', '/other-group', '/vol', '/otherfs'],
+  );
+  assert.equal(rootPeerInRoot(mounts[1] as ContainerMount, m('/', 'root', '8:1', { root: '/srv/ct' })), false, 'a private root has no group');
 });
 
 test('beneath', () => {

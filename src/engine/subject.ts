@@ -30,6 +30,11 @@ export function externalMountsFor(mounts: readonly ContainerMount[], opts: { ext
       // re-creates the source inside the root on restore; declared external, the target would need the deleted
       // path (zdtm mntns_deleted).
       if (root !== undefined && deletedInRoot(m, root)) continue;
+      // A bind from the container's own root filesystem in the root mount's peer group: declared external, it would
+      // be bound from the host's path (another superblock than the target's root), and the kernel copies a peer
+      // group only within one superblock (CRIU: `Failed to copy sharing ... Invalid argument`; zdtm mntns_root_bind).
+      // Left to CRIU, it is bound from the restored root and joins the root's group there.
+      if (root !== undefined && rootPeerInRoot(m, root)) continue;
       out.push({
         mountpoint: m.mountpoint,
         key: mountKey('bind', m.mountpoint),
@@ -51,6 +56,12 @@ export function externalMountsFor(mounts: readonly ContainerMount[], opts: { ext
 export function deletedInRoot(m: ContainerMount, root: ContainerMount): boolean {
   const DELETED = '//deleted';
   return m.dev === root.dev && m.root.endsWith(DELETED) && beneath(m.root.slice(0, -DELETED.length), root.root);
+}
+
+/** A bind of a path of the root mount's filesystem that shares the root mount's peer group (`shared:N`). Pure. */
+export function rootPeerInRoot(m: ContainerMount, root: ContainerMount): boolean {
+  const group = root.propagation.find((p) => p.startsWith('shared:'));
+  return group !== undefined && m.dev === root.dev && beneath(m.root, root.root) && m.propagation.includes(group);
 }
 
 /** Mount points (from `candidates`) under which a task of `pids` holds an fd, a file mapping or its cwd. */
