@@ -6,12 +6,6 @@ const EXTERNAL_MOUNT_OPTS =
   '--enable-external-masters), which fit only when the same mount exists on the target; migprobe declares external ' +
   'only the binds a runtime set up (volumes, hostPaths) and names the cause (UnsupportedMount).';
 
-const ROOT_SHARING =
-  'the test shares its root mount\'s propagation with another of its mounts; in the restore sandbox the root is an ' +
-  'overlay in a private mount namespace and CRIU cannot copy that sharing onto it (`Failed to copy sharing ... ' +
-  'Invalid argument`, move_mount set-group). zdtm restores onto the original root. Not fixed: the sandbox would ' +
-  'need a shared root peer group.';
-
 export const KNOWN: Readonly<Record<string, string>> = {
   bridge:
     'the test makes a bridge (zdtmbr0) in its own network namespace and binds a socket to it; zdtm\'s CRIU dumps ' +
@@ -23,9 +17,6 @@ export const KNOWN: Readonly<Record<string, string>> = {
   mnt_ext_master: EXTERNAL_MOUNT_OPTS,
   mnt_ext_multiple: EXTERNAL_MOUNT_OPTS,
   mnt_root_ext: EXTERNAL_MOUNT_OPTS,
-  mntns_root_bind: ROOT_SHARING,
-  mntns_root_bind02: ROOT_SHARING,
-  mntns_shared_bind: ROOT_SHARING,
   mntns_deleted:
     'a bind mount whose source directory was deleted; migprobe declares a host bind external (as a runtime\'s ' +
     'volume) and the sandbox cannot bind a path that no longer exists (`Can\'t re-create deleted file`), while ' +
