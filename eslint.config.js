@@ -22,5 +22,28 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  // Boundaries: outside src/engine only its face (src/engine/index.ts) is imported; the agent API (protocol,
+  // client, auth) is what the controller and the agent share, so it imports neither of them.
+  {
+    files: ['src/cli/**/*.ts', 'src/agent/**/*.ts', 'src/agent-api/**/*.ts', 'src/controller/**/*.ts', 'src/api/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ regex: '^\\.\\./engine/(?!index\\.ts$)', message: 'import the engine through src/engine/index.ts' }] }],
+    },
+  },
+  {
+    files: ['src/agent-api/**/*.ts', 'src/controller/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^\\.\\./engine/(?!index\\.ts$)', message: 'import the engine through src/engine/index.ts' },
+            { regex: '^\\.\\./(agent|controller)/', message: 'the agent API is shared by the agent and the controller: it imports neither' },
+          ],
+        },
+      ],
+    },
+  },
   { files: ['**/*.js'], ...tseslint.configs.disableTypeChecked },
 );

@@ -1,12 +1,12 @@
 // Generated sections of the README: the CRD reference (from crds/) and the reason codes (from
-// src/engine/reasons.ts). `node hack/docs.ts` rewrites them in place; test/docs/readme.test.ts fails when
+// src/reasons.ts). `node hack/docs.ts` rewrites them in place; test/docs/readme.test.ts fails when
 // the README drifts from its sources.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { catalogMarkdown } from '../src/engine/reasons.ts';
+import { catalogMarkdown } from '../src/reasons.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const README = join(ROOT, 'README.md');

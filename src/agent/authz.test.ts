@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MigrationProbe } from '../api/v1alpha1.ts';
 import { authorizeStart, checkpointOwnership, endpointRefusal, isRefusal } from './authz.ts';
-import type { StartRequest } from './protocol.ts';
+import type { StartRequest } from '../agent-api/protocol.ts';
 
 const UID = '0f8fad5b-d9cb-469f-a165-70867728950e';
 const CTL = 'system:serviceaccount:sys:ctl';

@@ -8,9 +8,9 @@
 //   POST /v1/probes/{uid}/restore-check   peer agents' ServiceAccount(s) (--peer-service-account) only
 
 import { isFinalPhase, probeOptionsFromSpec, type MigrationProbe, type ProbeMode } from '../api/v1alpha1.ts';
-import type { ProbeOptions } from '../engine/api.ts';
+import type { ProbeOptions } from '../engine/index.ts';
 import type { PodInfo } from './deps.ts';
-import type { StartRequest } from './protocol.ts';
+import type { StartRequest } from '../agent-api/protocol.ts';
 
 export type Endpoint = 'probe' | 'restore-check';
 

@@ -2,16 +2,16 @@
 // TokenReview, the pod, probe, agent-pod and namespace lookups, the peer agent client, a program runner, the clock, the log). Types only; the
 // agent's parts (server.ts, operations.ts, source.ts, target.ts) all take these, tests inject fakes.
 
-import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from '../engine/api.ts';
-import type { CheckpointSource } from '../engine/checkpoint.ts';
+import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult, TargetRoot } from '../engine/index.ts';
+import type { CheckpointSource } from '../engine/index.ts';
 import type { Clock } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger.ts';
 import type { Verdict } from '../verdict.ts';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { MigrationProbe } from '../api/v1alpha1.ts';
-import type { Authenticator } from './auth.ts';
+import type { Authenticator } from '../agent-api/auth.ts';
 import type { CallerPolicy } from './authz.ts';
-import type { AgentClient } from './client.ts';
+import type { AgentClient } from '../agent-api/client.ts';
 import type { HttpLimits } from './server.ts';
 
 /** The engine's functions the agent uses (src/engine/probe.ts, facts.ts, dump.ts), injectable for tests. */

@@ -1,9 +1,9 @@
 // The probe engine as the agent uses it (src/engine/api.ts contract).
 
 import type { AgentEngine } from './deps.ts';
-import { checkRestoreOnly, defaultProbeDeps, sourceDumpCheck, targetRestoreCheck } from '../engine/probe.ts';
-import { collectNodeFacts } from '../engine/facts.ts';
-import { recoverFrozen } from '../engine/dump.ts';
+import { checkRestoreOnly, defaultProbeDeps, sourceDumpCheck, targetRestoreCheck } from '../engine/index.ts';
+import { collectNodeFacts } from '../engine/index.ts';
+import { recoverFrozen } from '../engine/index.ts';
 
 export { recoverFrozen };
 

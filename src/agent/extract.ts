@@ -13,7 +13,7 @@ import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
-import { checkRootfsDiffStream, readThrough } from '../engine/rootfs-diff.ts';
+import { checkRootfsDiffStream, readThrough } from '../engine/index.ts';
 import { HttpError } from './errors.ts';
 
 /** Most members (files and folders) a received bundle may hold (a dump's image set: ~10-30 files per process). */

@@ -16,15 +16,16 @@ import { execa } from 'execa';
 import { loadKubeConfig } from '../kube/client.ts';
 import { realClock } from '../kube/clock.ts';
 import { createLogger } from '../kube/logger.ts';
-import { Authenticator, DEFAULT_AUTH_LIMITS, fileTokenSource, requestedTokenSource, serviceAccountUser, type AuthLimits, type TokenSource } from './auth.ts';
-import { AgentClient } from './client.ts';
-import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup, kubeTokenRequester, kubeTokenReviewer } from './kubeauth.ts';
+import { Authenticator, DEFAULT_AUTH_LIMITS, fileTokenSource, requestedTokenSource, serviceAccountUser, type AuthLimits, type TokenSource } from '../agent-api/auth.ts';
+import { AgentClient } from '../agent-api/client.ts';
+import { kubeTokenRequester, kubeTokenReviewer } from '../agent-api/kubeauth.ts';
+import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup } from '../agent/kube-lookups.ts';
 import { AgentServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from './server.ts';
-import { isProbeUid } from './protocol.ts';
+import { isProbeUid } from '../agent-api/protocol.ts';
 import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES } from './extract.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
-import { criuTooOld, resolveCriu } from '../engine/criu.ts';
-import { runtimeSocketProblem } from '../engine/ctr.ts';
+import { criuTooOld, resolveCriu } from '../engine/index.ts';
+import { runtimeSocketProblem } from '../engine/index.ts';
 
 const { values } = parseArgs({
   options: {

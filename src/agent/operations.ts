@@ -9,7 +9,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sleep, type Clock } from '../kube/clock.ts';
 import { HttpError } from './errors.ts';
-import type { OperationStatus } from './protocol.ts';
+import type { OperationStatus } from '../agent-api/protocol.ts';
 
 export interface Operation {
   status: OperationStatus;

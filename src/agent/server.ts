@@ -9,13 +9,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { NodeFacts } from '../engine/api.ts';
+import type { NodeFacts } from '../engine/index.ts';
 import { sleep, type Clock, type TimerHandle } from '../kube/clock.ts';
 import type { AgentDeps } from './deps.ts';
 import { endpointRefusal } from './authz.ts';
 import { HttpError } from './errors.ts';
 import { OperationRegistry } from './operations.ts';
-import { isProbeUid, parseStartRequest, ValidationError } from './protocol.ts';
+import { isProbeUid, parseStartRequest, ValidationError } from '../agent-api/protocol.ts';
 import { SourceSide } from './source.ts';
 import { TargetSide } from './target.ts';
 

@@ -8,19 +8,19 @@
 
 import { realpath, rm, stat, mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult } from '../engine/api.ts';
-import { composeVerdict, hasImages, stagePhase, type TransferOutcome } from '../engine/compose.ts';
-import { sha256File } from '../engine/facts.ts';
+import type { ContainerRef, DumpCheckResult, NodeFacts, ProbeOptions, RestoreCheckResult } from '../engine/index.ts';
+import { composeVerdict, hasImages, stagePhase, type TransferOutcome } from '../engine/index.ts';
+import { sha256File } from '../engine/index.ts';
 import { sleep } from '../kube/clock.ts';
 import type { Logger } from '../kube/logger.ts';
 import type { Reason, ReasonCode } from '../verdict.ts';
-import { AgentHttpError, AgentUnreachableError, type AgentClient } from './client.ts';
+import { AgentHttpError, AgentUnreachableError, type AgentClient } from '../agent-api/client.ts';
 import { authorizeStart, checkpointOwnership, isRefusal } from './authz.ts';
 import type { AgentDeps } from './deps.ts';
 import { HttpError, OperationFailed } from './errors.ts';
 import type { Operation, OperationRegistry } from './operations.ts';
-import { agentEndpoint } from './peers.ts';
-import { sanitizeReason, type OperationStatus, type RestoreCheckRequest, type StartRequest } from './protocol.ts';
+import { agentEndpoint } from '../agent-api/peers.ts';
+import { sanitizeReason, type OperationStatus, type RestoreCheckRequest, type StartRequest } from '../agent-api/protocol.ts';
 
 /** An existing checkpoint on this node: a CRIU image folder or an archive file. */
 interface Checkpoint {

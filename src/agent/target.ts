@@ -7,17 +7,17 @@
 import { lstat, mkdir, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import type { NodeFacts, RestoreCheckResult, TargetRoot } from '../engine/api.ts';
-import type { CheckpointSource } from '../engine/checkpoint.ts';
-import { ManifestError, parseNodeFacts } from '../engine/manifest.ts';
-import { ROOTFS_DIFF } from '../engine/restore.ts';
-import { checkRootfsDiff } from '../engine/rootfs-diff.ts';
+import type { NodeFacts, RestoreCheckResult, TargetRoot } from '../engine/index.ts';
+import type { CheckpointSource } from '../engine/index.ts';
+import { ManifestError, parseNodeFacts } from '../engine/index.ts';
+import { ROOTFS_DIFF } from '../engine/index.ts';
+import { checkRootfsDiff } from '../engine/index.ts';
 import type { Logger } from '../kube/logger.ts';
 import type { AgentDeps } from './deps.ts';
 import { HttpError } from './errors.ts';
 import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES, BundleRefused, checkCheckpointArchive, receiveBundle } from './extract.ts';
 import { targetKey, type Operation, type OperationRegistry } from './operations.ts';
-import { decodeHeaderJson, HEADER_REQUEST, HEADER_SHA256, isSha256Hex, parseRestoreCheckRequest, type OperationStatus, type RestoreCheckRequest } from './protocol.ts';
+import { decodeHeaderJson, HEADER_REQUEST, HEADER_SHA256, isSha256Hex, parseRestoreCheckRequest, type OperationStatus, type RestoreCheckRequest } from '../agent-api/protocol.ts';
 
 export interface TargetSideDeps extends Pick<AgentDeps, 'config' | 'engine' | 'pods' | 'run' | 'clock'> {
   ops: OperationRegistry;

@@ -1,7 +1,7 @@
 // MigrationProbe v1alpha1: TypeScript types matching crds/migprobe.io_migrationprobes.yaml, and the pure
 // mapping from an engine Verdict to the resource's status. No I/O.
 
-import { DEFAULT_PROBE_OPTIONS, NON_LAZY_MEMORY_LIMIT_BYTES, type ProbeOptions } from '../engine/api.ts';
+import { DEFAULT_PROBE_OPTIONS, NON_LAZY_MEMORY_LIMIT_BYTES, type ProbeOptions } from '../engine/index.ts';
 import { setCondition, type Condition } from '../kube/conditions.ts';
 import type { NonLazyMemory, ProbePhase, Reason, Verdict } from '../verdict.ts';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_PROBE_OPTIONS } from '../engine/api.ts';
+import { DEFAULT_PROBE_OPTIONS } from '../engine/index.ts';
 import { UsageError, parseArgs, parseBytes } from './args.ts';
 
 void test('check --pid with defaults', () => {

@@ -1,7 +1,7 @@
 // `migprobe` argument parsing. Pure: argv in, a typed command out, or a UsageError.
 
-import { CONTAINER_ID_RE, DEFAULT_PROBE_OPTIONS } from '../engine/api.ts';
-import type { ContainerRef, ProbeOptions, TargetRoot } from '../engine/api.ts';
+import { CONTAINER_ID_RE, DEFAULT_PROBE_OPTIONS } from '../engine/index.ts';
+import type { ContainerRef, ProbeOptions, TargetRoot } from '../engine/index.ts';
 
 export class UsageError extends Error {
   override name = 'UsageError';

@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeVerdict } from '../verdict.ts';
 import type { Verdict } from '../verdict.ts';
-import type { NodeFacts } from '../engine/api.ts';
-import { reason } from '../engine/reasons.ts';
+import type { NodeFacts } from '../engine/index.ts';
+import { reason } from '../reasons.ts';
 import { formatDetail, runCli } from './cli.ts';
-import { RuntimeSocketError } from '../engine/ctr.ts';
+import { RuntimeSocketError } from '../engine/index.ts';
 import type { CliDeps } from './cli.ts';
 
 const ok: Verdict = makeVerdict({

@@ -2,12 +2,12 @@
 // src/cli/main.ts wires the real engine and process streams to it.
 
 import type { Verdict } from '../verdict.ts';
-import type { ContainerRef, NodeFacts, ProbeOptions, TargetRoot } from '../engine/api.ts';
-import type { ProbeDetail } from '../engine/probe.ts';
-import { formatFacts, formatVerdict } from '../engine/format.ts';
+import type { ContainerRef, NodeFacts, ProbeOptions, TargetRoot } from '../engine/index.ts';
+import type { ProbeDetail } from '../engine/index.ts';
+import { formatFacts, formatVerdict } from './format.ts';
 import { USAGE, UsageError, parseArgs } from './args.ts';
-import { RuntimeSocketError } from '../engine/ctr.ts';
-import { DEFAULT_CONTAINERD_ADDRESS } from '../engine/container.ts';
+import { RuntimeSocketError } from '../engine/index.ts';
+import { DEFAULT_CONTAINERD_ADDRESS } from '../engine/index.ts';
 
 export interface CliDeps {
   checkContainer(

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { parse } from 'yaml';
-import { REASON_CATALOG } from '../engine/reasons.ts';
+import { REASON_CATALOG } from '../reasons.ts';
 import { CLI_FLAGS } from './args.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));

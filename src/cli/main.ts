@@ -1,10 +1,10 @@
 // `migprobe` entry point: wires the real engine and the process streams to runCli, sets the exit code.
 
 import { readFile } from 'node:fs/promises';
-import { checkContainer, checkRestoreOnly } from '../engine/probe.ts';
-import { collectNodeFacts } from '../engine/facts.ts';
-import { resolveCriu } from '../engine/criu.ts';
-import { runtimeSocketProblem } from '../engine/ctr.ts';
+import { checkContainer, checkRestoreOnly } from '../engine/index.ts';
+import { collectNodeFacts } from '../engine/index.ts';
+import { resolveCriu } from '../engine/index.ts';
+import { runtimeSocketProblem } from '../engine/index.ts';
 import { runCli } from './cli.ts';
 import type { CliDeps } from './cli.ts';
 

@@ -8,7 +8,7 @@
 
 import type { MigrationProbeSpec, Phase } from '../api/v1alpha1.ts';
 import { timeoutSecondsOf } from '../api/v1alpha1.ts';
-import type { OperationStage } from '../agent/protocol.ts';
+import type { OperationStage } from '../agent-api/protocol.ts';
 
 export interface PhaseConfig {
   /** How long a probe may wait in Pending for a free slot (per pod, per node). */

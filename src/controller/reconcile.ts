@@ -28,13 +28,13 @@ import {
   type Phase,
   type StatusReason,
 } from '../api/v1alpha1.ts';
-import { AgentHttpError, AgentUnreachableError } from '../agent/client.ts';
-import { agentEndpoint } from '../agent/peers.ts';
-import { AGENT_PROTOCOL, containerdIdOf, type OperationStatus, type StartRequest } from '../agent/protocol.ts';
+import { AgentHttpError, AgentUnreachableError } from '../agent-api/client.ts';
+import { agentEndpoint } from '../agent-api/peers.ts';
+import { AGENT_PROTOCOL, containerdIdOf, type OperationStatus, type StartRequest } from '../agent-api/protocol.ts';
 import type { Clock } from '../kube/clock.ts';
 import { metav1Time } from '../kube/conditions.ts';
 import type { Logger } from '../kube/logger.ts';
-import { reason as catalogReason } from '../engine/reasons.ts';
+import { reason as catalogReason } from '../reasons.ts';
 import { isReasonCode, type ReasonCode } from '../verdict.ts';
 import { checkTimeout, DEFAULT_PHASE_CONFIG, PHASE_TABLE, progressPhase, type PhaseConfig } from './phases.ts';
 
@@ -91,7 +91,7 @@ export const DEFAULT_RECONCILER_CONFIG: ReconcilerConfig = {
   finalizerGraceMs: 60_000,
 };
 
-export { AGENT_LABEL, AGENT_LABEL_VALUE } from '../agent/peers.ts';
+export { AGENT_LABEL, AGENT_LABEL_VALUE } from '../agent-api/peers.ts';
 
 export interface ReconcilerDeps {
   probes: Cache<MigrationProbe>;

@@ -16,7 +16,7 @@
 import type { NodeFacts } from './api.ts';
 import type { Reason } from '../verdict.ts';
 import { DUMP_ONLY_FEATURES, criuTooOld } from './criu.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 
 export const MEMORY_MARGIN_FIXED = 64 * 1024 * 1024;
 export const MEMORY_MARGIN_RATIO = 0.1;

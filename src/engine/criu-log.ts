@@ -7,7 +7,7 @@
 // capped at EXCERPT_CAP bytes (or the log's tail when it has no error line at all).
 
 import type { Reason, ReasonCode } from '../verdict.ts';
-import { IN_FLIGHT_HINT, reason } from './reasons.ts';
+import { IN_FLIGHT_HINT, reason } from '../reasons.ts';
 
 export const EXCERPT_CAP = 2048;
 

@@ -7,7 +7,7 @@ import { delimiter, isAbsolute, join } from 'node:path';
 import type { Reason } from '../verdict.ts';
 import { criuPath, run } from './exec.ts';
 import type { Runner } from './exec.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 
 export const CRIU_MIN_VERSION = '4.2.0';
 const VERSION_TIMEOUT_MS = 10_000;

@@ -20,7 +20,7 @@ import type { LazyFixReport } from './images.ts';
 import { watchFreeze } from './freeze-watch.ts';
 import type { FreezeStats } from './freeze-watch.ts';
 import { reasonsFromCriuLog } from './criu-log.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 import type { FileDigest } from './facts.ts';
 import { criuPath, run } from './exec.ts';
 import { taskIds, taskState } from './proc-task.ts';

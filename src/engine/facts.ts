@@ -16,7 +16,7 @@ import { run } from './exec.ts';
 import type { Runner } from './exec.ts';
 import { mountOfPath, parseMountinfo } from './procparse.ts';
 import type { MountEntry } from './procparse.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 
 export interface FileDigest {
   /** Path relative to the container root, without a leading slash ("bin/busybox"). */

@@ -1,6 +1,6 @@
 // Which mappings CRIU dumps even in lazy mode, how they add up, and when that is a blocker: pure functions of
 // nonlazy.ts on hand-written smaps entries. The reads are covered by preflight.test.ts (fake /proc) and
-// test/engine/nonlazy.test.ts (real containers, checked against the image set CRIU wrote).
+// test/engine/nonlazy-integration.test.ts (real containers, checked against the image set CRIU wrote).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -18,10 +18,10 @@ import { readFile, readlink, stat, statfs } from 'node:fs/promises';
 import type { NonLazyMemory, Reason } from '../verdict.ts';
 import type { ContainerInfo } from './container.ts';
 import type { Runner } from './exec.ts';
-import { formatBytes } from './format.ts';
+import { formatBytes } from '../cli/format.ts';
 import { devMajorMinor, parseSmaps, parseSysvShm } from './procparse.ts';
 import type { SmapsVma } from './procparse.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 import { externalMountsFor, tmpfsInUse } from './subject.ts';
 
 export type NonLazyKind = 'mlocked' | 'sharedMemory' | 'sysvShm' | 'dirtyPrivateFile' | 'tmpfs';

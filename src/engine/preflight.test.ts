@@ -1,5 +1,5 @@
 // preflightScan's decisions on a fake /proc (symlinks and text files in a temp folder) with a fake runner
-// for `ss` and the perl getxattr bridge. The real kernel side is covered by test/engine/preflight.test.ts.
+// for `ss` and the perl getxattr bridge. The real kernel side is covered by test/engine/preflight-integration.test.ts.
 
 import { test } from 'node:test';
 import type { TestContext } from 'node:test';

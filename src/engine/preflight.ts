@@ -57,7 +57,7 @@ import {
   statusField,
 } from './procparse.ts';
 import type { InetSocket, LockInfo, UnixSocketInfo } from './procparse.ts';
-import { IN_FLIGHT_HINT, reason } from './reasons.ts';
+import { IN_FLIGHT_HINT, reason } from '../reasons.ts';
 
 const CMD_TIMEOUT_MS = 15_000;
 

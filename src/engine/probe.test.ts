@@ -8,7 +8,7 @@ import type { ProbeDeps } from './probe.ts';
 import { ContainerNotFoundError } from './container.ts';
 import type { ContainerInfo } from './container.ts';
 import { DEFAULT_PROBE_OPTIONS } from './api.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 import { run } from './exec.ts';
 
 const info: ContainerInfo = {

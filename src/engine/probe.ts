@@ -30,7 +30,7 @@ import { collectNodeFacts, hashMappedFiles, compareRootfs, lstatInRoot } from '.
 import type { FileDigest } from './facts.ts';
 import { compareFacts, memoryNeeded } from './compat.ts';
 import { resolveCriu, criuTooOld } from './criu.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 import { dumpCheck } from './dump.ts';
 import type { DumpHooks, Manifest } from './dump.ts';
 import { chooseLowerdirs, readManifest, restoreCheck, ROOTFS_DIFF, runtimeEndpoint } from './restore.ts';

@@ -16,7 +16,7 @@ import { createSandbox, destroySandbox, runInSandbox, sandboxPids } from './sand
 import { cpuTicks, taskState } from './proc-task.ts';
 import type { Sandbox, SandboxProcess, SandboxRun } from './sandbox.ts';
 import { reasonsFromCriuLog } from './criu-log.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 import { criuPath, run, runOk } from './exec.ts';
 import { RuntimeSocketError } from './ctr.ts';
 import type { RuntimeEndpoint } from './ctr.ts';

@@ -1,5 +1,5 @@
 // Pure parts of the informer. The list/watch loop itself is tested against a real kube-apiserver in
-// test/kube/informer.test.ts and test/kube/watch-timeout.test.ts.
+// test/kube/informer-integration.test.ts and test/kube/watch-timeout.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KubernetesObject } from '@kubernetes/client-node';

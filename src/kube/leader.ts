@@ -14,7 +14,7 @@
 //   leaseDurationSeconds 1) so a peer takes over at its next retry instead of waiting for expiry.
 //
 // The decision logic (`decideLease`) is pure and unit-tested with a fake clock; the loop runs against the
-// real API in test/kube/leader.test.ts.
+// real API in test/kube/leader-integration.test.ts.
 
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { encodeHeaderJson } from '../../src/agent/protocol.ts';
+import { encodeHeaderJson } from '../../src/agent-api/protocol.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { kube } from '../testbed/index.ts';
 import { startBedAgent, workLeft, type BedAgent } from './agent-bed.ts';

@@ -12,8 +12,8 @@ import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promis
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AgentClient, AgentHttpError } from '../../src/agent/client.ts';
-import { isProbeUid, type StartRequest } from '../../src/agent/protocol.ts';
+import { AgentClient, AgentHttpError } from '../../src/agent-api/client.ts';
+import { isProbeUid, type StartRequest } from '../../src/agent-api/protocol.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 import * as k8s from '@kubernetes/client-node';
 import { resolveContainer } from '../../src/engine/container.ts';

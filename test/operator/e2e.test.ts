@@ -155,7 +155,7 @@ test('agents authenticate callers with TokenReview: wrong audience, unknown Serv
   assert.equal(await get(await token('migprobe-controller', ['https://kubernetes.default.svc'])), 401, 'API-server audience');
   assert.equal(await get(await token('stranger', ['migprobe-agent'])), 403, 'not on the allow-list');
   assert.equal(await get(await token('migprobe-controller', ['migprobe-agent'])), 404, 'controller: authenticated, unknown UID');
-  // A peer agent is authenticated, and may not read probes (test/operator/authz.test.ts: what each caller may do).
+  // A peer agent is authenticated, and may not read probes (test/operator/authz-integration.test.ts: what each caller may do).
   assert.equal(await get(await token('migprobe-agent', ['migprobe-agent'])), 403, 'peer agent: authenticated, not authorized');
 });
 

@@ -1,7 +1,7 @@
 // Terminal rendering of a Verdict and of NodeFacts. Pure.
 
 import type { NonLazyMemory, Verdict } from '../verdict.ts';
-import type { NodeFacts } from './api.ts';
+import type { NodeFacts } from '../engine/index.ts';
 
 export function formatBytes(n: number | undefined): string {
   if (n === undefined) return '-';

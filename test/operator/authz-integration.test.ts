@@ -15,8 +15,8 @@ import * as k8s from '@kubernetes/client-node';
 import { kube, testbed } from '../testbed/index.ts';
 import { AGENT_SA, CONTROLLER_SA, startOperator, type Operator } from './harness.ts';
 import { createProbe, freezerState, isFinal, taskStates, waitProbe, workloadPod } from './lib.ts';
-import { AgentClient, AgentHttpError } from '../../src/agent/client.ts';
-import type { OperationStatus, StartRequest } from '../../src/agent/protocol.ts';
+import { AgentClient, AgentHttpError } from '../../src/agent-api/client.ts';
+import type { OperationStatus, StartRequest } from '../../src/agent-api/protocol.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 
 async function probeIn(op: Operator, namespace: string, name: string, spec: MigrationProbe['spec']): Promise<string> {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeVerdict } from '../verdict.ts';
 import { formatBytes, formatMs, formatVerdict } from './format.ts';
-import { reason } from './reasons.ts';
+import { reason } from '../reasons.ts';
 
 void test('units', () => {
   assert.equal(formatBytes(undefined), '-');

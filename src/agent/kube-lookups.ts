@@ -1,47 +1,13 @@
-// The Kubernetes side of agent authentication and authorization: TokenReview (agent) and TokenRequest (callers),
-// plus what the agent reads with its own credentials: a pod, a MigrationProbe, the agent pods of a node (in its own
-// namespace), whether a namespace exists. Thin I/O over kube/client.ts.
+// What the agent reads from the API server with its own credentials, to authorize a request against the object it
+// concerns: a pod, a MigrationProbe, the agent pods of a node (in its own namespace), whether a namespace exists.
+// Thin I/O over kube/client.ts.
 
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { GROUP, PLURAL, VERSION, type MigrationProbe } from '../api/v1alpha1.ts';
-import { AGENT_LABEL, AGENT_LABEL_VALUE } from './peers.ts';
+import { AGENT_LABEL, AGENT_LABEL_VALUE } from '../agent-api/peers.ts';
 import { kubeRequest } from '../kube/client.ts';
 import { isNotFound } from '../kube/errors.ts';
 import type { AgentPodLister, NamespaceLookup, PodLookup, ProbeLookup } from './deps.ts';
-import type { ReviewResult, TokenRequester, TokenReviewer } from './auth.ts';
-
-export function kubeTokenReviewer(kc: KubeConfig): TokenReviewer {
-  return async (token, audiences) => {
-    const r = await kubeRequest<{ status?: { authenticated?: boolean; user?: { username?: string }; audiences?: string[] } }>(kc, {
-      method: 'POST',
-      path: '/apis/authentication.k8s.io/v1/tokenreviews',
-      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences } },
-      timeoutMs: 10_000,
-    });
-    const st = r.status ?? {};
-    const out: ReviewResult = { authenticated: st.authenticated === true, audiences: Array.isArray(st.audiences) ? st.audiences.filter((a) => typeof a === 'string') : [] };
-    if (st.user?.username !== undefined) out.username = st.user.username;
-    return out;
-  };
-}
-
-/** TokenRequest for `namespace/name` (the caller needs `create` on `serviceaccounts/token` for it). */
-export function kubeTokenRequester(kc: KubeConfig, serviceAccount: string): TokenRequester {
-  const [ns, name] = serviceAccount.split('/');
-  if (!ns || !name) throw new Error(`--token-service-account must be namespace/name, not ${serviceAccount}`);
-  return async (audiences, expirationSeconds) => {
-    const r = await kubeRequest<{ status?: { token?: string; expirationTimestamp?: string } }>(kc, {
-      method: 'POST',
-      path: `/api/v1/namespaces/${encodeURIComponent(ns)}/serviceaccounts/${encodeURIComponent(name)}/token`,
-      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { audiences, expirationSeconds } },
-      timeoutMs: 10_000,
-    });
-    const token = r.status?.token;
-    if (!token) throw new Error('TokenRequest answered without a token');
-    const exp = Date.parse(r.status?.expirationTimestamp ?? '');
-    return { token, expiresAtMs: Number.isNaN(exp) ? Date.now() + expirationSeconds * 1000 : exp };
-  };
-}
 
 export function kubePodLookup(kc: KubeConfig): PodLookup {
   return async (namespace, name) => {

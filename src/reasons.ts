@@ -2,8 +2,8 @@
 // do about it. Pure. The README's "Troubleshooting by reason code" section is checked against this catalog
 // (see reasons.test.ts), so a new code in src/verdict.ts needs an entry here first.
 
-import { REASON_CODES } from '../verdict.ts';
-import type { ProbePhase, Reason, ReasonCode } from '../verdict.ts';
+import { REASON_CODES } from './verdict.ts';
+import type { ProbePhase, Reason, ReasonCode } from './verdict.ts';
 
 export interface ReasonInfo {
   /** The phase a reason with this code is normally reported in (callers may override it). */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { REASON_CODES } from '../verdict.ts';
+import { REASON_CODES } from './verdict.ts';
 import { REASON_CATALOG, catalogEntries, catalogMarkdown, reason } from './reasons.ts';
 
 void test('every reason code has a phase, a description and a hint', () => {

@@ -14,8 +14,8 @@ import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
 import { REASON_CODES } from '../../src/verdict.ts';
 import type { Verdict } from '../../src/verdict.ts';
 import { testbed } from '../testbed/index.ts';
-import { migprobe } from './engine-helpers.ts';
-import { startWorkload } from './workloads.ts';
+import { migprobe } from '../engine/engine-helpers.ts';
+import { startWorkload } from '../engine/workloads.ts';
 
 function assertVerdictShape(v: Verdict): void {
   assert.deepEqual(Object.keys(v).filter((k) => k !== 'criuLogExcerpt').sort(), ['criu', 'migratable', 'reasons', 'sizes', 'timings']);

@@ -13,8 +13,8 @@
 //                                           (base64url JSON of RestoreCheckRequest); answers RestoreCheckResult
 //   GET    /healthz                         unauthenticated liveness
 
-import { CONTAINER_ID_RE, type NodeFacts, type ProbeOptions, type RestoreCheckResult } from '../engine/api.ts';
-import type { ProbeStage } from '../engine/compose.ts';
+import { CONTAINER_ID_RE, type NodeFacts, type ProbeOptions, type RestoreCheckResult } from '../engine/index.ts';
+import type { ProbeStage } from '../engine/index.ts';
 import { isReasonCode, type Reason, type Verdict } from '../verdict.ts';
 
 export const AGENT_AUDIENCE = 'migprobe-agent';

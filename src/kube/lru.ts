@@ -2,7 +2,7 @@
 // the clock. The agent's token cache (auth.ts): a flood of new tokens evicts the oldest entries one by one
 // instead of dropping every cached answer at once.
 
-import type { Clock } from '../kube/clock.ts';
+import type { Clock } from './clock.ts';
 
 export class LruCache<K, V> {
   private readonly entries = new Map<K, { value: V; expiresAt: number }>();

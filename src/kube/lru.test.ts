@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../kube/clock.ts';
+import { FakeClock } from './clock.ts';
 import { LruCache } from './lru.ts';
 
 test('LruCache evicts the least recently used entry, one at a time', () => {

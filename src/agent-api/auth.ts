@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Clock } from '../kube/clock.ts';
 import { TokenBucket } from '../kube/token-bucket.ts';
-import { LruCache } from './lru.ts';
+import { LruCache } from '../kube/lru.ts';
 import { AGENT_AUDIENCE } from './protocol.ts';
 
 export interface ReviewResult {
