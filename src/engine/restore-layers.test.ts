@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chooseLowerdirs, kindInLayers, kindsFromTarListing } from './restore.ts';
+import { chooseLowerdirs, kindInLayers, kindsFromTarListing, sandboxPlumbingFailed } from './restore.ts';
 import type { Manifest } from './dump.ts';
 
 const manifest = {
@@ -82,4 +82,16 @@ test('kindsFromTarListing reads GNU tar -tv lines (CRIU\'s tmpfs tarballs)', () 
   assert.equal(kinds.get('fd'), 'file');
   assert.equal(kinds.get('null'), 'file');
   assert.equal(kinds.has('.'), false);
+});
+
+test('a failure of the sandbox plumbing (unshare/nsenter said why, CRIU named no cause) is retried; a CRIU cause is not', () => {
+  const failed = (code: 'RestoreFailed' | 'FileLocks', output: string) => ({
+    result: { reasons: [{ code, message: 'm', hint: 'h', phase: 'restore' as const }] } as never,
+    run: { criuExitCode: 1, timedOut: false, output },
+  });
+  assert.equal(sandboxPlumbingFailed(failed('RestoreFailed', 'migprobe-init:ready\nunshare: sigprocmask unblock failed: Invalid argument')), true);
+  assert.equal(sandboxPlumbingFailed(failed('RestoreFailed', 'nsenter: cannot open /proc/1/ns/net: No such file')), true);
+  assert.equal(sandboxPlumbingFailed(failed('RestoreFailed', 'migprobe-init:ready\nmigprobe-criu-exit:1')), false);
+  assert.equal(sandboxPlumbingFailed(failed('FileLocks', 'unshare: sigprocmask unblock failed: Invalid argument')), false);
+  assert.equal(sandboxPlumbingFailed({ result: { reasons: [] } as never }), false);
 });

@@ -46,6 +46,9 @@ test('checkRootfsDiff reads a GNU tar of a real writable layer, and refuses a de
   await execa('mknod', [join(upper, 'etc', 'gone'), 'c', '0', '0']);
   await execa('tar', ['-c', '-f', join(dir, 'ok.tar'), '-C', upper, '--xattrs', '--xattrs-include=trusted.overlay.*', '--numeric-owner', '.']);
   await checkRootfsDiff(join(dir, 'ok.tar'));
+  // containerd's CRI checkpoint writes the diff gzipped: read through the same way.
+  await execa('gzip', ['-k', '-n', join(dir, 'ok.tar')]);
+  await checkRootfsDiff(join(dir, 'ok.tar.gz'));
   assert.deepEqual(await strayNodes(upper), []);
   await execa('mknod', [join(upper, 'etc', 'null'), 'c', '1', '3']);
   await execa('mkfifo', [join(upper, 'etc', 'fifo')]);

@@ -11,6 +11,9 @@ import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Parser, type ReadEntry } from 'tar';
 
+/** Largest inflation of a compressed writable layer (unpacked bytes per compressed byte). */
+const DIFF_MAX_DECOMPRESSION_RATIO = 1000;
+
 /** Largest writable layer shipped with a bundle (tar bytes); a bigger one is left out (the target then needs it locally). */
 export const ROOTFS_DIFF_CAP = 64 * 1024 * 1024;
 /** Most entries a shipped writable layer may hold (each costs a tar header on both sides). */
@@ -105,8 +108,10 @@ export async function checkRootfsDiffStream(input: NodeJS.ReadableStream, label:
   let problem: string | undefined;
   const parser = new Parser({
     strict: true,
-    // The diff is a plain tar: compressed data inside is not inflated.
-    maxDecompressionRatio: 1,
+    // The source ships a plain tar; containerd's CRI checkpoint writes the diff gzipped (GNU tar unpacks either).
+    // Inflating is bounded by the member caps (diffMemberProblem counts the declared sizes, and the parser
+    // refuses data beyond them) and by this ratio.
+    maxDecompressionRatio: DIFF_MAX_DECOMPRESSION_RATIO,
     onReadEntry: (e: ReadEntry) => {
       e.resume();
       if (problem !== undefined) return;

@@ -101,7 +101,7 @@ test('agent authorization: another namespace, an unknown UID, another pod or tar
   await nothingLeft('refused starts');
 
   // Per endpoint: the controller's token on the peer-only restore-check endpoint, a peer's on the controller's.
-  const restoreAsController = await refusal(ctl.restoreCheck(agentB.url, goodUid, { namespace: podNs, podName: 'web', sourceNodeName: a, options: { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 0, freezeBudgetMs: 2000, timeoutMs: 10_000 } }, { path: join(import.meta.dirname, 'authz.test.ts'), sha256: 'a'.repeat(64) }, 10_000));
+  const restoreAsController = await refusal(ctl.restoreCheck(agentB.url, goodUid, { namespace: podNs, podName: 'web', sourceNodeName: a, options: { tcpEstablished: false, fileLocks: false, extUnixSockets: false, ghostLimitBytes: 0, freezeBudgetMs: 2000, timeoutMs: 10_000 } }, { path: import.meta.filename, sha256: 'a'.repeat(64) }, 10_000));
   assert.match(restoreAsController, /^403 Forbidden: user system:serviceaccount:\S+:migprobe-controller may not call the restore-check endpoint/);
   assert.match(await refusal(peer.start(agentA.url, goodUid, req('good'))), /^403 Forbidden: user system:serviceaccount:\S+:migprobe-agent may not start, read or delete probes/);
   assert.match(await refusal(peer.get(agentA.url, goodUid)), /^403 Forbidden/);
