@@ -10,7 +10,7 @@
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runContainer, testbed } from '../test/testbed/index.ts';
+import { runContainer, testbed } from '../testbed/index.ts';
 import { resolveContainer } from '../src/engine/container.ts';
 import { checkContainer } from '../src/engine/probe.ts';
 import type { ProbeDetail } from '../src/engine/probe.ts';

@@ -6,10 +6,10 @@
 //
 //   node hack/demo.ts [--keep]        (needs the cluster: bash hack/testbed.sh cluster-up)
 
-import { cluster } from '../test/testbed/index.ts';
-import { REPO } from '../test/operator/harness.ts';
-import { helmFor, installRelease, kubectlFor } from '../test/cluster/lib.ts';
-import { waitFor } from '../test/testbed/proc.ts';
+import { cluster } from '../testbed/index.ts';
+import { ROOT as REPO } from '../testbed/paths.ts';
+import { helmFor, installRelease, kubectlFor } from '../testbed/kube-kit.ts';
+import { waitFor } from '../testbed/proc.ts';
 
 const RELEASE = 'migprobe';
 const SYSTEM_NS = 'migprobe-system';

@@ -64,20 +64,20 @@ provision_and_start_testbed() {
   . "$MIGPROBE_CACHE/env.sh"
   export MIGPROBE_TESTBED="/var/lib/migprobe-testbed/$name/state.json"
   MIGPROBE_TESTBED_NAME="$name"
-  at_exit 'node "$MIGPROBE_ROOT/test/testbed/cli.ts" down "$MIGPROBE_TESTBED_NAME" >/dev/null 2>&1 || true'
-  node test/testbed/cli.ts down "$name" >/dev/null 2>&1 || true
+  at_exit 'node "$MIGPROBE_ROOT/testbed/cli.ts" down "$MIGPROBE_TESTBED_NAME" >/dev/null 2>&1 || true'
+  node testbed/cli.ts down "$name" >/dev/null 2>&1 || true
   log "starting test bed $name"
-  node test/testbed/cli.ts up "$name" >/dev/null
+  node testbed/cli.ts up "$name" >/dev/null
 }
 
-# Starts the real two-node Kubernetes cluster named $1 (test/testbed/cluster.ts; call after
+# Starts the real two-node Kubernetes cluster named $1 (testbed/cluster.ts; call after
 # provision_and_start_testbed), torn down when the calling script exits; what the teardown could not remove
 # is printed. Sets MIGPROBE_CLUSTER for the tests. One cluster per machine.
 start_cluster() {
   local name="$1"
   export MIGPROBE_CLUSTER="/var/lib/migprobe-cluster/$name/state.json"
   MIGPROBE_CLUSTER_NAME="$name"
-  at_exit 'node "$MIGPROBE_ROOT/test/testbed/cluster-cli.ts" down "$MIGPROBE_CLUSTER_NAME"'
+  at_exit 'node "$MIGPROBE_ROOT/testbed/cluster-cli.ts" down "$MIGPROBE_CLUSTER_NAME"'
   log "starting cluster $name"
-  node "$MIGPROBE_ROOT/test/testbed/cluster-cli.ts" up "$name" >/dev/null
+  node "$MIGPROBE_ROOT/testbed/cluster-cli.ts" up "$name" >/dev/null
 }

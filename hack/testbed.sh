@@ -4,7 +4,7 @@
 #   bash hack/testbed.sh down [name]    stop it and remove what it made
 #   bash hack/testbed.sh status [name]
 #   eval "$(bash hack/testbed.sh env [name])"   export MIGPROBE_TESTBED, KUBECONFIG, MIGPROBE_CRIU, PATH
-# and the real two-node cluster (test/testbed/cluster.ts; one per machine, name: cluster):
+# and the real two-node cluster (testbed/cluster.ts; one per machine, name: cluster):
 #   bash hack/testbed.sh cluster-up|cluster-down|cluster-status [name]
 #   eval "$(bash hack/testbed.sh cluster-env [name])"   export MIGPROBE_CLUSTER, KUBECONFIG, PATH
 #   MIGPROBE_CLUSTER_RUNTIMES=1.6,2 bash hack/testbed.sh cluster-up   node-a on Debian's containerd 1.6 (default 2,2)
@@ -32,7 +32,7 @@ case "$cmd" in
     echo "export MIGPROBE_CLUSTER=/var/lib/migprobe-cluster/$name/state.json"
     echo "export KUBECONFIG=/var/lib/migprobe-cluster/$name/apiserver/kubeconfig"
     ;;
-  up|down|status) exec node "$MIGPROBE_ROOT/test/testbed/cli.ts" "$cmd" "$name" ;;
-  cluster-up|cluster-down|cluster-status) exec node "$MIGPROBE_ROOT/test/testbed/cluster-cli.ts" "${cmd#cluster-}" "$name" ;;
+  up|down|status) exec node "$MIGPROBE_ROOT/testbed/cli.ts" "$cmd" "$name" ;;
+  cluster-up|cluster-down|cluster-status) exec node "$MIGPROBE_ROOT/testbed/cluster-cli.ts" "${cmd#cluster-}" "$name" ;;
   *) die "usage: hack/testbed.sh up|down|status|env [name], or cluster-up|cluster-down|cluster-status|cluster-env [name]" ;;
 esac

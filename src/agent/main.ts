@@ -19,7 +19,7 @@ import { createLogger } from '../kube/logger.ts';
 import { Authenticator, DEFAULT_AUTH_LIMITS, fileTokenSource, requestedTokenSource, serviceAccountUser, type AuthLimits, type TokenSource } from '../agent-api/auth.ts';
 import { AgentClient } from '../agent-api/client.ts';
 import { kubeTokenRequester, kubeTokenReviewer } from '../agent-api/kubeauth.ts';
-import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup } from '../agent/kube-lookups.ts';
+import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup } from './kube-lookups.ts';
 import { AgentServer, DEFAULT_HTTP_LIMITS, type HttpLimits } from './server.ts';
 import { isProbeUid } from '../agent-api/protocol.ts';
 import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES } from './extract.ts';

@@ -21,7 +21,7 @@ import { kubeTokenRequester, kubeTokenReviewer } from '../../src/agent-api/kubea
 import { kubeAgentPodLister, kubeNamespaceLookup, kubePodLookup, kubeProbeLookup } from '../../src/agent/kube-lookups.ts';
 import { AGENT_AUDIENCE } from '../../src/agent-api/protocol.ts';
 import { AgentServer, type HttpLimits } from '../../src/agent/server.ts';
-import { kube, testbed, type Testbed } from '../testbed/index.ts';
+import { kube, testbed, type Testbed } from '../../testbed/index.ts';
 import { ensureCrd } from '../operator/harness.ts';
 
 export interface BedAgent {

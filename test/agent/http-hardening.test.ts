@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { encodeHeaderJson } from '../../src/agent-api/protocol.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
-import { kube } from '../testbed/index.ts';
+import { kube } from '../../testbed/index.ts';
 import { startBedAgent, workLeft, type BedAgent } from './agent-bed.ts';
 import { gzTarOf } from './crafted-bundle.ts';
 

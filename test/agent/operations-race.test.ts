@@ -20,7 +20,7 @@ import { resolveContainer } from '../../src/engine/container.ts';
 import { MARKER_NAME, recoverFrozen } from '../../src/engine/dump.ts';
 import { hashMappedFiles } from '../../src/engine/facts.ts';
 import { defaultProbeDeps, sourceDumpCheck } from '../../src/engine/probe.ts';
-import { kube, type RunningContainer } from '../testbed/index.ts';
+import { kube, type RunningContainer } from '../../testbed/index.ts';
 import { counter, counterAdvances, taskStates } from '../engine/engine-helpers.ts';
 import { startWorkload } from '../engine/workloads.ts';
 import { startBedAgent, workLeft, type BedAgent } from './agent-bed.ts';

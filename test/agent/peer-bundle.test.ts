@@ -16,7 +16,7 @@ import { sourceDumpCheck } from '../../src/engine/probe.ts';
 import { AgentClient, AgentHttpError } from '../../src/agent-api/client.ts';
 import type { RestoreCheckRequest } from '../../src/agent-api/protocol.ts';
 import { startBedAgent } from './agent-bed.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { newSandboxTraces, sandboxTraces } from '../engine/engine-helpers.ts';
 import { startWorkload } from '../engine/workloads.ts';
 import { gzTarOf, shippedManifest, tarOf, type CraftedMember } from './crafted-bundle.ts';

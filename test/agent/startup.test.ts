@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 
 const MAIN = join(import.meta.dirname, '../../src/agent/main.ts');
 

@@ -7,8 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { runContainer, testbed } from '../testbed/index.ts';
-import { run } from '../testbed/proc.ts';
+import { runContainer, testbed } from '../../testbed/index.ts';
+import { run } from '../../testbed/proc.ts';
 import { CHART_DIR, ROOT, at, findObject, helmTemplate, parseObjects } from './lib.ts';
 
 interface CliVerdict {

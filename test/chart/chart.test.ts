@@ -8,8 +8,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { testbed } from '../testbed/index.ts';
-import { run } from '../testbed/proc.ts';
+import { testbed } from '../../testbed/index.ts';
+import { run } from '../../testbed/proc.ts';
 import {
   CHART_DIR,
   CRDS_DIR,

@@ -11,8 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, kube, testbed } from '../testbed/index.ts';
-import { run, waitFor } from '../testbed/proc.ts';
+import { freePort, kube, testbed } from '../../testbed/index.ts';
+import { run, waitFor } from '../../testbed/proc.ts';
 import { CHART_DIR, RBAC_DENIAL, ROOT, at, chartControllerArgs, findObject, helmTemplate, parseObjects, tlsPems, tokenKubeconfig } from './lib.ts';
 
 async function httpStatus(url: string): Promise<number> {

@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
-import { testbed, type Testbed } from '../testbed/index.ts';
-import { ctr, ctrArgs, removeContainer } from '../testbed/containerd.ts';
-import { run, type RunResult } from '../testbed/proc.ts';
+import { testbed, type Testbed } from '../../testbed/index.ts';
+import { ctr, ctrArgs, removeContainer } from '../../testbed/containerd.ts';
+import { run, type RunResult } from '../../testbed/proc.ts';
 import { CHART_DIR, ROOT } from './lib.ts';
 
 const ENTRYPOINT = join(ROOT, 'hack', 'image', 'agent-entrypoint.sh');

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { testbed, startApiServer, stopApiServer, type ApiServerState } from '../testbed/index.ts';
-import { run, type RunResult } from '../testbed/proc.ts';
+import { testbed, startApiServer, stopApiServer, type ApiServerState } from '../../testbed/index.ts';
+import { run, type RunResult } from '../../testbed/proc.ts';
 import { CHART_DIR, CRDS_DIR, FIXTURES, ROOT, at, findObject, helmTemplate, parseObjects, tlsHandshake, tlsPems, valuesArgs, valuesCases } from './lib.ts';
 
 let api: ApiServerState | undefined;

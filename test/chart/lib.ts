@@ -2,15 +2,15 @@
 // and reading the rendered objects. Argument arrays only.
 
 import { readdirSync } from 'node:fs';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { parseAllDocuments, stringify } from 'yaml';
-import { run } from '../testbed/proc.ts';
-import type { Testbed } from '../testbed/index.ts';
+import { run } from '../../testbed/proc.ts';
+import type { Testbed } from '../../testbed/index.ts';
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const CHART_DIR = join(ROOT, 'charts', 'migprobe');
+import { CHART_DIR, ROOT } from '../../testbed/paths.ts';
+
+export { CHART_DIR, ROOT };
 export const CRDS_DIR = join(ROOT, 'crds');
 export const FIXTURES = join(ROOT, 'test', 'chart', 'fixtures');
 

@@ -13,8 +13,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, kube, testbed } from '../testbed/index.ts';
-import { run, waitFor } from '../testbed/proc.ts';
+import { freePort, kube, testbed } from '../../testbed/index.ts';
+import { run, waitFor } from '../../testbed/proc.ts';
 import { AGENT_SA, CONTROLLER_SA, startOperator } from '../operator/harness.ts';
 import { createProbe, getProbe, isFinal, workloadPod } from '../operator/lib.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';

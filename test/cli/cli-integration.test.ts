@@ -13,7 +13,7 @@ import { dumpCheck } from '../../src/engine/dump.ts';
 import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
 import { REASON_CODES } from '../../src/verdict.ts';
 import type { Verdict } from '../../src/verdict.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { migprobe } from '../engine/engine-helpers.ts';
 import { startWorkload } from '../engine/workloads.ts';
 

@@ -9,10 +9,10 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { cluster, checkpointContainer, runOnNode, hostPathOnNode, type Cluster } from '../testbed/index.ts';
-import { run, waitFor } from '../testbed/proc.ts';
+import { cluster, checkpointContainer, runOnNode, hostPathOnNode, type Cluster } from '../../testbed/index.ts';
+import { run, waitFor } from '../../testbed/proc.ts';
 import { ROOT } from '../chart/lib.ts';
-import { codes, helmFor, installRelease, kubectlFor, probeYaml, runWorkload, waitFinal, type Kubectl, type WorkloadSpec } from './lib.ts';
+import { codes, helmFor, installRelease, kubectlFor, probeYaml, runWorkload, waitFinal, type Kubectl, type WorkloadSpec } from '../../testbed/kube-kit.ts';
 import { realMigration, type Truth } from './truth.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 

@@ -11,8 +11,8 @@ import assert from 'node:assert/strict';
 import { existsSync, statSync, rmSync } from 'node:fs';
 import { request, Agent } from 'node:https';
 import { randomBytes } from 'node:crypto';
-import { cluster, checkpointContainer, type Cluster } from '../testbed/index.ts';
-import { run, waitFor } from '../testbed/proc.ts';
+import { cluster, checkpointContainer, type Cluster } from '../../testbed/index.ts';
+import { run, waitFor } from '../../testbed/proc.ts';
 
 let c: Cluster;
 const ns = `smoke-${randomBytes(3).toString('hex')}`;

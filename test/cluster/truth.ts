@@ -12,11 +12,11 @@
 
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { run, sleep, waitFor } from '../testbed/proc.ts';
-import { checkpointContainer, type Cluster } from '../testbed/index.ts';
-import { importImageToCluster } from '../testbed/cluster.ts';
-import { buildOciImage } from '../testbed/image.ts';
-import type { Kubectl } from './lib.ts';
+import { run, sleep, waitFor } from '../../testbed/proc.ts';
+import { checkpointContainer, type Cluster } from '../../testbed/index.ts';
+import { importImageToCluster } from '../../testbed/cluster.ts';
+import { buildOciImage } from '../../testbed/image.ts';
+import type { Kubectl } from '../../testbed/kube-kit.ts';
 
 /** The annotation containerd's CRI looks for on an image to treat it as a checkpoint (checkpointctl's name). */
 export const CHECKPOINT_ANNOTATION = 'org.criu.checkpoint.container.name';

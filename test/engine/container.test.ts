@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { ContainerNotFoundError, resolveContainer } from '../../src/engine/container.ts';
 import { startWorkload } from './workloads.ts';
 

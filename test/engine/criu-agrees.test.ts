@@ -16,8 +16,8 @@ import { resolveContainer } from '../../src/engine/container.ts';
 import { preflightScan } from '../../src/engine/preflight.ts';
 import { taskState } from '../../src/engine/proc-task.ts';
 import { checkContainer, defaultProbeDeps } from '../../src/engine/probe.ts';
-import type { RunningContainer } from '../testbed/index.ts';
-import { runContainer, testbed } from '../testbed/index.ts';
+import type { RunningContainer } from '../../testbed/index.ts';
+import { runContainer, testbed } from '../../testbed/index.ts';
 import { startWorkload, waitReady } from './workloads.ts';
 
 const BIN = '/usr/local/bin';

@@ -27,7 +27,7 @@ import { fd_types, fd_typesSchema } from '../../src/engine/criu-pb/fdinfo_pb.ts'
 import { lsmtype } from '../../src/engine/criu-pb/inventory_pb.ts';
 import { tcp_stream_entrySchema } from '../../src/engine/criu-pb/tcp-stream_pb.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { startWorkload } from './workloads.ts';
 import { tempDir } from './engine-helpers.ts';
 

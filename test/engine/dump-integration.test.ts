@@ -13,7 +13,7 @@ import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
 import { readDumpStats } from '../../src/engine/images.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ProbeOptions } from '../../src/engine/api.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { startWorkload } from './workloads.ts';
 import { counter, counterAdvances, info, taskStates, tempDir } from './engine-helpers.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';

@@ -11,8 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { resolveContainer } from '../../src/engine/container.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
 import { threadStates } from '../../src/engine/proc-task.ts';
-import { testbed } from '../testbed/index.ts';
-import type { RunningContainer } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
+import type { RunningContainer } from '../../testbed/index.ts';
 
 export async function tempDir(t: TestContext, prefix = 'migprobe-test-'): Promise<string> {
   const d = await mkdtemp(join(tmpdir(), prefix));

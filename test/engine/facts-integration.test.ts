@@ -15,7 +15,7 @@ import { cachedCriuFeatures, collectNodeFacts, compareRootfs, forgetCachedFeatur
 import { criuFeatures } from '../../src/engine/criu.ts';
 import { run } from '../../src/engine/exec.ts';
 import type { Runner } from '../../src/engine/exec.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { startWorkload } from './workloads.ts';
 
 const exec = promisify(execFile);

@@ -11,7 +11,7 @@ import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ProbeOptions } from '../../src/engine/api.ts';
 import { sourceDumpCheck } from '../../src/engine/probe.ts';
 import type { NonLazyMemory, Verdict } from '../../src/verdict.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { migprobe, tempDir } from './engine-helpers.ts';
 import { startWorkload, watchStates } from './workloads.ts';
 

@@ -14,7 +14,7 @@ import type { ProbeOptions } from '../../src/engine/api.ts';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { preflightScan } from '../../src/engine/preflight.ts';
 import type { Reason } from '../../src/verdict.ts';
-import { runContainer, testbed } from '../testbed/index.ts';
+import { runContainer, testbed } from '../../testbed/index.ts';
 import { startWorkload, waitReady, watchStates } from './workloads.ts';
 
 const BIN = '/usr/local/bin';

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { checkContainer } from '../../src/engine/probe.ts';
 import type { ProbeDetail } from '../../src/engine/probe.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { startWorkload, watchStates } from './workloads.ts';
 import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
 

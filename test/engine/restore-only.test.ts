@@ -25,9 +25,9 @@ import { restoreCheck } from '../../src/engine/restore.ts';
 import { DEFAULT_CONTAINERD_ADDRESS, resolveContainer } from '../../src/engine/container.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ContainerInfo } from '../../src/engine/container.ts';
-import { testbed, testImage } from '../testbed/index.ts';
-import { ctr, importImage, removeContainer, startContainerd, stopContainerd, taskPid } from '../testbed/containerd.ts';
-import { buildImage } from '../testbed/image.ts';
+import { testbed, testImage } from '../../testbed/index.ts';
+import { ctr, importImage, removeContainer, startContainerd, stopContainerd, taskPid } from '../../testbed/containerd.ts';
+import { buildImage } from '../../testbed/image.ts';
 import { startWorkload } from './workloads.ts';
 import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
 

@@ -13,7 +13,7 @@ import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
 import { addCpuXfeatures, readCpuinfo } from '../../src/engine/images.ts';
 import { collectNodeFacts } from '../../src/engine/facts.ts';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { startWorkload } from './workloads.ts';
 import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskStates, tempDir } from './engine-helpers.ts';
 

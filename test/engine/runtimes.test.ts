@@ -8,7 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Verdict } from '../../src/verdict.ts';
-import { testbed } from '../testbed/index.ts';
+import { testbed } from '../../testbed/index.ts';
 import { waitReady } from './workloads.ts';
 import { migprobe } from './engine-helpers.ts';
 import {
@@ -21,8 +21,8 @@ import {
   testRootfs,
   type RuntimeContainer,
   type RuntimeRunOptions,
-} from '../testbed/runtimes.ts';
-import { isAlive } from '../testbed/proc.ts';
+} from '../../testbed/runtimes.ts';
+import { isAlive } from '../../testbed/proc.ts';
 
 const RUNTIMES: { name: string; start: (o: RuntimeRunOptions) => Promise<RuntimeContainer> }[] = [
   { name: 'runc, bundle folder root', start: (o) => runcContainer('folder', o) },

@@ -3,8 +3,8 @@
 
 import { readFile, stat } from 'node:fs/promises';
 import type { TestContext } from 'node:test';
-import { runContainer } from '../testbed/index.ts';
-import type { RunningContainer } from '../testbed/index.ts';
+import { runContainer } from '../../testbed/index.ts';
+import type { RunningContainer } from '../../testbed/index.ts';
 
 /** Runs `args` in a fresh container, removes it after the test, waits for the program's /tmp/ready. */
 export async function startWorkload(

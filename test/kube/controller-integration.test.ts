@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import { kube, testbed } from '../testbed/index.ts';
+import { kube, testbed } from '../../testbed/index.ts';
 import { Informer, enqueueHandlers } from '../../src/kube/informer.ts';
 import { WorkQueue } from '../../src/kube/workqueue.ts';
 import { runController } from '../../src/kube/controller.ts';

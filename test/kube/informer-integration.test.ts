@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import { freePort, kube, restartApiServer, testbed } from '../testbed/index.ts';
+import { freePort, kube, restartApiServer, testbed } from '../../testbed/index.ts';
 import { Informer } from '../../src/kube/informer.ts';
 import { createLogger } from '../../src/kube/logger.ts';
 import { CuttableProxy, compactEtcd, eventually, kubeConfigVia, privateApiServer, sleep } from './util.ts';

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
-import { kube, testbed } from '../testbed/index.ts';
+import { kube, testbed } from '../../testbed/index.ts';
 import { LeaderElector, microTime } from '../../src/kube/leader.ts';
 import { createLogger } from '../../src/kube/logger.ts';
 import { eventually, sleep } from './util.ts';

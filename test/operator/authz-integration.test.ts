@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
-import { kube, testbed } from '../testbed/index.ts';
+import { kube, testbed } from '../../testbed/index.ts';
 import { AGENT_SA, CONTROLLER_SA, startOperator, type Operator } from './harness.ts';
 import { createProbe, freezerState, isFinal, taskStates, waitProbe, workloadPod } from './lib.ts';
 import { AgentClient, AgentHttpError } from '../../src/agent-api/client.ts';

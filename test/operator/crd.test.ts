@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { kube, testbed } from '../testbed/index.ts';
+import { kube, testbed } from '../../testbed/index.ts';
 import { ensureCrd } from './harness.ts';
 
 test('MigrationProbe CRD: defaults, bounds, CEL (immutable spec, RestoreOnly needs a checkpoint), columns, explain', { timeout: 120_000 }, async (t) => {

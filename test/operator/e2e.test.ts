@@ -14,10 +14,10 @@ import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { dumpCheck } from '../../src/engine/dump.ts';
 import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
-import { kube, testbed } from '../testbed/index.ts';
+import { kube, testbed } from '../../testbed/index.ts';
 import { startOperator, type Operator } from './harness.ts';
 import { createProbe, exampleFor, freezerState, getProbe, taskStates, waitProbe, isFinal, workloadPod } from './lib.ts';
-import type { RunningContainer } from '../testbed/index.ts';
+import type { RunningContainer } from '../../testbed/index.ts';
 import type { Condition } from '../../src/api/v1alpha1.ts';
 
 async function withOperator(t: { after(fn: () => Promise<void>): void }, opts: { maxDumpsPerNode?: number } = {}): Promise<Operator> {

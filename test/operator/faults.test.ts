@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { kube, restartApiServer, startApiServer, stopApiServer, testbed, type RunningContainer } from '../testbed/index.ts';
+import { kube, restartApiServer, startApiServer, stopApiServer, testbed, type RunningContainer } from '../../testbed/index.ts';
 import { startOperator, type Operator } from './harness.ts';
 import { createProbe, freezerState, getProbe, isFinal, taskStates, waitProbe, workloadPod } from './lib.ts';
 

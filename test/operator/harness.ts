@@ -9,14 +9,14 @@ import { request as httpsRequest } from 'node:https';
 import { rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { execa } from 'execa';
-import { kube, type Testbed } from '../testbed/index.ts';
+import { kube, type Testbed } from '../../testbed/index.ts';
+import { ROOT } from '../../testbed/paths.ts';
 
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const REPO = ROOT;
 export const CONTROLLER_SA = 'migprobe-controller';
 export const AGENT_SA = 'migprobe-agent';
 

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import * as k8s from '@kubernetes/client-node';
 import YAML from 'yaml';
-import { kube, runContainer, type RunningContainer } from '../testbed/index.ts';
+import { kube, runContainer, type RunningContainer } from '../../testbed/index.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 import { threadStates } from '../../src/engine/proc-task.ts';
 import { REPO, type Operator } from './harness.ts';

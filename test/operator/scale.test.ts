@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { kube, testbed, type RunningContainer } from '../testbed/index.ts';
+import { kube, testbed, type RunningContainer } from '../../testbed/index.ts';
 import { startOperator } from './harness.ts';
 import { createProbe, isFinal, listProbes, workloadPod } from './lib.ts';
 

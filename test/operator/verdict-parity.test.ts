@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 import type { Verdict } from '../../src/verdict.ts';
-import { kube, testbed, type RunningContainer } from '../testbed/index.ts';
+import { kube, testbed, type RunningContainer } from '../../testbed/index.ts';
 import { startOperator } from './harness.ts';
 import { createProbe, isFinal, waitProbe, workloadPod } from './lib.ts';
 

@@ -7,9 +7,9 @@ import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import * as k8s from '@kubernetes/client-node';
-import { testbed, kube } from '../testbed/index.ts';
-import { apiGet } from '../testbed/apiserver.ts';
-import { run, waitFor } from '../testbed/proc.ts';
+import { testbed, kube } from '../../testbed/index.ts';
+import { apiGet } from '../../testbed/apiserver.ts';
+import { run, waitFor } from '../../testbed/proc.ts';
 
 const CRD = `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition

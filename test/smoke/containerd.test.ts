@@ -4,9 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readlinkSync, existsSync } from 'node:fs';
-import { runContainer, testbed } from '../testbed/index.ts';
-import { ctr } from '../testbed/containerd.ts';
-import { waitFor } from '../testbed/proc.ts';
+import { runContainer, testbed } from '../../testbed/index.ts';
+import { ctr } from '../../testbed/containerd.ts';
+import { waitFor } from '../../testbed/proc.ts';
 
 test('a containerd container runs in its own namespaces and its init PID is found', async (t) => {
   const tb = await testbed();

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { runContainer, testbed } from '../testbed/index.ts';
-import { run, sleep, waitFor } from '../testbed/proc.ts';
+import { runContainer, testbed } from '../../testbed/index.ts';
+import { run, sleep, waitFor } from '../../testbed/proc.ts';
 
 function taskState(pid: number): string {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

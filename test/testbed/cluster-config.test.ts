@@ -3,12 +3,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clusterLayout, runtimesOf } from './cluster.ts';
-import { containerdConfig, normalizeRef } from './containerd.ts';
-import { cniConfig, gatewayOf, inCidr24 } from './cni.ts';
-import { kubeletConfig, mountsUnder } from './kubelet.ts';
-import { kubeChainsOf, proxyArgs } from './control.ts';
-import { nodeBinds, hostPathOf } from './nodens.ts';
+import { clusterLayout, runtimesOf } from '../../testbed/cluster.ts';
+import { containerdConfig, normalizeRef } from '../../testbed/containerd.ts';
+import { cniConfig, gatewayOf, inCidr24 } from '../../testbed/cni.ts';
+import { kubeletConfig, mountsUnder } from '../../testbed/kubelet.ts';
+import { kubeChainsOf, proxyArgs } from '../../testbed/control.ts';
+import { nodeBinds, hostPathOf } from '../../testbed/nodens.ts';
 
 const paths = { dir: '/x/n', address: '/x/n/containerd.sock', root: '/x/n/root', state: '/x/n/state' };
 const cri = { sandboxImage: 'migprobe.test/pause:abc', cniConfDir: '/x/n/cni', cniBinDir: '/usr/lib/cni' };

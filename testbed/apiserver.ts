@@ -2,7 +2,7 @@
 // kube-apiserver, loopback only, RBAC on, ServiceAccount token signing (so TokenRequest and TokenReview
 // work), a static admin token, and a kubeconfig written for kubectl and the tests. No kubelet, no
 // controller-manager, no scheduler: tests create Node and Pod objects themselves.
-// With `cluster` set it is instead the API server of the test bed's real cluster (test/testbed/cluster.ts):
+// With `cluster` set it is instead the API server of the test bed's real cluster (testbed/cluster.ts):
 // bound to a node IP pods can reach, a service CIDR whose first address is the `kubernetes` Service, the
 // ServiceAccount and NodeRestriction admission plugins, Node+RBAC authorization, static tokens for the
 // kubelets and control-plane components, and a client certificate for calling the kubelets.

@@ -88,7 +88,7 @@ export function kubeletArgs(s: KubeletSpec, configPath: string): string[] {
 
 /**
  * Writes the kubelet's config into `dir` and starts it, in the node mount namespace held by `nodeNs` (where
- * its paths are the node's; test/testbed/nodens.ts); returns its PID.
+ * its paths are the node's; testbed/nodens.ts); returns its PID.
  */
 export function startKubelet(bin: string, s: KubeletSpec, dir: string, logFile: string, nodeNs: number): number {
   const configPath = join(dir, 'kubelet-config.json');

@@ -2,7 +2,7 @@
 // etcd + kube-apiserver, containerd with the test image — and points MIGPROBE_TESTBED at its state file.
 // Tests call `testbed()` to reach it, `runContainer()` for real containers, and `kube.*` for Node/Pod
 // objects. Tests that need an API server of their own (to restart it, say) call `startApiServer`.
-// Tests on the real two-node cluster (test/testbed/cluster.ts; hack/test.sh starts it for test/cluster/
+// Tests on the real two-node cluster (testbed/cluster.ts; hack/test.sh starts it for test/cluster/
 // and points MIGPROBE_CLUSTER at its state file) call `cluster()`, and `importClusterImage()` to put an
 // image into both nodes' runtimes.
 

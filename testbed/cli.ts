@@ -1,4 +1,4 @@
-// `node test/testbed/cli.ts up|down|status [name]`: starts or stops a test bed whose daemons outlive this
+// `node testbed/cli.ts up|down|status [name]`: starts or stops a test bed whose daemons outlive this
 // process, with its state in /var/lib/migprobe-testbed/<name>/state.json. Used by hack/testbed.sh,
 // hack/test.sh and hack/demo.sh.
 
@@ -115,7 +115,7 @@ try {
     console.log(`test bed ${name}: ${ok ? 'up' : 'broken'}\n  kube-apiserver ${tb.apiserverUrl} (kubeconfig ${tb.kubeconfigPath})\n  containerd ${tb.containerd.address} (namespace ${tb.containerd.namespace})\n  CRIU ${tb.criu}\n  image ${tb.image.ref}`);
     process.exit(ok ? 0 : 1);
   } else {
-    console.error('usage: node test/testbed/cli.ts up|down|status [name]');
+    console.error('usage: node testbed/cli.ts up|down|status [name]');
     process.exit(2);
   }
 } catch (err) {

@@ -7,7 +7,7 @@
 import { readFileSync, readdirSync, existsSync, mkdirSync, writeFileSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sleep } from './proc.ts';
-import { cgroupMounts as cgroupMountsOf } from '../../src/engine/sandbox.ts';
+import { cgroupMounts as cgroupMountsOf } from '../src/engine/sandbox.ts';
 
 export function cgroupMounts(): string[] {
   return cgroupMountsOf(readFileSync('/proc/self/mountinfo', 'utf8'));

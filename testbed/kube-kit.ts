@@ -1,14 +1,14 @@
-// Helpers of the tests on the real kubelet cluster (test/testbed/cluster.ts): kubectl as a user runs it,
+// Helpers of the tests on the real kubelet cluster (testbed/cluster.ts): kubectl as a user runs it,
 // workloads as Deployments pinned to a node, MigrationProbes applied and waited for, and the migprobe release
 // installed from charts/migprobe with the images built from the Dockerfiles (the e2e tests and the demo share
 // installRelease). Argument arrays only.
 
 import { join } from 'node:path';
-import { run, waitFor, type RunResult } from '../testbed/proc.ts';
-import { importImageToCluster } from '../testbed/cluster.ts';
-import type { Cluster } from '../testbed/index.ts';
-import { CHART_DIR, ROOT } from '../chart/lib.ts';
-import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
+import { run, waitFor, type RunResult } from './proc.ts';
+import { importImageToCluster } from './cluster.ts';
+import type { Cluster } from './index.ts';
+import { CHART_DIR, ROOT } from './paths.ts';
+import type { MigrationProbe } from '../src/api/v1alpha1.ts';
 
 export interface Kubectl {
   (args: string[], opts?: { input?: string; allowFail?: boolean; timeoutMs?: number }): Promise<RunResult>;

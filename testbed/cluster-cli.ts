@@ -1,5 +1,5 @@
-// `node test/testbed/cluster-cli.ts up|down|status [name]`: starts, stops or shows the test bed's real
-// two-node cluster (test/testbed/cluster.ts), whose daemons outlive this process, with its state in
+// `node testbed/cluster-cli.ts up|down|status [name]`: starts, stops or shows the test bed's real
+// two-node cluster (testbed/cluster.ts), whose daemons outlive this process, with its state in
 // /var/lib/migprobe-cluster/<name>/state.json. Used by hack/testbed.sh (cluster-up, cluster-down,
 // cluster-status) and hack/test.sh. `down` exits 1 and lists what it could not remove.
 
@@ -35,7 +35,7 @@ try {
     console.log([`cluster ${name}: ${ok ? 'up' : 'broken (bash hack/testbed.sh cluster-down, then cluster-up)'}`, `  kube-apiserver ${c.apiserverUrl} (kubeconfig ${c.kubeconfigPath})`, ...nodes, `  images ${c.images?.test} ${c.images?.pause}`].join('\n'));
     process.exit(ok ? 0 : 1);
   } else {
-    console.error('usage: node test/testbed/cluster-cli.ts up|down|status [name]');
+    console.error('usage: node testbed/cluster-cli.ts up|down|status [name]');
     process.exit(2);
   }
 } catch (err) {

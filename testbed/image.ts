@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { run } from './proc.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const PROGRAMS_DIR = join(here, '..', 'programs');
+export const PROGRAMS_DIR = join(here, '..', 'test', 'programs');
 const BUSYBOX = '/bin/busybox';
 
 function sha256(buf: Buffer): string {

@@ -3,7 +3,7 @@
 //                  kube-controller-manager, kube-scheduler, one kube-proxy (iptables mode) for the machine
 //   node-a         kubelet on containerd v2 (MIGPROBE_CLUSTER_RUNTIMES=1.6,2: Debian's containerd 1.6, CRI plugin on)
 //   node-b         kubelet on containerd v2 (it implements the kubelet checkpoint API)
-// Each node is a mount namespace of its own (test/testbed/nodens.ts) in which its containerd and kubelet see
+// Each node is a mount namespace of its own (testbed/nodens.ts) in which its containerd and kubelet see
 // the usual paths (/run/containerd/containerd.sock, /var/lib/containerd, /var/lib/kubelet, /var/log/pods,
 // /etc/cni/net.d, /run/netns, /var/lib/migprobe) bound to the node's own folders: a chart's default hostPaths
 // work on both nodes, and two kubelets never meet in a fixed path. Each node also has its own cgroupRoot, CNI

@@ -20,7 +20,7 @@ export interface ContainerdState {
   /** The `ctr` of this containerd's own version (absent: `ctr` on PATH, Debian's). */
   ctr?: string;
   /**
-   * A cluster node's containerd runs in that node's mount namespace (test/testbed/nodens.ts), held by this
+   * A cluster node's containerd runs in that node's mount namespace (testbed/nodens.ts), held by this
    * PID, where it has the usual paths; `address`, `root` and `state` here are the host's paths of the same.
    */
   nodeNs?: number;
