@@ -7,7 +7,7 @@
 // annotations. A dedicated kind needs only `migrationnodes` and `migrationnodes/status`, and leaves the Node
 // objects every kubelet and the scheduler watch untouched.
 
-import type { NodeFacts } from '../engine/index.ts';
+import { compareFacts, type NodeFacts } from '../engine/index.ts';
 import type { Condition } from '../kube/conditions.ts';
 import type { ObjectMeta } from './v1alpha1.ts';
 
@@ -72,4 +72,50 @@ export function toNodeFacts(name: string, v: NodeFactsView): NodeFacts {
     memAvailableBytes: v.memAvailableBytes ?? 0,
     cpu: { vendor: v.cpu?.vendor ?? '', model: v.cpu?.model ?? '', flags: [...(v.cpu?.flags ?? [])] },
   };
+}
+
+/** Observed facts with spec.factsOverride laid over them: field by field, criuFeatures key by key, cpu field by field. Pure. */
+export function effectiveFacts(mn: Pick<MigrationNode, 'spec' | 'status'>): NodeFactsView {
+  const seen = mn.status?.observedFacts ?? {};
+  const over = mn.spec?.factsOverride ?? {};
+  const out: NodeFactsView = { ...seen, ...over };
+  if (seen.criuFeatures !== undefined || over.criuFeatures !== undefined) {
+    out.criuFeatures = { ...(seen.criuFeatures ?? {}), ...(over.criuFeatures ?? {}) };
+  }
+  if (seen.cpu !== undefined || over.cpu !== undefined) out.cpu = { ...(seen.cpu ?? {}), ...(over.cpu ?? {}) };
+  return out;
+}
+
+/** True when the agent has published (or an administrator declared) enough to compare: arch, kernel and CRIU. */
+export function hasFacts(v: NodeFactsView): boolean {
+  return (v.arch ?? '') !== '' && (v.kernelRelease ?? '') !== '' && (v.criuVersion ?? '') !== '';
+}
+
+/**
+ * Static compatibility of one ordered pair, before any dump: compareFacts with a workload of no resident memory
+ * (the margin alone must fit). A node without facts is reported as such, never as compatible. Pure.
+ */
+export function comparePair(source: { name: string; facts: NodeFactsView }, target: { name: string; facts: NodeFactsView }): NodePair {
+  const missing = [source, target].filter((n) => !hasFacts(n.facts)).map((n) => n.name);
+  if (missing.length > 0) {
+    return {
+      source: source.name,
+      target: target.name,
+      compatible: false,
+      reasons: [{ code: 'NodeFactsUnknown', message: `no MigrationNode facts for ${missing.join(' and ')}: is the migprobe agent running there?` }],
+    };
+  }
+  const reasons = compareFacts(toNodeFacts(source.name, source.facts), toNodeFacts(target.name, target.facts), 0);
+  return { source: source.name, target: target.name, compatible: reasons.length === 0, reasons: reasons.map((r) => ({ code: r.code, message: r.message })) };
+}
+
+/** Every ordered pair of distinct nodes, sorted by source then target. Pure. */
+export function pairMatrix(nodes: readonly MigrationNode[]): NodePair[] {
+  const all = nodes
+    .map((n) => ({ name: n.metadata.name ?? '', facts: effectiveFacts(n) }))
+    .filter((n) => n.name !== '')
+    .sort((a, b) => a.name.localeCompare(b.name));
+  const out: NodePair[] = [];
+  for (const s of all) for (const t of all) if (s.name !== t.name) out.push(comparePair(s, t));
+  return out;
 }

@@ -11,6 +11,7 @@ export { DEFAULT_CONTAINERD_ADDRESS } from './container.ts';
 export { criuTooOld, resolveCriu } from './criu.ts';
 export { RuntimeSocketError, runtimeSocketProblem } from './ctr.ts';
 export { recoverFrozen } from './dump.ts';
+export { compareFacts } from './compat.ts';
 export { collectNodeFacts, sha256File } from './facts.ts';
 export { ManifestError, parseNodeFacts } from './manifest.ts';
 export { checkContainer, checkRestoreOnly, defaultProbeDeps, sourceDumpCheck, targetRestoreCheck } from './probe.ts';

@@ -3,7 +3,7 @@
 // end-to-end tests in test/operator/ and by hack/demo.ts.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { rm } from 'node:fs/promises';
@@ -179,9 +179,13 @@ async function ignoreConflict(p: Promise<unknown>): Promise<void> {
 }
 
 export async function ensureCrd(tb: Testbed, kubeconfigPath = tb.kubeconfigPath): Promise<void> {
-  const crd = join(REPO, 'crds/migprobe.io_migrationprobes.yaml');
-  await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--force-conflicts', '--field-manager=migprobe-tests', '-f', crd]);
-  await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'wait', '--for=condition=Established', '--timeout=30s', 'crd/migrationprobes.migprobe.io']);
+  // Every CRD the chart ships (crds/), each waited for until Established.
+  const dir = join(REPO, 'crds');
+  const names = readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => `crd/${/^([^_]+)_(.+)\.yaml$/.exec(f)?.slice(1).reverse().join('.') ?? f}`);
+  await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--force-conflicts', '--field-manager=migprobe-tests', '-f', dir]);
+  await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'wait', '--for=condition=Established', '--timeout=30s', ...names]);
 }
 
 export async function startOperator(o: StartOperatorOptions): Promise<Operator> {
