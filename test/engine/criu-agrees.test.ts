@@ -3,13 +3,8 @@
 // the workload running and thawed.
 
 import { test } from 'node:test';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile, writeFile } from 'node:fs/promises';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ProbeOptions } from '../../src/engine/api.ts';
 import { resolveContainer } from '../../src/engine/container.ts';
@@ -18,7 +13,7 @@ import { taskState } from '../../src/engine/proc-task.ts';
 import { checkContainer, defaultProbeDeps } from '../../src/engine/probe.ts';
 import type { RunningContainer } from '../../testbed/index.ts';
 import { runContainer, testbed } from '../../testbed/index.ts';
-import { startWorkload, waitReady } from './workloads.ts';
+import { extUnixListener, hostDir, startWorkload, waitReady } from './workloads.ts';
 
 const BIN = '/usr/local/bin';
 
@@ -40,12 +35,6 @@ async function agree(c: RunningContainer, expected: string, options: Partial<Pro
   for (const pid of info.pids) assert.ok(['S', 'R', 't'].includes(taskState(pid) ?? 'gone'), `task ${pid} state`);
   const freezer = await readFile(`/sys/fs/cgroup/freezer/k8s.io/${c.id}/freezer.state`, 'utf8').catch(() => 'THAWED');
   assert.equal(freezer.trim(), 'THAWED');
-}
-
-async function hostDir(t: TestContext): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'mp-agree-'));
-  t.after(async () => await rm(d, { recursive: true, force: true }));
-  return d;
 }
 
 const simple: [string, string[]][] = [
@@ -71,14 +60,8 @@ void test('TCPEstablished (in flight, with tcpEstablished allowed): preflight an
 });
 
 void test('ExternalUnixSocket: preflight and criu dump agree', async (t) => {
-  const dir = await hostDir(t);
-  const conns = new Set<Socket>();
-  const server = createServer((s) => conns.add(s));
-  await new Promise<void>((resolve) => server.listen(join(dir, 'ext.sock'), resolve));
-  t.after(async () => {
-    for (const s of conns) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
+  const dir = await hostDir(t, 'mp-agree-');
+  await extUnixListener(t, dir);
   await agree(await startWorkload(t, [`${BIN}/unixpeer`, '/ext/ext.sock'], { mounts: [{ host: dir, container: '/ext' }] }), 'ExternalUnixSocket');
 });
 

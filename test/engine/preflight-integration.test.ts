@@ -2,20 +2,15 @@
 // that the options allowing it suppress it, and that the scan never stopped or froze the workload.
 
 import { test } from 'node:test';
-import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import type { Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFile } from 'node:fs/promises';
 import { DEFAULT_PROBE_OPTIONS } from '../../src/engine/api.ts';
 import type { ProbeOptions } from '../../src/engine/api.ts';
 import { resolveContainer } from '../../src/engine/container.ts';
 import { preflightScan } from '../../src/engine/preflight.ts';
 import type { Reason } from '../../src/verdict.ts';
 import { runContainer, testbed } from '../../testbed/index.ts';
-import { startWorkload, waitReady, watchStates } from './workloads.ts';
+import { extUnixListener, hostDir, startWorkload, waitReady, watchStates } from './workloads.ts';
 
 const BIN = '/usr/local/bin';
 
@@ -37,12 +32,6 @@ const codes = (rs: Reason[]): string[] => rs.map((r) => r.code);
 function only(rs: Reason[], code: string): Reason[] {
   assert.deepEqual([...new Set(codes(rs))], [code], JSON.stringify(rs, null, 1));
   return rs;
-}
-
-async function hostDir(t: TestContext): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), 'mp-pf-'));
-  t.after(async () => await rm(d, { recursive: true, force: true }));
-  return d;
 }
 
 void test('a plain workload has no blocker and a resident size', async (t) => {
@@ -148,14 +137,8 @@ void test('a device CRIU cannot carry -> DeviceFile; mem devices are fine', asyn
 });
 
 void test('a stream unix socket connected outside the container -> ExternalUnixSocket, even with extUnixSockets', async (t) => {
-  const dir = await hostDir(t);
-  const conns = new Set<Socket>();
-  const server = createServer((s) => conns.add(s));
-  await new Promise<void>((resolve) => server.listen(join(dir, 'ext.sock'), resolve));
-  t.after(async () => {
-    for (const s of conns) s.destroy();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
+  const dir = await hostDir(t, 'mp-pf-');
+  await extUnixListener(t, dir);
   const c = await startWorkload(t, [`${BIN}/unixpeer`, '/ext/ext.sock'], { mounts: [{ host: dir, container: '/ext' }] });
   const rs = only((await scan(c.pid)).reasons, 'ExternalUnixSocket');
   assert.match(rs[0]?.message ?? '', /unix stream socket .* connected to peer inode \d+, which no task of the container holds/);
@@ -164,7 +147,7 @@ void test('a stream unix socket connected outside the container -> ExternalUnixS
 });
 
 void test('a datagram unix socket connected to another container -> ExternalUnixSocket; extUnixSockets allows it', async (t) => {
-  const dir = await hostDir(t);
+  const dir = await hostDir(t, 'mp-pf-');
   const mounts = [{ host: dir, container: '/shared' }];
   await startWorkload(t, [`${BIN}/unixpeer`, '/shared/d.sock', 'dgram', 'serve'], { mounts });
   const c = await startWorkload(t, [`${BIN}/unixpeer`, '/shared/d.sock', 'dgram'], { mounts });

@@ -1,7 +1,10 @@
 // Helpers for the engine's integration tests: start a test program in a real container and wait until it
 // has set itself up, and watch that nothing froze or stopped the workload while a check ran.
 
-import { readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { runContainer } from '../../testbed/index.ts';
 import type { RunningContainer } from '../../testbed/index.ts';
@@ -82,4 +85,27 @@ async function freezerStateFile(pid: number): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** A fresh host folder (prefix names the test file), removed after the test. */
+export async function hostDir(t: TestContext, prefix: string): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  t.after(async () => await rm(d, { recursive: true, force: true }));
+  return d;
+}
+
+/**
+ * A unix stream socket listening at <dir>/ext.sock on the host, outside any container; its connections are
+ * kept open until the test ends. Bind-mount `dir` into a workload at /ext to connect to it.
+ */
+export async function extUnixListener(t: TestContext, dir: string): Promise<string> {
+  const conns = new Set<Socket>();
+  const server = createServer((s) => conns.add(s));
+  const path = join(dir, 'ext.sock');
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  t.after(async () => {
+    for (const s of conns) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return path;
 }
