@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeVerdict } from '../verdict.ts';
-import { conditionsForVerdict, isActivePhase, isFinalPhase, mergeConditions, probeOptionsFromSpec, statusFromVerdict } from './v1alpha1.ts';
+import { conditionsForVerdict, isActivePhase, isFinalPhase, mergeConditions, probeOptionsFromSpec, statusFromVerdict, verdictFromStatus } from './v1alpha1.ts';
+import { reason } from '../reasons.ts';
 
 test('probeOptionsFromSpec applies the CRD defaults', () => {
   assert.deepEqual(probeOptionsFromSpec({ podName: 'p', targetNodeName: 'n' }), {
@@ -104,4 +105,26 @@ test('mergeConditions keeps lastTransitionTime when the status is unchanged', ()
   const c = mergeConditions(b, [{ type: 'Migratable', status: 'True', reason: 'Migratable', message: 'ok' }], 2, t0 + 9000);
   assert.notEqual(c[0]!.lastTransitionTime, a[0]!.lastTransitionTime);
   assert.equal(c[0]!.observedGeneration, 2);
+});
+
+test('verdictFromStatus is the inverse of statusFromVerdict, and fills a reason from the catalog', () => {
+  const nonLazyMemory = { totalBytes: 3, mlockedBytes: 0, sharedMemoryBytes: 0, sysvShmBytes: 1, dirtyPrivateFileBytes: 2, tmpfsBytes: 0 };
+  const v = makeVerdict({
+    reasons: [reason('FileLocks', 'task 7 holds a lock'), reason('CPUIncompatible', 'avx512f missing', 'pick another node', 'compat')],
+    timings: { preflightMs: 3, freezeMs: 40, dumpMs: 200, transferMs: 10, restoreMs: 300, totalMs: 900 },
+    sizes: { imageBytes: 60000, shippedBytes: 15000, workloadRssBytes: 1 << 20, nonLazyMemory },
+    criu: { source: '4.2.1', target: '4.2.0' },
+    criuLogExcerpt: 'Error (x): y',
+  });
+  assert.deepEqual(verdictFromStatus(statusFromVerdict(v)), v);
+  // A Failed probe (no engine verdict) with a bare reason: never migratable, hint and phase from the catalog.
+  const failed = verdictFromStatus({ phase: 'Failed', migratable: false, reasons: [{ code: 'PodNotFound', message: 'no pod web' }] });
+  assert.equal(failed.migratable, false);
+  assert.equal(failed.reasons[0]?.phase, 'setup');
+  assert.match(failed.reasons[0]?.hint ?? '', /\S/);
+  assert.deepEqual(failed.timings, {});
+  // migratable only once Succeeded
+  assert.equal(verdictFromStatus({ phase: 'Dumping', migratable: true }).migratable, false);
+  const unknown = verdictFromStatus({ phase: 'Failed', reasons: [{ code: 'FromTheFuture', message: 'm' }] });
+  assert.deepEqual(unknown.reasons[0], { code: 'FromTheFuture', message: 'm', hint: '', phase: 'setup' });
 });

@@ -3,7 +3,8 @@
 
 import { DEFAULT_PROBE_OPTIONS, NON_LAZY_MEMORY_LIMIT_BYTES, type ProbeOptions } from '../engine/index.ts';
 import { setCondition, type Condition } from '../kube/conditions.ts';
-import type { NonLazyMemory, ProbePhase, Reason, Verdict } from '../verdict.ts';
+import { isReasonCode, type NonLazyMemory, type ProbePhase, type Reason, type Verdict } from '../verdict.ts';
+import { REASON_CATALOG } from '../reasons.ts';
 
 export const GROUP = 'migprobe.io';
 export const VERSION = 'v1alpha1';
@@ -97,6 +98,8 @@ export interface MigrationProbeStatus {
 
 export interface ObjectMeta {
   name?: string;
+  /** A name prefix the API server completes with a random suffix (on create, when name is not set). */
+  generateName?: string;
   namespace?: string;
   uid?: string;
   generation?: number;
@@ -253,6 +256,45 @@ export function statusFromVerdict(v: Verdict): Pick<MigrationProbeStatus, 'phase
   };
   if (v.criuLogExcerpt !== undefined) out.criuLogExcerpt = truncate(v.criuLogExcerpt, 8192);
   return out;
+}
+
+/**
+ * The Verdict a probe's status holds (the inverse of statusFromVerdict), so a client prints a probe's answer
+ * exactly as the CLI prints its own (src/cli/format.ts). A reason without a hint or phase gets the catalog's;
+ * a code this build does not know (a newer controller) keeps its text, with phase setup and no hint. Pure.
+ */
+export function verdictFromStatus(s: MigrationProbeStatus): Verdict {
+  const reasons: Reason[] = (s.reasons ?? []).map((r) => {
+    const info = isReasonCode(r.code) ? REASON_CATALOG[r.code] : undefined;
+    // Only the printed text of an unknown code is used: the formatter reads code, phase, message and hint.
+    return { code: r.code as Reason['code'], message: r.message, hint: r.hint ?? info?.hint ?? '', phase: r.phase ?? info?.phase ?? 'setup' };
+  });
+  const t = s.timings ?? {};
+  const z = s.sizes ?? {};
+  const v: Verdict = {
+    migratable: s.phase === 'Succeeded' && s.migratable === true,
+    reasons,
+    timings: {
+      ...(t.preflightMilliseconds === undefined ? {} : { preflightMs: t.preflightMilliseconds }),
+      ...(t.freezeMilliseconds === undefined ? {} : { freezeMs: t.freezeMilliseconds }),
+      ...(t.dumpMilliseconds === undefined ? {} : { dumpMs: t.dumpMilliseconds }),
+      ...(t.transferMilliseconds === undefined ? {} : { transferMs: t.transferMilliseconds }),
+      ...(t.restoreMilliseconds === undefined ? {} : { restoreMs: t.restoreMilliseconds }),
+      ...(t.totalMilliseconds === undefined ? {} : { totalMs: t.totalMilliseconds }),
+    },
+    sizes: {
+      ...(z.imageBytes === undefined ? {} : { imageBytes: z.imageBytes }),
+      ...(z.shippedBytes === undefined ? {} : { shippedBytes: z.shippedBytes }),
+      ...(z.workloadRssBytes === undefined ? {} : { workloadRssBytes: z.workloadRssBytes }),
+      ...(z.nonLazyMemory === undefined ? {} : { nonLazyMemory: { ...z.nonLazyMemory } }),
+    },
+    criu: {
+      ...(s.criu?.source === undefined ? {} : { source: s.criu.source }),
+      ...(s.criu?.target === undefined ? {} : { target: s.criu.target }),
+    },
+  };
+  if (s.criuLogExcerpt !== undefined) v.criuLogExcerpt = s.criuLogExcerpt;
+  return v;
 }
 
 /**

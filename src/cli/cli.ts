@@ -5,6 +5,7 @@ import type { Verdict } from '../verdict.ts';
 import type { ContainerRef, NodeFacts, ProbeOptions, TargetRoot } from '../engine/index.ts';
 import type { ProbeDetail } from '../engine/index.ts';
 import { formatFacts, formatVerdict } from './format.ts';
+import { EXIT_ERROR, EXIT_MIGRATABLE, EXIT_NOT_MIGRATABLE } from './exit-codes.ts';
 import { USAGE, UsageError, parseArgs } from './args.ts';
 import { RuntimeSocketError } from '../engine/index.ts';
 import { DEFAULT_CONTAINERD_ADDRESS } from '../engine/index.ts';
@@ -33,9 +34,7 @@ export interface CliIo {
   err(s: string): void;
 }
 
-export const EXIT_MIGRATABLE = 0;
-export const EXIT_NOT_MIGRATABLE = 1;
-export const EXIT_ERROR = 2;
+export { EXIT_ERROR, EXIT_MIGRATABLE, EXIT_NOT_MIGRATABLE } from './exit-codes.ts';
 
 /** A containerd socket that is not there: a usage error, named by the flag that sets it. */
 function socketUsage(address: string, problem: string, restoreOnly: boolean): string {

@@ -37,7 +37,13 @@ export function loadKubeConfig(opts: LoadKubeConfigOptions = {}): KubeConfig {
   } else {
     kc.loadFromDefault();
   }
-  if (opts.context !== undefined) kc.setCurrentContext(opts.context);
+  if (opts.context !== undefined) {
+    if (kc.getContextObject(opts.context) === null) {
+      const have = kc.getContexts().map((c) => c.name);
+      throw new Error(`no context ${JSON.stringify(opts.context)} in the kubeconfig (it has ${have.length === 0 ? 'none' : have.join(', ')}): pass one of them with --context`);
+    }
+    kc.setCurrentContext(opts.context);
+  }
   if (kc.getCurrentCluster() === null) throw new Error('no Kubernetes cluster configured: pass --kubeconfig or set KUBECONFIG');
   return kc;
 }
