@@ -93,6 +93,23 @@ async function newWorkDir(parent: string | undefined): Promise<string> {
   return await mkdtemp(join(tmpdir(), 'migprobe-'));
 }
 
+/** Runs `fn` in a fresh work folder under `parent` (default the OS temp folder), removed when `fn` settles. */
+async function inWorkDir<T>(parent: string | undefined, fn: (work: string) => Promise<T>): Promise<T> {
+  const work = await newWorkDir(parent);
+  try {
+    return await fn(work);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** The one-host checks' I/O: their work folder's parent, injected dependencies, and what to report beyond the verdict. */
+export interface OneHostIo {
+  workDir?: string;
+  deps?: ProbeDeps;
+  detail?: ProbeDetail;
+}
+
 function errMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -434,12 +451,7 @@ export async function targetRestoreCheck(
   /** Parent of the target's work folder (the agent passes its operation folder); default the OS temp folder. */
   workDir?: string,
 ): Promise<RestoreCheckResult> {
-  const work = await newWorkDir(workDir);
-  try {
-    return (await runTarget(bundleDir, opts, target, sourceFacts, deps, work)).result;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  return await inWorkDir(workDir, async (work) => (await runTarget(bundleDir, opts, target, sourceFacts, deps, work)).result);
 }
 
 /** Pack a bundle as the transfer would (tar + gzip), unpack it where the target reads it. */
@@ -462,42 +474,42 @@ export async function checkContainer(
   ref: ContainerRef,
   opts: ProbeOptions,
   target: TargetRoot,
-  io: { workDir?: string; deps?: ProbeDeps; detail?: ProbeDetail } = {},
+  io: OneHostIo = {},
 ): Promise<Verdict> {
   const deps = io.deps ?? defaultProbeDeps;
   const started = performance.now();
-  const work = await newWorkDir(io.workDir);
-  let pending: Promise<unknown> | undefined;
-  try {
-    const src = await runSource(ref, opts, join(work, 'source'), deps, (info) => assertOneHostRoot(info, target));
-    pending = src.sourceFacts;
-    Object.assign(io.detail ?? {}, src.detail);
-    let transfer: TransferOutcome | undefined;
-    let restore: RestoreCheckResult | undefined;
-    if (hasImages(src.result)) {
-      const dest = join(work, 'target-bundle');
-      const t0 = performance.now();
-      transfer = await transferBundle(src.result.bundleDir, dest, deps.runner).then(
-        (t): TransferOutcome => ({ ms: t.transferMs, shippedBytes: t.shippedBytes }),
-        (e: unknown): TransferOutcome => ({ ms: performance.now() - t0, failure: reason('TransferFailed', errMessage(e), undefined, 'transfer') }),
-      );
-      if (transfer.failure === undefined) {
-        // One host: the target node is this node, whose facts the source side is collecting already.
-        const tgt = await runTarget(dest, opts, target, src.sourceFacts, deps, work, src.sourceFacts);
-        restore = tgt.result;
-        if (io.detail !== undefined && tgt.proof !== undefined) io.detail.restoreProof = tgt.proof;
+  return await inWorkDir(io.workDir, async (work) => {
+    let pending: Promise<unknown> | undefined;
+    try {
+      const src = await runSource(ref, opts, join(work, 'source'), deps, (info) => assertOneHostRoot(info, target));
+      pending = src.sourceFacts;
+      Object.assign(io.detail ?? {}, src.detail);
+      let transfer: TransferOutcome | undefined;
+      let restore: RestoreCheckResult | undefined;
+      if (hasImages(src.result)) {
+        const dest = join(work, 'target-bundle');
+        const t0 = performance.now();
+        transfer = await transferBundle(src.result.bundleDir, dest, deps.runner).then(
+          (t): TransferOutcome => ({ ms: t.transferMs, shippedBytes: t.shippedBytes }),
+          (e: unknown): TransferOutcome => ({ ms: performance.now() - t0, failure: reason('TransferFailed', errMessage(e), undefined, 'transfer') }),
+        );
+        if (transfer.failure === undefined) {
+          // One host: the target node is this node, whose facts the source side is collecting already.
+          const tgt = await runTarget(dest, opts, target, src.sourceFacts, deps, work, src.sourceFacts);
+          restore = tgt.result;
+          if (io.detail !== undefined && tgt.proof !== undefined) io.detail.restoreProof = tgt.proof;
+        }
       }
+      return composeVerdict({
+        dump: src.result,
+        ...(transfer === undefined ? {} : { transfer }),
+        ...(restore === undefined ? {} : { restore }),
+        totalMs: performance.now() - started,
+      });
+    } finally {
+      await pending;
     }
-    return composeVerdict({
-      dump: src.result,
-      ...(transfer === undefined ? {} : { transfer }),
-      ...(restore === undefined ? {} : { restore }),
-      totalMs: performance.now() - started,
-    });
-  } finally {
-    await pending;
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 }
 
 /**
@@ -509,14 +521,13 @@ export async function checkRestoreOnly(
   src: CheckpointSource,
   opts: ProbeOptions,
   target: TargetRoot,
-  io: { workDir?: string; deps?: ProbeDeps; detail?: ProbeDetail } = {},
+  io: OneHostIo = {},
 ): Promise<Verdict> {
   const deps = io.deps ?? defaultProbeDeps;
   const started = performance.now();
-  const work = await newWorkDir(io.workDir);
-  const reasons: Reason[] = [];
-  const criuVersions: Verdict['criu'] = {};
-  try {
+  return await inWorkDir(io.workDir, async (work) => {
+    const reasons: Reason[] = [];
+    const criuVersions: Verdict['criu'] = {};
     let cp;
     try {
       cp = await openCheckpoint(src, join(work, 'checkpoint'), deps.runner);
@@ -574,7 +585,5 @@ export async function checkRestoreOnly(
       criu: criuVersions,
       ...(r.result.criuLogExcerpt === undefined ? {} : { criuLogExcerpt: r.result.criuLogExcerpt }),
     });
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 }
