@@ -31,7 +31,9 @@ export function imageInputsHash(): string {
   h.update('layout-v1');
   if (!existsSync(BUSYBOX)) throw new Error('busybox-static is missing: apt-get install busybox-static (hack/provision.sh does it)');
   h.update(readFileSync(BUSYBOX));
-  for (const src of programSources()) {
+  // The programs and the headers they share.
+  const headers = existsSync(PROGRAMS_DIR) ? readdirSync(PROGRAMS_DIR).filter((f) => f.endsWith('.h')).sort().map((f) => join(PROGRAMS_DIR, f)) : [];
+  for (const src of [...programSources(), ...headers]) {
     h.update(basename(src));
     h.update(readFileSync(src));
   }

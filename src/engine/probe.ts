@@ -103,6 +103,12 @@ async function inWorkDir<T>(parent: string | undefined, fn: (work: string) => Pr
   }
 }
 
+/** A one-host check's frame: its start time, its dependencies, and a fresh work folder removed at the end. */
+async function oneHost<T>(io: OneHostIo, fn: (work: string, deps: ProbeDeps, started: number) => Promise<T>): Promise<T> {
+  const started = performance.now();
+  return await inWorkDir(io.workDir, async (work) => await fn(work, io.deps ?? defaultProbeDeps, started));
+}
+
 /** The one-host checks' I/O: their work folder's parent, injected dependencies, and what to report beyond the verdict. */
 export interface OneHostIo {
   workDir?: string;
@@ -476,9 +482,7 @@ export async function checkContainer(
   target: TargetRoot,
   io: OneHostIo = {},
 ): Promise<Verdict> {
-  const deps = io.deps ?? defaultProbeDeps;
-  const started = performance.now();
-  return await inWorkDir(io.workDir, async (work) => {
+  return await oneHost(io, async (work, deps, started) => {
     let pending: Promise<unknown> | undefined;
     try {
       const src = await runSource(ref, opts, join(work, 'source'), deps, (info) => assertOneHostRoot(info, target));
@@ -523,9 +527,7 @@ export async function checkRestoreOnly(
   target: TargetRoot,
   io: OneHostIo = {},
 ): Promise<Verdict> {
-  const deps = io.deps ?? defaultProbeDeps;
-  const started = performance.now();
-  return await inWorkDir(io.workDir, async (work) => {
+  return await oneHost(io, async (work, deps, started) => {
     const reasons: Reason[] = [];
     const criuVersions: Verdict['criu'] = {};
     let cp;

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { dumpCheck } from '../../src/engine/dump.ts';
 import type { Manifest } from '../../src/engine/dump.ts';
 import { restoreCheck } from '../../src/engine/restore.ts';
+import type { ContainerInfo } from '../../src/engine/container.ts';
 import { sourceDumpCheck, targetRestoreCheck } from '../../src/engine/probe.ts';
 import { subjectFromContainer, addressesOf } from '../../src/engine/subject.ts';
 import { addCpuXfeatures, readCpuinfo } from '../../src/engine/images.ts';
@@ -19,35 +20,45 @@ import { counter, counterAdvances, info, newSandboxTraces, sandboxTraces, taskSt
 
 const options = { ...DEFAULT_PROBE_OPTIONS, timeoutMs: 30_000 };
 
-void test('restore check: the restored tasks never run, and nothing is left behind', async (t) => {
+/**
+ * Dumps `ci` into <work>/src (asserting no blocker), then restore-checks that bundle on this host in <work>/tgt:
+ * made on this host, the restore may stand on the dump's own overlay paths (as the one-host check does).
+ */
+async function dumpThenRestore(
+  ci: ContainerInfo,
+  work: string,
+  opts: { addresses?: boolean; keepLazyPagemap?: boolean; restoreOptions?: typeof options } = {},
+): Promise<Awaited<ReturnType<typeof restoreCheck>>> {
   const tb = await testbed();
-  const tracesBefore = await sandboxTraces();
-  const c = await startWorkload(t, ['/usr/local/bin/memhog', '64'], { ip: '10.77.3.2' });
-  const ci = await info(c);
-  const work = await tempDir(t);
   const d = await dumpCheck({
     subject: subjectFromContainer(ci),
     options,
     workDir: join(work, 'src'),
     criuVersion: 'test',
+    ...(opts.keepLazyPagemap === true ? { keepLazyPagemap: true } : {}),
     manifest: {
       rootfs: { lowerdirs: ci.rootfs.lowerdirs, ...(ci.rootfs.upperdir === undefined ? {} : { upperdir: ci.rootfs.upperdir }) },
-      addresses: addressesOf(ci),
+      addresses: opts.addresses === true ? addressesOf(ci) : [],
       fileDigests: [],
     },
   });
   assert.deepEqual(d.result.reasons, []);
   const facts = await collectNodeFacts(tb.criu);
-  const r = await restoreCheck({
+  return await restoreCheck({
     bundleDir: join(work, 'src', 'bundle'),
-    options,
+    options: opts.restoreOptions ?? options,
     target: {},
-    // Made on this host: the restore may stand on the dump's own overlay paths (as the one-host check does).
     sameNode: true,
     workDir: join(work, 'tgt'),
     facts,
     criuVersion: facts.criuVersion,
   });
+}
+
+void test('restore check: the restored tasks never run, and nothing is left behind', async (t) => {
+  const tracesBefore = await sandboxTraces();
+  const c = await startWorkload(t, ['/usr/local/bin/memhog', '64'], { ip: '10.77.3.2' });
+  const r = await dumpThenRestore(await info(c), await tempDir(t), { addresses: true });
   assert.deepEqual(r.result.reasons, [], `${JSON.stringify(r.result.reasons)}\n${r.result.criuLogExcerpt ?? ''}`);
   const pids = Object.keys(r.proof.cpuTicksBefore);
   assert.ok(pids.length >= 1, 'restored tasks were found');
@@ -146,36 +157,10 @@ void test('a bundle from another node: the image comes from the target container
 });
 
 void test('a restore that never finishes (lazy pagemap left unfixed) is killed at the timeout, leaving nothing', async (t) => {
-  const tb = await testbed();
   const tracesBefore = await sandboxTraces();
   const c = await startWorkload(t, ['/usr/local/bin/memhog', '8']);
-  const ci = await info(c);
-  const work = await tempDir(t);
-  const d = await dumpCheck({
-    subject: subjectFromContainer(ci),
-    options,
-    workDir: join(work, 'src'),
-    criuVersion: 'test',
-    keepLazyPagemap: true,
-    manifest: {
-      rootfs: { lowerdirs: ci.rootfs.lowerdirs, ...(ci.rootfs.upperdir === undefined ? {} : { upperdir: ci.rootfs.upperdir }) },
-      addresses: [],
-      fileDigests: [],
-    },
-  });
-  assert.deepEqual(d.result.reasons, []);
-  const facts = await collectNodeFacts(tb.criu);
   const started = Date.now();
-  const r = await restoreCheck({
-    bundleDir: join(work, 'src', 'bundle'),
-    options: { ...options, timeoutMs: 4000 },
-    target: {},
-    // Made on this host: the restore may stand on the dump's own overlay paths (as the one-host check does).
-    sameNode: true,
-    workDir: join(work, 'tgt'),
-    facts,
-    criuVersion: facts.criuVersion,
-  });
+  const r = await dumpThenRestore(await info(c), await tempDir(t), { keepLazyPagemap: true, restoreOptions: { ...options, timeoutMs: 4000 } });
   assert.deepEqual(r.result.reasons.map((x) => `${x.phase}:${x.code}`), ['restore:Timeout'], JSON.stringify(r.result.reasons));
   assert.ok(Date.now() - started < 15_000, 'bounded by the timeout');
   assert.deepEqual(r.proof.leftovers, []);

@@ -7,18 +7,15 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "tcpconn.h"
 
 int main(int argc, char **argv) {
 	if (argc < 2) return 2;
 	int port = argc > 2 ? atoi(argv[2]) : 7100;
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
 	if (inet_pton(AF_INET, argv[1], &a.sin_addr) != 1) return 2;
-	int one = 1;
-	int l = socket(AF_INET, SOCK_STREAM, 0);
-	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) || listen(l, 1)) { perror("listen"); return 1; }
-	int c = socket(AF_INET, SOCK_STREAM, 0);
-	if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a))) { perror("connect"); return 1; }
+	int l, c;
+	if (tcp_listen_connect(&a, &l, &c)) return 1;
 	int s = accept(l, NULL, NULL);
 	if (s < 0) { perror("accept"); return 1; }
 	if (write(c, "x", 1) != 1) return 1;
