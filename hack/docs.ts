@@ -1,8 +1,9 @@
-// Generated sections of the README: the CRD reference (from crds/) and the reason codes (from
-// src/reasons.ts). `node hack/docs.ts` rewrites them in place; test/docs/readme.test.ts fails when
-// the README drifts from its sources.
+// Generated sections of the README: the CRD reference (from crds/, one section per CRD: `gen:crd` for
+// MigrationProbe, `gen:crd:<plural>` for every other, e.g. `gen:crd:migrationnodes`) and the reason codes
+// (from src/reasons.ts). `node hack/docs.ts` rewrites them in place; test/docs/readme.test.ts fails when
+// the README drifts from its sources, or lacks the section of a CRD in crds/.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -10,7 +11,8 @@ import { catalogMarkdown } from '../src/reasons.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const README = join(ROOT, 'README.md');
-export const CRD = join(ROOT, 'crds/migprobe.io_migrationprobes.yaml');
+export const CRDS = join(ROOT, 'crds');
+export const CRD = join(CRDS, 'migprobe.io_migrationprobes.yaml');
 
 interface Schema {
   type?: string;
@@ -21,6 +23,7 @@ interface Schema {
   maximum?: number;
   properties?: Record<string, Schema>;
   items?: Schema;
+  additionalProperties?: Schema | boolean;
   required?: string[];
 }
 
@@ -30,6 +33,7 @@ function oneLine(s: string | undefined): string {
 
 function typeOf(s: Schema): string {
   if (s.type === 'array') return `[]${s.items ? typeOf(s.items) : 'any'}`;
+  if (s.type === 'object' && typeof s.additionalProperties === 'object') return `map[string]${typeOf(s.additionalProperties)}`;
   return s.type ?? 'any';
 }
 
@@ -64,8 +68,18 @@ export function crdMarkdown(crdYaml: string): string {
   return out.join('\n');
 }
 
+/** One README section per CRD file in crds/ (`migprobe.io_<plural>.yaml`): `crd` for migrationprobes, else `crd:<plural>`. */
+export function crdSections(dir: string = CRDS): Record<string, () => string> {
+  const out: Record<string, () => string> = {};
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml')).sort()) {
+    const plural = /^[^_]+_(.+)\.yaml$/.exec(f)?.[1] ?? f;
+    out[plural === 'migrationprobes' ? 'crd' : `crd:${plural}`] = () => crdMarkdown(readFileSync(join(dir, f), 'utf8'));
+  }
+  return out;
+}
+
 const SECTIONS: Record<string, () => string> = {
-  crd: () => crdMarkdown(readFileSync(CRD, 'utf8')),
+  ...crdSections(),
   reasons: () => catalogMarkdown(),
 };
 

@@ -9,6 +9,7 @@
 //     [--http-headers-timeout-seconds 10] [--http-request-timeout-seconds 600] [--http-body-idle-timeout-seconds 30]
 //     [--http-keepalive-timeout-seconds 5] [--http-max-connections 128]
 //     [--token-cache-size 4096] [--token-cache-ttl-seconds 30] [--token-reviews-per-second 5] [--token-review-burst 20]
+//     [--facts-interval 10m]   (how often this node's MigrationNode is re-published; nodefacts-publisher.ts)
 
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -26,6 +27,10 @@ import { BUNDLE_MAX_ENTRIES, BUNDLE_MAX_UNPACKED_BYTES } from './extract.ts';
 import { loadEngine, recoverFrozen } from './engine.ts';
 import { criuTooOld, resolveCriu } from '../engine/index.ts';
 import { runtimeSocketProblem } from '../engine/index.ts';
+import { migprobeVersion } from '../version.ts';
+import { kubeMigrationNodeApi } from './kube-migrationnode.ts';
+import { NodeFactsPublisher } from './nodefacts-publisher.ts';
+import { DEFAULT_FACTS_INTERVAL, factsIntervalMs } from './nodefacts.ts';
 
 const { values } = parseArgs({
   options: {
@@ -63,6 +68,8 @@ const { values } = parseArgs({
     'token-cache-ttl-seconds': { type: 'string', default: String(DEFAULT_AUTH_LIMITS.cacheTtlMs / 1000) },
     'token-reviews-per-second': { type: 'string', default: String(DEFAULT_AUTH_LIMITS.reviewsPerSecond) },
     'token-review-burst': { type: 'string', default: String(DEFAULT_AUTH_LIMITS.reviewBurst) },
+    // How often this node's MigrationNode (its facts) is re-published; also retried with backoff after a failure.
+    'facts-interval': { type: 'string', default: DEFAULT_FACTS_INTERVAL },
   },
   strict: true,
 });
@@ -107,6 +114,7 @@ async function main(): Promise<void> {
   if (!workRoot.startsWith('/')) throw new Error(`--work-dir (or MIGPROBE_AGENT_WORK_DIR) must be an absolute path, got ${JSON.stringify(workRoot)}`);
   const maxUnpackedBytes = positive('max-unpacked-bytes', true);
   const maxBundleEntries = positive('max-bundle-entries', true);
+  const factsInterval = factsIntervalMs(values['facts-interval'] ?? DEFAULT_FACTS_INTERVAL);
   // MIGPROBE_CRIU (else `criu` on PATH); refuse to serve with a CRIU that cannot do the checks.
   const { path: criu, version: criuVersion } = await resolveCriu();
   const tooOld = criuTooOld(criuVersion);
@@ -179,14 +187,26 @@ async function main(): Promise<void> {
   if (swept.length > 0) log.info('removed leftovers of a previous run', { entries: swept });
   const addr = await server.listen(m[1] ?? '0.0.0.0', Number(m[2]), tls);
   log.info('agent listening', { address: addr.address, port: addr.port, tls: tls !== undefined, workRoot, criu });
+  // This node's facts as a MigrationNode, now and every --facts-interval (failures are logged and retried).
+  const publisher = new NodeFactsPublisher({
+    nodeName,
+    agentVersion: await migprobeVersion(),
+    intervalMs: factsInterval,
+    measure: () => engine.collectNodeFacts(criu),
+    api: kubeMigrationNodeApi(kc),
+    clock: realClock,
+    log,
+  });
+  publisher.start();
 
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal: sig });
-    server
-      .close(30_000)
+    publisher
+      .stop()
+      .then(() => server.close(30_000))
       .then(() => process.exit(0))
       .catch((e: unknown) => {
         log.error('shutdown failed', { error: (e as Error).message });

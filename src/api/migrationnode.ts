@@ -13,6 +13,8 @@ import type { ObjectMeta } from './v1alpha1.ts';
 
 export const MIGRATION_NODE_KIND = 'MigrationNode';
 export const MIGRATION_NODE_PLURAL = 'migrationnodes';
+/** Condition the agent sets on every publish: True (FactsPublished) or False (FactsUnavailable). */
+export const PUBLISHED_CONDITION = 'Published';
 
 /** Facts as stored in status (and, partly, in spec.factsOverride): NodeFacts without the hostname. */
 export interface NodeFactsView {
@@ -44,10 +46,20 @@ export interface MigrationNodeStatus {
   conditions?: Condition[];
 }
 
+/** metav1.OwnerReference: the agent makes its node's Node the owner, so the MigrationNode goes with it. */
+export interface OwnerReference {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
+}
+
 export interface MigrationNode {
   apiVersion?: string;
   kind?: string;
-  metadata: ObjectMeta;
+  metadata: ObjectMeta & { ownerReferences?: OwnerReference[] };
   spec?: MigrationNodeSpec;
   status?: MigrationNodeStatus;
 }
@@ -59,6 +71,20 @@ export interface NodePair {
   compatible: boolean;
   /** Why not (compareFacts' reasons, by code), empty when compatible. */
   reasons: { code: string; message: string }[];
+}
+
+/** The view of what the engine measured (the hostname dropped: the object is named after the Node), with the
+ * runtime the Node reports when known. Pure. */
+export function observedFactsOf(f: NodeFacts, containerRuntime?: string): NodeFactsView {
+  return {
+    arch: f.arch,
+    kernelRelease: f.kernelRelease,
+    criuVersion: f.criuVersion,
+    criuFeatures: { ...f.criuFeatures },
+    memAvailableBytes: f.memAvailableBytes,
+    cpu: { vendor: f.cpu.vendor, model: f.cpu.model, flags: [...f.cpu.flags] },
+    ...(containerRuntime !== undefined && containerRuntime !== '' ? { containerRuntime } : {}),
+  };
 }
 
 /** Engine NodeFacts from a view (missing fields read as unknown: '' / 0 / none). Pure. */

@@ -1,23 +1,19 @@
 // `migprobe` entry point: wires the real engine and the process streams to runCli, sets the exit code.
 
-import { readFile } from 'node:fs/promises';
 import { checkContainer, checkRestoreOnly } from '../engine/index.ts';
 import { collectNodeFacts } from '../engine/index.ts';
 import { resolveCriu } from '../engine/index.ts';
 import { runtimeSocketProblem } from '../engine/index.ts';
 import { runCli } from './cli.ts';
 import type { CliDeps } from './cli.ts';
+import { migprobeVersion } from '../version.ts';
 
 const deps: CliDeps = {
   checkContainer: (ref, opts, target, io) => checkContainer(ref, opts, target, io),
   checkRestoreOnly: (src, opts, target, io) => checkRestoreOnly(src, opts, target, io),
   nodeFacts: async () => collectNodeFacts((await resolveCriu()).path),
   runtimeSocketProblem: (address) => runtimeSocketProblem(address),
-  version: async () => {
-    // src/cli/main.ts and dist/cli/main.js both sit two levels below package.json
-    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  },
+  version: migprobeVersion,
 };
 
 try {

@@ -74,7 +74,7 @@ test('deploy/ is identical to a fresh render of the chart (run hack/render-deplo
   const ns = findObject(objs, 'Namespace', NS);
   assert.equal(ns.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'privileged');
   const crds = objs.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => o.metadata.name);
-  assert.deepEqual(crds, ['migrationprobes.migprobe.io'], 'deploy/migprobe.yaml includes the CRD');
+  assert.deepEqual(crds, ['migrationnodes.migprobe.io', 'migrationprobes.migprobe.io'], 'deploy/migprobe.yaml includes the CRDs');
 });
 
 interface Rule {
@@ -134,7 +134,15 @@ test('RBAC: exact verbs, no wildcards, leases only in the release namespace', as
     assertRules(rulesOf(objs, 'Role', '-controller'), ['coordination.k8s.io/leases: create,get,update'], 'controller Role');
     assertRules(
       rulesOf(objs, 'ClusterRole', '-agent'),
-      ['authentication.k8s.io/tokenreviews: create', 'core/pods: get', 'core/namespaces: get', 'migprobe.io/migrationprobes: get'],
+      [
+        'authentication.k8s.io/tokenreviews: create',
+        'core/pods: get',
+        'core/namespaces: get',
+        'core/nodes: get',
+        'migprobe.io/migrationprobes: get',
+        'migprobe.io/migrationnodes: create,get',
+        'migprobe.io/migrationnodes/status: get,patch,update',
+      ],
       'agent ClusterRole',
     );
     assertRules(rulesOf(objs, 'Role', '-agent'), ['core/pods: list'], 'agent Role');
@@ -150,6 +158,25 @@ test('RBAC: exact verbs, no wildcards, leases only in the release namespace', as
         assert.equal(s.namespace, NS);
       }
     }
+  }
+});
+
+test('the agents may write only their own node\'s MigrationNode: a ValidatingAdmissionPolicy bound to their ServiceAccount', async () => {
+  const tb = await testbed();
+  for (const c of valuesCases()) {
+    const objs = parseObjects(await helmTemplate(tb.helm, { args: valuesArgs(c) }));
+    const policy = findObject(objs, 'ValidatingAdmissionPolicy', '-agent-own-migrationnode');
+    const binding = findObject(objs, 'ValidatingAdmissionPolicyBinding', '-agent-own-migrationnode');
+    assert.equal(at(binding, 'spec', 'policyName'), policy.metadata.name);
+    assert.deepEqual(at(binding, 'spec', 'validationActions'), ['Deny']);
+    assert.equal(at(policy, 'spec', 'failurePolicy'), 'Fail');
+    const sa = findObject(objs, 'ServiceAccount', '-agent').metadata.name;
+    assert.equal(at(policy, 'spec', 'matchConditions', 0, 'expression'), `request.userInfo.username == "system:serviceaccount:${NS}:${sa}"`);
+    assert.deepEqual(at(policy, 'spec', 'matchConstraints', 'resourceRules', 0, 'resources'), ['migrationnodes', 'migrationnodes/status']);
+  }
+  for (const off of [['--set', 'rbac.restrictAgentToOwnNode=false'], ['--set', 'rbac.create=false']]) {
+    const objs = parseObjects(await helmTemplate(tb.helm, { args: off }));
+    assert.deepEqual(objs.filter((o) => o.kind.startsWith('ValidatingAdmissionPolicy')), [], off.join(' '));
   }
 });
 

@@ -2,7 +2,8 @@
 // as the chart's controller ServiceAccount (a TokenRequest token, so the API server applies exactly the
 // chart's ClusterRole and Role), with the flags the chart renders, during an end-to-end probe of a real
 // container between two agent processes (test/operator/harness.ts). Its log must show no RBAC denial.
-// The agent's few API calls (GET a pod, a MigrationProbe, a Namespace; LIST its peers' pods; create a TokenReview) are checked with `kubectl auth can-i` as its
+// The agent's few API calls (GET a pod, a MigrationProbe, a Namespace, a Node; LIST its peers' pods; create a TokenReview;
+// create a MigrationNode and patch its status) are checked with `kubectl auth can-i` as its
 // ServiceAccount, as are a few things neither may do.
 
 import { test } from 'node:test';
@@ -133,7 +134,16 @@ test('the agent ServiceAccount may do exactly its few API calls; neither Service
     [agent, ['list', 'pods', '-n', 'default'], false],
     [agent, ['list', 'pods', '-n', ns], true],
     [agent, ['watch', 'pods', '-n', ns], false],
-    [agent, ['get', 'nodes'], false],
+    [agent, ['get', 'nodes'], true],
+    [agent, ['list', 'nodes'], false],
+    [agent, ['patch', 'nodes'], false],
+    [agent, ['get', 'migrationnodes.migprobe.io'], true],
+    [agent, ['create', 'migrationnodes.migprobe.io'], true],
+    [agent, ['list', 'migrationnodes.migprobe.io'], false],
+    [agent, ['patch', 'migrationnodes.migprobe.io'], false],
+    [agent, ['update', 'migrationnodes.migprobe.io'], false],
+    [agent, ['delete', 'migrationnodes.migprobe.io'], false],
+    [agent, ['patch', 'migrationnodes.migprobe.io', '--subresource=status'], true],
     [agent, ['get', 'migrationprobes.migprobe.io', '-n', 'default'], true],
     [agent, ['list', 'migrationprobes.migprobe.io', '-n', 'default'], false],
     [agent, ['patch', 'migrationprobes.migprobe.io', '-n', 'default'], false],

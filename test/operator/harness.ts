@@ -75,6 +75,8 @@ export interface StartOperatorOptions {
   /** Namespace of the agent pods and ServiceAccounts; default `<namespace>-sys` (a namespace cannot be reused
    * once deleted here: with no namespace controller it stays Terminating). */
   agentNamespace?: string;
+  /** Extra agent flags (both agents), e.g. `--facts-interval 2s`. */
+  agentArgs?: string[];
 }
 
 function managed(name: string, logDir: string, args: () => string[], env: Record<string, string>): ManagedProcess {
@@ -236,6 +238,8 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
       await kube.createReadyNode(kc, node, ip);
       cleanups.push(async () => {
         await core.deleteNode({ name: node }).catch(() => undefined);
+        // The agent published the node's MigrationNode; with no garbage collector here it would outlive the Node.
+        await execa(tb.kubectl, ['--kubeconfig', kubeconfigPath, 'delete', 'migrationnode', node, '--ignore-not-found', '--wait=false'], { reject: false });
       });
       const workDir = join(logDir, `work-${node}`);
       const checkpointDir = join(logDir, `checkpoints-${node}`);
@@ -254,6 +258,7 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
         '--containerd-namespace', tb.containerd.namespace,
         '--checkpoint-dir', checkpointDir,
         ...(tls ? ['--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--agent-ca-file', tls.ca] : []),
+        ...(o.agentArgs ?? []),
       ], env);
       cleanups.push(() => proc.stop('SIGTERM', 15_000));
       await proc.start();
