@@ -6,7 +6,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testbed, startApiServer, stopApiServer, type ApiServerState } from '../../testbed/index.ts';
@@ -51,17 +51,21 @@ async function ensureCrd(): Promise<void> {
   await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/migrationprobes.migprobe.io']);
 }
 
-/** The served CRD's versions (schemas, printer columns, subresources) equal those in crds/. */
+/** Every served CRD's versions (schemas, printer columns, subresources) equal those in crds/. */
 async function assertServedCrdIsTheFile(): Promise<void> {
-  const served = JSON.parse((await kubectl(['get', 'crd', 'migrationprobes.migprobe.io', '-o', 'json'])).stdout) as {
-    spec: { group: string; names: unknown; scope: string; versions: unknown[] };
-  };
-  const file = parseObjects(readFileSync(join(CRDS_DIR, 'migprobe.io_migrationprobes.yaml'), 'utf8'))[0] as unknown as {
-    spec: { group: string; names: Record<string, unknown>; scope: string; versions: unknown[] };
-  };
-  assert.equal(served.spec.group, file.spec.group);
-  assert.equal(served.spec.scope, file.spec.scope);
-  assert.deepEqual(served.spec.versions, file.spec.versions, 'the served CRD versions differ from crds/');
+  for (const f of readdirSync(CRDS_DIR).filter((x) => x.endsWith('.yaml'))) {
+    const file = parseObjects(readFileSync(join(CRDS_DIR, f), 'utf8'))[0] as unknown as {
+      metadata: { name: string };
+      spec: { group: string; names: Record<string, unknown>; scope: string; versions: unknown[] };
+    };
+    await kubectl(['wait', '--for=condition=Established', '--timeout=60s', `crd/${file.metadata.name}`]);
+    const served = JSON.parse((await kubectl(['get', 'crd', file.metadata.name, '-o', 'json'])).stdout) as {
+      spec: { group: string; names: unknown; scope: string; versions: unknown[] };
+    };
+    assert.equal(served.spec.group, file.spec.group);
+    assert.equal(served.spec.scope, file.spec.scope);
+    assert.deepEqual(served.spec.versions, file.spec.versions, `the served CRD versions differ from crds/${f}`);
+  }
 }
 
 after(async () => {
@@ -115,10 +119,12 @@ for (const major of ['Helm 4', 'Helm 3'] as const) {
         await kubectl(['-n', ns, 'get', kind, n, '-o', 'name']);
       }
       await kubectl(['get', 'clusterrole', `${name}-controller`, `${name}-agent`, '-o', 'name']);
+      await kubectl(['get', 'validatingadmissionpolicy,validatingadmissionpolicybinding', `${name}-agent-own-migrationnode`, '-o', 'name']);
 
       // The CRD is served: kubectl knows the short name and category, and lists, creates and deletes probes.
       const resources = await kubectl(['api-resources', '--api-group=migprobe.io', '-o', 'wide']);
       assert.match(resources.stdout, /migrationprobes\s+mprobe\s+migprobe\.io\/v1alpha1\s+true\s+MigrationProbe/);
+      assert.match(resources.stdout, /migrationnodes\s+mpnode\s+migprobe\.io\/v1alpha1\s+false\s+MigrationNode/);
       await kubectl(['get', 'migrationprobes', '--all-namespaces']);
       const probe = {
         apiVersion: 'migprobe.io/v1alpha1',
