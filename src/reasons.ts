@@ -264,6 +264,16 @@ export const REASON_CATALOG: Readonly<Record<ReasonCode, ReasonInfo>> = {
     description: 'The restore-only checkpoint does not provably belong to the probe\'s namespace.',
     hint: 'keep the kubelet\'s name checkpoint-<pod>_<namespace>-<container>-<time>.tar, or put it in <checkpoint folder>/<namespace>/ (spec.checkpoint.path)',
   },
+  TargetNodeUnschedulable: {
+    phase: 'setup',
+    description: 'A candidate target node of a MigrationReadiness is cordoned (spec.unschedulable): nothing could be moved there, so it is screened out before any dump.',
+    hint: 'kubectl uncordon the node if it should take pods, or leave it out of the readiness (spec.targets.nodeNames / spec.targets.nodeSelector)',
+  },
+  NodeFactsUnknown: {
+    phase: 'compat',
+    description: 'No MigrationNode facts (architecture, kernel, CRIU) are published for a node of the pair, so its static compatibility cannot be judged; the pair is screened out before any dump.',
+    hint: 'check the migprobe agent on that node (it publishes the MigrationNode named after the node: kubectl get migrationnodes), or declare the facts in the MigrationNode\'s spec.factsOverride',
+  },
 };
 
 /** Build a reason with the catalog's phase and hint unless overridden. */

@@ -60,6 +60,9 @@ export const REASON_CODES = [
   'ProbeNotFound',
   'ProbeMismatch',
   'CheckpointNotAllowed',
+  // fleet readiness: a candidate target screened out before any dump
+  'TargetNodeUnschedulable',
+  'NodeFactsUnknown',
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];

@@ -51,6 +51,8 @@ export type ReadinessPhase = 'Pending' | 'Running' | 'Completed' | 'Failed';
 
 export interface TargetStatus {
   nodeName: string;
+  /** The source node of the pair (every selected pod's node; one entry per source node x target). */
+  sourceNodeName?: string;
   /** False when static node facts (or the node's state) rule it out before any dump. */
   eligible: boolean;
   reasons?: StatusReason[];
@@ -67,6 +69,8 @@ export interface PodTargetResult {
 export interface PodReadiness {
   namespace: string;
   name: string;
+  /** The node the pod runs on. */
+  nodeName?: string;
   owner?: { kind: string; name: string };
   /** Undefined until every probe of this pod finished. */
   migratable?: boolean;
@@ -90,6 +94,12 @@ export interface ReadinessChange {
   reasons?: string[];
 }
 
+export interface ReadinessBaseline {
+  runId: number;
+  pods: { namespace: string; name: string; migratable: boolean; reasons?: string[] }[];
+  pairs: { source: string; target: string; eligible: boolean; reasons?: string[] }[];
+}
+
 export interface ReadinessStatus {
   observedGeneration?: number;
   phase?: ReadinessPhase;
@@ -105,6 +115,8 @@ export interface ReadinessStatus {
   pods?: PodReadiness[];
   /** Newest last, at most 50. */
   changes?: ReadinessChange[];
+  /** The verdicts of the last completed run, kept while the next one runs: drift is measured against them. */
+  baseline?: ReadinessBaseline;
   /** Measured over the current run: the most probes running at once, and the most pods of one owner frozen at once. */
   budgetObserved?: { maxConcurrentProbes: number; maxFrozenPerOwner: number };
   conditions?: Condition[];

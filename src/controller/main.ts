@@ -1,5 +1,6 @@
-// migprobe-controller. Thin: flags/env, informers, work queue, leader election, metrics, graceful shutdown.
-// The logic is in reconcile.ts (and phases.ts).
+// migprobe-controller. Thin: flags/env, informers, work queues, leader election, metrics, graceful shutdown.
+// Two controllers in one process under one Lease: MigrationProbes (reconcile.ts, phases.ts) and
+// MigrationReadinesses (readiness/), each with its own work queue, sharing the informers they both read.
 //
 //   node src/controller/main.ts [--kubeconfig F] [--agent-namespace migprobe-system] [--agent-port 9443]
 //     [--max-dumps-per-node 2] [--token-service-account ns/name | --token-file F] [--metrics-bind 127.0.0.1:8080]
@@ -9,7 +10,9 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { hostname } from 'node:os';
-import type { KubernetesObject, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { KubernetesObject, V1Namespace, V1Node, V1Pod, V1ReplicaSet } from '@kubernetes/client-node';
+import { MIGRATION_NODE_PLURAL, type MigrationNode } from '../api/migrationnode.ts';
+import { READINESS_PLURAL, type MigrationReadiness } from '../api/readiness.ts';
 import { GROUP, PLURAL, VERSION, type MigrationProbe } from '../api/v1alpha1.ts';
 import { AgentClient } from '../agent-api/client.ts';
 import { fileTokenSource, requestedTokenSource, type TokenSource } from '../agent-api/auth.ts';
@@ -27,6 +30,10 @@ import { kubeProbeWriter, recorderEventSink } from './kubeio.ts';
 import { probeMetrics } from './metrics.ts';
 import { AGENT_LABEL, AGENT_LABEL_VALUE, ProbeReconciler } from './reconcile.ts';
 import { routing } from './routing.ts';
+import { kubeReadinessWriter, readinessEventSink } from './readiness/kubeio.ts';
+import { readinessMetrics } from './readiness/metrics.ts';
+import { ReadinessReconciler } from './readiness/reconcile.ts';
+import { readinessRouting } from './readiness/routing.ts';
 
 const { values } = parseArgs({
   options: {
@@ -65,6 +72,7 @@ async function main(): Promise<void> {
   const registry = createRegistry();
   const agentNamespace = values['agent-namespace'] ?? 'migprobe-system';
   const queue = new WorkQueue({ name: 'migrationprobe', clock, metrics: workQueueMetrics(registry, 'migrationprobe') });
+  const readinessQueue = new WorkQueue({ name: 'migrationreadiness', clock, metrics: workQueueMetrics(registry, 'migrationreadiness') });
 
   const mk = <T extends KubernetesObject>(name: string, path: string, labelSelector?: string): Informer<T> =>
     new Informer<T>({ name, kubeConfig: kc, path, clock, logger: log, metrics: informerMetrics(registry, name), resyncPeriodMs: 5 * 60_000, ...(labelSelector ? { labelSelector } : {}) });
@@ -76,12 +84,22 @@ async function main(): Promise<void> {
   const nodes = mk<V1Node>('nodes', '/api/v1/nodes');
   const agentPods = mk<V1Pod>('agent-pods', `/api/v1/namespaces/${agentNamespace}/pods`, `${AGENT_LABEL}=${AGENT_LABEL_VALUE}`);
 
-  // Handlers only enqueue probe keys (routing.ts); reconcile reads the caches.
+  // Cluster-scoped readinesses and node facts; owners and namespace labels for the readiness's selection.
+  const readinesses = mk<MigrationReadiness & KubernetesObject>('migrationreadinesses', `/apis/${GROUP}/${VERSION}/${READINESS_PLURAL}`);
+  const migrationNodes = mk<MigrationNode & KubernetesObject>('migrationnodes', `/apis/${GROUP}/${VERSION}/${MIGRATION_NODE_PLURAL}`);
+  const replicaSets = mk<V1ReplicaSet>('replicasets', `/apis/apps/v1${nsPath}/replicasets`);
+  const namespaces = mk<V1Namespace>('namespaces', '/api/v1/namespaces');
+
+  // Handlers only enqueue keys (routing.ts, readiness/routing.ts); reconcile reads the caches.
   const route = routing(() => probes.list(), queue);
   probes.on(route.probes);
   pods.on(route.pods);
   nodes.on(route.nodes);
   agentPods.on(route.agentPods);
+  const readinessRoute = readinessRouting(() => readinesses.list(), readinessQueue);
+  readinesses.on(readinessRoute.readinesses);
+  probes.on(readinessRoute.probes);
+  pods.on(readinessRoute.pods);
 
   // https when asked, or when a CA for the agents' certificate is given; then the token never goes over plain HTTP.
   const agentScheme = values['agent-scheme'] === 'https' || (values['agent-scheme'] === '' && values['agent-ca-file'] !== undefined) ? 'https' : 'http';
@@ -112,8 +130,27 @@ async function main(): Promise<void> {
     },
   });
 
+  const readinessReconciler = new ReadinessReconciler({
+    readinesses,
+    probes,
+    pods,
+    nodes,
+    agentPods,
+    migrationNodes,
+    replicaSets,
+    namespaces,
+    writer: kubeReadinessWriter(kc),
+    events: readinessEventSink(recorder),
+    metrics: readinessMetrics(registry),
+    clock,
+    log: log.child({ controller: 'migrationreadiness' }),
+    config: { agentNamespace, agentScheme, agentPort: Number(values['agent-port']) },
+  });
+
   const informers = [probes, pods, nodes, agentPods];
+  const readinessInformers = [readinesses, migrationNodes, replicaSets, namespaces];
   let controller: Controller | undefined;
+  let readinessController: Controller | undefined;
   let leading = !values['leader-elect'];
   const bind = /^(.*):(\d+)$/.exec(values['metrics-bind'] ?? '');
   const health = await startHealthServer({
@@ -140,6 +177,21 @@ async function main(): Promise<void> {
       clock,
     });
     controller.start();
+    // The readiness controller waits for its own informers too; the probe controller never waits for them.
+    for (const i of readinessInformers) i.start();
+    await Promise.all(readinessInformers.map((i) => i.waitForSync()));
+    if (stopping) return;
+    log.info('readiness caches synced; reconciling', { readinesses: readinesses.list().length });
+    readinessController = new Controller({
+      name: 'migrationreadiness',
+      queue: readinessQueue,
+      reconcile: (key) => readinessReconciler.reconcile(key),
+      workers: 1,
+      metrics: new ControllerMetrics(registry, 'migrationreadiness'),
+      logger: log,
+      clock,
+    });
+    readinessController.start();
   };
 
   let stopping = false;
@@ -147,9 +199,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal: sig, leading });
-    await controller?.stop(20_000);
+    await Promise.all([controller?.stop(20_000), readinessController?.stop(20_000)]);
     queue.shutDown();
-    await Promise.all(informers.map((i) => i.stop()));
+    readinessQueue.shutDown();
+    await Promise.all([...informers, ...readinessInformers].map((i) => i.stop()));
     await leader?.stop();
     await recorder.flush();
     await health.close();

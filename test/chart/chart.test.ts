@@ -74,7 +74,7 @@ test('deploy/ is identical to a fresh render of the chart (run hack/render-deplo
   const ns = findObject(objs, 'Namespace', NS);
   assert.equal(ns.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'privileged');
   const crds = objs.filter((o) => o.kind === 'CustomResourceDefinition').map((o) => o.metadata.name);
-  assert.deepEqual(crds, ['migrationnodes.migprobe.io', 'migrationprobes.migprobe.io'], 'deploy/migprobe.yaml includes the CRDs');
+  assert.deepEqual(crds, ['migrationnodes.migprobe.io', 'migrationprobes.migprobe.io', 'migrationreadinesses.migprobe.io'], 'deploy/migprobe.yaml includes the CRDs');
 });
 
 interface Rule {
@@ -124,12 +124,18 @@ test('RBAC: exact verbs, no wildcards, leases only in the release namespace', as
       }
     }
     assertRules(rulesOf(objs, 'ClusterRole', '-controller'), [
+      'apps/replicasets: get,list,watch',
       'core/events: create,patch',
+      'core/namespaces: get,list,watch',
       'core/nodes: get,list,watch',
       'core/pods: get,list,watch',
-      'migprobe.io/migrationprobes: delete,get,list,patch,update,watch',
+      'migprobe.io/migrationnodes: get,list,watch',
+      'migprobe.io/migrationprobes: create,delete,get,list,patch,update,watch',
       'migprobe.io/migrationprobes/finalizers: update',
       'migprobe.io/migrationprobes/status: patch,update',
+      'migprobe.io/migrationreadinesses: get,list,watch',
+      'migprobe.io/migrationreadinesses/finalizers: update',
+      'migprobe.io/migrationreadinesses/status: patch,update',
     ], 'controller ClusterRole');
     assertRules(rulesOf(objs, 'Role', '-controller'), ['coordination.k8s.io/leases: create,get,update'], 'controller Role');
     assertRules(
