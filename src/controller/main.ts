@@ -177,7 +177,12 @@ async function main(): Promise<void> {
       clock,
     });
     controller.start();
-    // The readiness controller waits for its own informers too; the probe controller never waits for them.
+    // The readiness controller waits for its own informers in the background: the probe controller (and the
+    // shutdown handlers) never wait for them, e.g. for a CRD not installed yet.
+    startReadiness().catch((e: unknown) => log.error('readiness controller failed', { error: (e as Error).message }));
+  };
+
+  const startReadiness = async (): Promise<void> => {
     for (const i of readinessInformers) i.start();
     await Promise.all(readinessInformers.map((i) => i.waitForSync()));
     if (stopping) return;
