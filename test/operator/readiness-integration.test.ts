@@ -63,8 +63,10 @@ function watchBudget(op: Operator, readiness: string): { stop(): void; max: { un
         `/apis/${GROUP}/${VERSION}/namespaces/${op.namespace}/migrationprobes`,
         { labelSelector: `migprobe.io/readiness=${readiness}` },
         (type: string, p: MigrationProbe) => {
-          const name = p.metadata.name ?? '';
-          seen.add(name);
+          // ERROR (a Status, e.g. 410 Gone) and BOOKMARK events name no probe.
+          if (!['ADDED', 'MODIFIED', 'DELETED'].includes(type) || p.metadata?.name === undefined) return;
+          const name = p.metadata.name;
+          seen.add(`${name} (run ${p.metadata.labels?.['migprobe.io/readiness-run'] ?? '?'}: ${p.spec.podName} -> ${p.spec.targetNodeName})`);
           if (type === 'DELETED') phases.delete(name);
           else phases.set(name, p.status?.phase);
           const all = [...phases.values()];
@@ -72,7 +74,7 @@ function watchBudget(op: Operator, readiness: string): { stop(): void; max: { un
           max.active = Math.max(max.active, all.filter((ph) => isActivePhase(ph)).length);
         },
         () => {
-          if (!stopped) start(); // the watch was cut: go on (events are applied level-wise)
+          if (!stopped) setTimeout(start, 200); // the watch was cut: go on (events are applied level-wise)
         },
       )
       .then((r) => {
@@ -211,7 +213,7 @@ test('MigrationReadiness: per-pod answers, screening before any dump, a schedule
   watch.stop();
   assert.equal(rf.status?.totals?.migratable, 10, JSON.stringify(rf.status?.totals));
   assert.deepEqual(rf.status?.pods?.map((p) => p.owner), fleet.map(() => ({ kind: 'ReplicaSet', name: 'fleet-7c' })));
-  assert.equal(watch.seen.size, 10, 'ten probes, one per pod');
+  assert.equal(watch.seen.size, 10, `ten probes, one per pod: ${[...watch.seen].join('; ')}`);
   assert.equal(watch.max.unfinished, 1, `measured by the test's own watch: at most one probe of the ReplicaSet unfinished at once (saw ${watch.max.unfinished})`);
   assert.equal(watch.max.active, 1);
   assert.deepEqual(rf.status?.budgetObserved, { maxConcurrentProbes: 1, maxFrozenPerOwner: 1 });
