@@ -10,9 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import * as k8s from '@kubernetes/client-node';
 import { kube, testbed, type RunningContainer } from '../../testbed/index.ts';
+import { watchReadinessProbes } from '../../testbed/readiness-watch.ts';
 import type { MigrationNode } from '../../src/api/migrationnode.ts';
 import type { MigrationReadiness, ReadinessStatus } from '../../src/api/readiness.ts';
-import { isActivePhase, isFinalPhase, type MigrationProbe, type Phase } from '../../src/api/v1alpha1.ts';
 import { waitReady } from '../engine/workloads.ts';
 import { startOperator, type Operator } from './harness.ts';
 import { listProbes, workloadPod } from './lib.ts';
@@ -48,48 +48,6 @@ async function getMigrationNode(op: Operator, name: string): Promise<MigrationNo
     if ((e as { code?: number }).code === 404) return undefined;
     throw e;
   }
-}
-
-/** Watches the probes of one readiness and keeps the most unfinished / active ones seen at once, in API order. */
-function watchBudget(op: Operator, readiness: string): { stop(): void; max: { unfinished: number; active: number }; seen: Set<string> } {
-  const phases = new Map<string, Phase | undefined>();
-  const max = { unfinished: 0, active: 0 };
-  const seen = new Set<string>();
-  let req: { abort(): void } | undefined;
-  let stopped = false;
-  const start = (): void => {
-    void new k8s.Watch(op.kc)
-      .watch(
-        `/apis/${GROUP}/${VERSION}/namespaces/${op.namespace}/migrationprobes`,
-        { labelSelector: `migprobe.io/readiness=${readiness}` },
-        (type: string, p: MigrationProbe) => {
-          // ERROR (a Status, e.g. 410 Gone) and BOOKMARK events name no probe.
-          if (!['ADDED', 'MODIFIED', 'DELETED'].includes(type) || p.metadata?.name === undefined) return;
-          const name = p.metadata.name;
-          seen.add(`${name} (run ${p.metadata.labels?.['migprobe.io/readiness-run'] ?? '?'}: ${p.spec.podName} -> ${p.spec.targetNodeName})`);
-          if (type === 'DELETED') phases.delete(name);
-          else phases.set(name, p.status?.phase);
-          const all = [...phases.values()];
-          max.unfinished = Math.max(max.unfinished, all.filter((ph) => !isFinalPhase(ph)).length);
-          max.active = Math.max(max.active, all.filter((ph) => isActivePhase(ph)).length);
-        },
-        () => {
-          if (!stopped) setTimeout(start, 200); // the watch was cut: go on (events are applied level-wise)
-        },
-      )
-      .then((r) => {
-        req = r;
-      });
-  };
-  start();
-  return {
-    stop: () => {
-      stopped = true;
-      req?.abort();
-    },
-    max,
-    seen,
-  };
 }
 
 test('MigrationReadiness: per-pod answers, screening before any dump, a scheduled re-run finding a new blocker, the budget held', { timeout: 300_000 }, async (t) => {
@@ -162,7 +120,7 @@ test('MigrationReadiness: per-pod answers, screening before any dump, a schedule
     schedule: '* * * * *',
     budget: { maxConcurrentProbes: 2, maxFrozenPerOwner: 1 },
   });
-  const watch = watchBudget(op, 'fleet-a');
+  const watch = watchReadinessProbes(op.kc, op.namespace, 'fleet-a');
   t.after(() => watch.stop());
   await createReadiness(op, 'fleet-a', { source: { nodeName: a, podSelector: { matchLabels: { app: 'fleet' } } }, targets: { nodeNames: [b] }, budget: { maxConcurrentProbes: 3, maxFrozenPerOwner: 1 } });
 
