@@ -3,16 +3,23 @@
 
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { realClock } from '../kube/clock.ts';
+import type { Clock } from '../kube/clock.ts';
 import { connect } from './kube.ts';
 import { runPlugin } from './plugin.ts';
+
+/** The real clock with timers that keep the process alive (realClock's are unref'ed): a wait is all there is to do. */
+const clock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => globalThis.setTimeout(fn, Math.max(0, ms)),
+  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof globalThis.setTimeout>),
+};
 
 try {
   process.exitCode = await runPlugin(
     process.argv.slice(2),
     {
       connect,
-      clock: realClock,
+      clock,
       freshToken: () => `${new Date().toISOString()}-${randomBytes(3).toString('hex')}`,
       version: async () => {
         // src/plugin/main.ts and dist/plugin/main.js both sit two levels below package.json
