@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { MigrationNode } from '../../src/api/migrationnode.ts';
+import { RERUN_ANNOTATION, type MigrationReadiness } from '../../src/api/readiness.ts';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 import { kube, testbed, type Testbed } from '../../testbed/index.ts';
 import { ROOT } from '../../testbed/paths.ts';
@@ -204,4 +205,54 @@ test('check --wait on the operator harness: the real verdict, printed as the CLI
   // The probes exist as any MigrationProbe: kubectl get lists them.
   const list = await op.kubectl(['get', 'mprobe', '-n', namespace, '-o', 'name']);
   assert.equal(list.stdout.trim().split('\n').length, 4);
+});
+
+test('drain-check against the real readiness controller: progress, the per-pod table, exit 1; a re-run of the same readiness', { timeout: 600_000 }, async (t) => {
+  const tb = await testbed();
+  const namespace = `pl-drn-${randomBytes(3).toString('hex')}`;
+  const op = await startOperator({ tb, namespace });
+  const [a, b] = op.nodes;
+  const name = `drain-${a}`;
+  t.after(async () => {
+    await op.kubectl(['delete', 'migrationreadiness', name, '--ignore-not-found', '--timeout=60s'], { reject: false });
+    await op.stop();
+    await kube.deleteNamespace(op.kc, namespace);
+    await kube.deleteNamespace(op.kc, op.agentNamespace);
+  });
+  const web = await workloadPod(op, 'web', a, ['sleep', '100000']);
+  t.after(() => web.remove());
+  const locked = await workloadPod(op, 'locked', a, ['/usr/local/bin/flocker', 'flock']);
+  t.after(() => locked.remove());
+  const kmp = pluginRunner(t, tb, tb.kubeconfigPath).run;
+
+  const r = await kmp(['drain-check', a, '--timeout', '5m']);
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}\n${op.controller.log().slice(-3000)}`);
+  // stderr is not a terminal here: plain progress lines, the last one the finished run.
+  const progress = r.stderr.split('\n').filter((l) => l !== '');
+  assert.ok(progress.length >= 1, r.stderr);
+  assert.match(progress.at(-1) ?? '', new RegExp(`^${name}: Completed, run 1: probes 2/2 done, pods 2/2 decided \\(\\d+s\\)$`));
+  assert.match(r.stdout, /^NAMESPACE\s+POD\s+OWNER\s+MIGRATABLE\s+BEST TARGET\s+TARGETS\s+REASONS\n/);
+  assert.match(r.stdout, new RegExp(`\\n${namespace}\\s+locked\\s+-\\s+no\\s+-\\s+-\\s+FileLocks\\n`));
+  assert.match(r.stdout, new RegExp(`\\n${namespace}\\s+web\\s+-\\s+yes\\s+${b}\\s+${b}\\s+-\\n`));
+  assert.match(r.stdout, new RegExp(`Eligible targets: ${b}\\n`));
+  assert.match(r.stdout, /Blockers:\n {2}FileLocks \(1 pod\): fix: /);
+  assert.match(r.stdout, /Pods 2: 1 migratable, 1 blocked, 0 pending, 0 skipped; 2 probes \(run 1\)\n/);
+  assert.match(r.stdout, /Drainable: False \(PodsBlocked\): /);
+
+  // The same readiness again: a re-run (run 2) through the rerun annotation, -o json prints the object.
+  const again = await kmp(['drain-check', a, '--to-nodes', b, '-o', 'json']);
+  assert.equal(again.code, 1, again.stderr);
+  const obj = JSON.parse(again.stdout) as MigrationReadiness;
+  assert.equal(obj.metadata.name, name);
+  assert.equal(obj.status?.runId, 2);
+  assert.equal(obj.status?.observedRerun, obj.metadata.annotations?.[RERUN_ANNOTATION]);
+  assert.deepEqual(obj.spec.targets, { nodeNames: [b] });
+  assert.deepEqual(obj.status?.pods?.map((p) => [p.name, p.migratable]), [['locked', false], ['web', true]]);
+  // Once the blocker is gone, the node is drainable: exit 0.
+  await locked.remove();
+  await kube.deletePod(op.kc, namespace, 'locked');
+  const ok = await kmp(['drain-check', a, '-o', 'wide']);
+  assert.equal(ok.code, 0, `${ok.stdout}\n${ok.stderr}`);
+  assert.match(ok.stdout, /FREEZE\s+PROBES\s+REASONS\n/);
+  assert.match(ok.stdout, /Drainable: True \(AllPodsMigratable\)/);
 });
