@@ -44,8 +44,8 @@ test('the drain-check report: table, ruled-out targets, blockers with their fix,
   const lines = text.split('\n');
   assert.match(lines[0] ?? '', /^NAMESPACE\s+POD\s+OWNER\s+MIGRATABLE\s+BEST TARGET\s+TARGETS\s+REASONS$/);
   assert.match(text, /\nshop\s+db-0\s+StatefulSet\/db\s+no\s+-\s+-\s+FileLocks\n/);
-  assert.match(text, /Targets ruled out before any dump:\n {2}node-c: ArchMismatch: source amd64, target arm64\n/);
-  assert.match(text, /Eligible targets: node-b\n/);
+  assert.match(text, /Targets ruled out before any dump:\n {2}node-a -> node-c: ArchMismatch: source amd64, target arm64\n/);
+  assert.match(text, /Eligible targets: node-b\n/, 'each once');
   assert.match(text, /Blockers:\n {2}FileLocks \(1 pod\): fix: set options.fileLocks: true\n/, 'the hint the pod carries');
   assert.match(text, /Pods 3: 1 migratable, 1 blocked, 0 pending, 1 skipped; 2 probes \(run 3\)\n/);
   assert.match(text, /Drainable: False \(PodsBlocked\): 1 pod has no target\n$/);

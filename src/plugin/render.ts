@@ -89,9 +89,12 @@ export function renderReadiness(r: MigrationReadiness, wide: boolean): string {
   const ruledOut = (s.targets ?? []).filter((t) => !t.eligible);
   if (ruledOut.length > 0) {
     out.push('', 'Targets ruled out before any dump:');
-    for (const t of ruledOut) out.push(`  ${t.nodeName}: ${(t.reasons ?? []).map(reasonText).join('; ') || 'not eligible'}`);
+    for (const t of ruledOut) {
+      const pair = t.sourceNodeName === undefined ? t.nodeName : `${t.sourceNodeName} -> ${t.nodeName}`;
+      out.push(`  ${pair}: ${(t.reasons ?? []).map(reasonText).join('; ') || 'not eligible'}`);
+    }
   }
-  const eligible = (s.targets ?? []).filter((t) => t.eligible).map((t) => t.nodeName);
+  const eligible = [...new Set((s.targets ?? []).filter((t) => t.eligible).map((t) => t.nodeName))];
   if ((s.targets ?? []).length > 0) out.push('', `Eligible targets: ${eligible.length === 0 ? 'none' : eligible.join(', ')}`);
   const counts = s.reasonCounts ?? [];
   if (counts.length > 0) {

@@ -18,8 +18,9 @@ export function readinessFixture(): MigrationReadiness {
       totals: { pods: 3, migratable: 1, blocked: 1, pending: 0, skipped: 1, probes: 2 },
       reasonCounts: [{ code: 'FileLocks', pods: 1 }],
       targets: [
-        { nodeName: 'node-b', eligible: true },
-        { nodeName: 'node-c', eligible: false, reasons: [{ code: 'ArchMismatch', message: 'source amd64, target arm64' }] },
+        { sourceNodeName: 'node-a', nodeName: 'node-b', eligible: true },
+        { sourceNodeName: 'node-a', nodeName: 'node-c', eligible: false, reasons: [{ code: 'ArchMismatch', message: 'source amd64, target arm64' }] },
+        { sourceNodeName: 'node-d', nodeName: 'node-b', eligible: true },
       ],
       pods: [
         {
