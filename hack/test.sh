@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: provisions the test bed's parts (cached in ~/.cache/migprobe), typechecks, lints, starts
-# a private test bed (etcd + kube-apiserver + containerd + CRIU) and the real two-node cluster, runs the unit
+# a private test bed (etcd + kube-apiserver + containerd + CRIU) and the real three-node cluster, runs the unit
 # and integration tests on them, and tears both down. Needs root. Extra arguments are passed to `node --test`
 # (e.g. a file to run alone); the cluster is then started only for files under test/cluster/
-# (MIGPROBE_CLUSTER_UP=1 or 0 overrides; MIGPROBE_CLUSTER_RUNTIMES=1.6,2 puts node-a on containerd 1.6).
+# (MIGPROBE_CLUSTER_UP=1 or 0 overrides; MIGPROBE_CLUSTER_RUNTIMES=1.6,2,2 puts node-a on containerd 1.6).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 # MIGPROBE_TESTBED_NAME lets several runs share the machine, each with its own test bed.

@@ -4,10 +4,10 @@
 #   bash hack/testbed.sh down [name]    stop it and remove what it made
 #   bash hack/testbed.sh status [name]
 #   eval "$(bash hack/testbed.sh env [name])"   export MIGPROBE_TESTBED, KUBECONFIG, MIGPROBE_CRIU, PATH
-# and the real two-node cluster (testbed/cluster.ts; one per machine, name: cluster):
+# and the real three-node cluster (testbed/cluster.ts; one per machine, name: cluster):
 #   bash hack/testbed.sh cluster-up|cluster-down|cluster-status [name]
 #   eval "$(bash hack/testbed.sh cluster-env [name])"   export MIGPROBE_CLUSTER, KUBECONFIG, PATH
-#   MIGPROBE_CLUSTER_RUNTIMES=1.6,2 bash hack/testbed.sh cluster-up   node-a on Debian's containerd 1.6 (default 2,2)
+#   MIGPROBE_CLUSTER_RUNTIMES=1.6,2,2 bash hack/testbed.sh cluster-up   node-a on Debian's containerd 1.6 (default 2,2,2)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cmd="${1:-status}"

@@ -1,5 +1,5 @@
 // `node testbed/cluster-cli.ts up|down|status [name]`: starts, stops or shows the test bed's real
-// two-node cluster (testbed/cluster.ts), whose daemons outlive this process, with its state in
+// three-node cluster (testbed/cluster.ts), whose daemons outlive this process, with its state in
 // /var/lib/migprobe-cluster/<name>/state.json. Used by hack/testbed.sh (cluster-up, cluster-down,
 // cluster-status) and hack/test.sh. `down` exits 1 and lists what it could not remove.
 

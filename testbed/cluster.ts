@@ -1,15 +1,19 @@
-// The test bed's real two-node Kubernetes cluster, started and torn down by the test bed itself:
+// The test bed's real three-node Kubernetes cluster, started and torn down by the test bed itself:
 //   control plane  etcd + kube-apiserver on node-a's IP (pods reach it through the `kubernetes` Service),
-//                  kube-controller-manager, kube-scheduler, one kube-proxy (iptables mode) for the machine
-//   node-a         kubelet on containerd v2 (MIGPROBE_CLUSTER_RUNTIMES=1.6,2: Debian's containerd 1.6, CRI plugin on)
-//   node-b         kubelet on containerd v2 (it implements the kubelet checkpoint API)
+//                  kube-controller-manager, kube-scheduler, one kube-proxy (iptables mode) for the machine: the
+//                  nodes share the host's netfilter, so its rules serve every node
+//   node-a         172.30.0.11, pods 10.244.1.0/24, kubelet on containerd v2
+//   node-b         172.30.0.12, pods 10.244.2.0/24, kubelet on containerd v2
+//   node-c         172.30.0.13, pods 10.244.3.0/24, kubelet on containerd v2
+// containerd v2 implements the kubelet checkpoint API and the CRI restore; MIGPROBE_CLUSTER_RUNTIMES (e.g.
+// 1.6,2,2) puts a node on Debian's containerd 1.6 (CRI plugin on) instead.
 // Each node is a mount namespace of its own (testbed/nodens.ts) in which its containerd and kubelet see
 // the usual paths (/run/containerd/containerd.sock, /var/lib/containerd, /var/lib/kubelet, /var/log/pods,
 // /etc/cni/net.d, /run/netns, /var/lib/migprobe) bound to the node's own folders: a chart's default hostPaths
-// work on both nodes, and two kubelets never meet in a fixed path. Each node also has its own cgroupRoot, CNI
-// bridge and pod CIDR, and a node IP on a veth. No registry: the pause and test images are built locally and
-// imported into both runtimes; pods use imagePullPolicy: Never. One cluster per machine (kube-proxy owns the
-// host's KUBE-* netfilter chains). `clusterDown` leaves nothing: pods' processes and shims, the nodes' mount
+// work on every node, and no two kubelets meet in a fixed path. Each node also has its own cgroupRoot
+// (/mp-node-<x>), CNI bridge and pod CIDR, and a node IP on a veth. No registry: the pause and test images are
+// built locally and imported into every node's runtime; pods use imagePullPolicy: Never. One cluster per
+// machine (kube-proxy owns the host's KUBE-* netfilter chains). `clusterDown` leaves nothing: pods' processes and shims, the nodes' mount
 // namespaces (with every mount made in them), cgroups in every hierarchy, links, netfilter chains, daemons,
 // the sysctls the kubelets changed; it also cleans what a crashed earlier run left. The containerd image
 // stores stay, so a warm start imports nothing.
@@ -81,7 +85,7 @@ export interface Cluster {
   sysctls: Record<string, string>;
   /** Node name -> its mount namespace, written as soon as it exists (teardown of a half-started cluster). */
   namespaces: Record<string, NodeNamespace>;
-  /** Milliseconds from start to both nodes Ready. */
+  /** Milliseconds from start to every node Ready (and the default ServiceAccount, kube-proxy's first rule). */
   readyMs: number;
 }
 
@@ -123,24 +127,38 @@ export function clusterBinariesFromEnv(): ClusterBinaries {
 /** A node's container runtime: 1 is Debian's containerd 1.6, 2 is containerd v2 (built from its Go module). */
 export type RuntimeMajor = 1 | 2;
 
+/** The runtimes of node-a, node-b and node-c, in that order. */
+export type Runtimes = readonly [RuntimeMajor, RuntimeMajor, RuntimeMajor];
+
+/** The cluster's nodes by the letter of their names, in order: node-a is 1 (172.30.0.11, 10.244.1.0/24), ... */
+export const NODE_LETTERS = ['a', 'b', 'c'] as const;
+
 /**
- * Both nodes on containerd 2, unless MIGPROBE_CLUSTER_RUNTIMES says otherwise: the e2e tests check each verdict
+ * Every node on containerd 2, unless MIGPROBE_CLUSTER_RUNTIMES says otherwise: the e2e tests check each verdict
  * against a real migration (kubelet checkpoint API on the source, CRI restore on the target), and only containerd 2
  * does both. The simulated test bed keeps containerd 1.6 under the same engine code.
  */
-export const DEFAULT_RUNTIMES: readonly [RuntimeMajor, RuntimeMajor] = [2, 2];
+export const DEFAULT_RUNTIMES: Runtimes = [2, 2, 2];
 
-/** MIGPROBE_CLUSTER_RUNTIMES: the runtimes of node-a and node-b, e.g. `2,2` (the default) or `1.6,2`. Pure. */
-export function runtimesOf(spec: string | undefined): [RuntimeMajor, RuntimeMajor] {
+/**
+ * MIGPROBE_CLUSTER_RUNTIMES: the runtimes of node-a, node-b and node-c, e.g. `2,2,2` (the default) or `1.6,2,2`.
+ * Two entries (what the two-node cluster took) name node-a and node-b; node-c is then 2. Pure.
+ */
+export function runtimesOf(spec: string | undefined): [RuntimeMajor, RuntimeMajor, RuntimeMajor] {
   if (spec === undefined || spec.trim() === '') return [...DEFAULT_RUNTIMES];
   const parts = spec.split(',').map((x) => x.trim());
-  const major = (x: string | undefined): RuntimeMajor => {
+  const bad = (why: string): Error =>
+    new Error(
+      `MIGPROBE_CLUSTER_RUNTIMES=${spec}: ${why}; give node-a, node-b and node-c each 1.6 (Debian's containerd) or 2 (containerd v2), ` +
+        'e.g. 2,2,2 (the default) or 1.6,2,2 (two entries name node-a and node-b; node-c is then 2)',
+    );
+  if (parts.length !== 2 && parts.length !== 3) throw bad(`${parts.length} ${parts.length === 1 ? 'entry' : 'entries'}, not 3`);
+  const major = (x: string | undefined, node: string): RuntimeMajor => {
     if (x === '1.6') return 1;
     if (x === '2') return 2;
-    throw new Error(`MIGPROBE_CLUSTER_RUNTIMES=${spec}: each of node-a and node-b is 1.6 (Debian's containerd) or 2 (containerd v2), e.g. 1.6,2 or 2,2`);
+    throw bad(`${node} has "${x ?? ''}"`);
   };
-  if (parts.length !== 2) major(undefined);
-  return [major(parts[0]), major(parts[1])];
+  return [major(parts[0], 'node-a'), major(parts[1], 'node-b'), parts.length === 3 ? major(parts[2], 'node-c') : 2];
 }
 
 /** Where a node keeps its containerd's root (the image store, kept between runs) and state. Pure. */
@@ -151,7 +169,7 @@ export function runtimeDirOf(nodeDir: string, major: RuntimeMajor): string {
 /** Everything about a cluster that does not depend on a run: names, addresses, folders. Pure. */
 export function clusterLayout(
   name: string,
-  runtimes: readonly [RuntimeMajor, RuntimeMajor] = DEFAULT_RUNTIMES,
+  runtimes: Runtimes = DEFAULT_RUNTIMES,
 ): {
   stateDir: string;
   serviceCidr: string;
@@ -162,7 +180,7 @@ export function clusterLayout(
   nodes: { name: string; ip: string; major: RuntimeMajor; runtimeDir: string; cgroupRoot: string; dir: string; net: NodeNet }[];
 } {
   const stateDir = join(CLUSTER_BASE, name);
-  const node = (n: 'a' | 'b', index: number, major: RuntimeMajor) => {
+  const node = (n: (typeof NODE_LETTERS)[number], index: number, major: RuntimeMajor) => {
     const dir = join(stateDir, `node-${n}`);
     return {
       name: `node-${n}`,
@@ -187,7 +205,7 @@ export function clusterLayout(
     clusterCidr: '10.244.0.0/16',
     nodeIPCidr: '172.30.0.0/24',
     apiserverPort: 6443,
-    nodes: [node('a', 1, runtimes[0]), node('b', 2, runtimes[1])],
+    nodes: NODE_LETTERS.map((n, i) => node(n, i + 1, runtimes[i] ?? 2)),
   };
 }
 
@@ -452,7 +470,7 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
   return c;
 }
 
-/** Waits for both nodes Ready, the default ServiceAccount, and kube-proxy's rule for the `kubernetes` Service. */
+/** Waits for every node Ready, the default ServiceAccount, and kube-proxy's rule for the `kubernetes` Service. */
 async function waitReady(c: Cluster, logs: string): Promise<void> {
   const daemons = (): void => {
     const all: [string, number][] = [
@@ -466,7 +484,7 @@ async function waitReady(c: Cluster, logs: string): Promise<void> {
     }
   };
   await waitFor(
-    'both nodes Ready',
+    `every node Ready (${c.nodes.map((n) => n.name).join(', ')})`,
     120_000,
     async () => {
       const ready = await readyNodes(c.apiserver);

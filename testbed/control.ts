@@ -1,6 +1,6 @@
 // The cluster's control-plane daemons beside the API server: kube-controller-manager (ServiceAccount tokens
 // and default ServiceAccounts, Deployments, ReplicaSets, DaemonSets, namespaces, garbage collection),
-// kube-scheduler, and the one kube-proxy of the machine (iptables mode; both nodes share the host's
+// kube-scheduler, and the one kube-proxy of the machine (iptables mode; all nodes share the host's
 // netfilter, so one proxy serves them). Also the removal of every netfilter rule they and the kubelets made
 // (the machine holds one cluster at a time, so every KUBE-* chain is this cluster's).
 

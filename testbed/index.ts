@@ -2,9 +2,9 @@
 // etcd + kube-apiserver, containerd with the test image — and points MIGPROBE_TESTBED at its state file.
 // Tests call `testbed()` to reach it, `runContainer()` for real containers, and `kube.*` for Node/Pod
 // objects. Tests that need an API server of their own (to restart it, say) call `startApiServer`.
-// Tests on the real two-node cluster (testbed/cluster.ts; hack/test.sh starts it for test/cluster/
+// Tests on the real three-node cluster (testbed/cluster.ts; hack/test.sh starts it for test/cluster/
 // and points MIGPROBE_CLUSTER at its state file) call `cluster()`, and `importClusterImage()` to put an
-// image into both nodes' runtimes.
+// image into every node's runtime.
 
 import { readFileSync, existsSync } from 'node:fs';
 import { isReady, type ApiServerState } from './apiserver.ts';
@@ -84,7 +84,8 @@ const CLUSTER_HOW =
 let cachedCluster: Cluster | undefined;
 
 /**
- * The running two-node cluster: node-a (containerd 1.6) and node-b (containerd 2), its admin kubeconfig
+ * The running three-node cluster: node-a, node-b and node-c (each on containerd 2 unless
+ * MIGPROBE_CLUSTER_RUNTIMES says otherwise), its admin kubeconfig
  * (`kubeconfigPath`), node IPs, kubelet URLs and checkpoints folders, the refs of the test and pause images.
  * Throws with a message saying how to start it when it is not up.
  */
@@ -102,7 +103,7 @@ export async function cluster(): Promise<Cluster> {
 }
 
 /**
- * Imports an OCI image archive (e.g. `buildah push IMAGE oci-archive:FILE`) into both nodes' runtimes as
+ * Imports an OCI image archive (e.g. `buildah push IMAGE oci-archive:FILE`) into every node's runtime as
  * `ref`, and returns the ref to put in pod specs (normalized as the kubelet asks for it:
  * `migprobe-agent:0.1.0` becomes `docker.io/library/migprobe-agent:0.1.0`). Use imagePullPolicy: Never.
  */

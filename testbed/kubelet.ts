@@ -32,7 +32,7 @@ export function kubeletConfig(s: KubeletSpec): string {
     {
       kind: 'KubeletConfiguration',
       apiVersion: 'kubelet.config.k8s.io/v1beta1',
-      // Each kubelet serves on its own node IP, so both use the usual port; no read-only or healthz port to clash.
+      // Each kubelet serves on its own node IP, so all use the usual port; no read-only or healthz port to clash.
       address: s.nodeIP,
       port: KUBELET_PORT,
       readOnlyPort: 0,

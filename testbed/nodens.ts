@@ -2,7 +2,7 @@
 // the node's folders at the paths a real node has (/run/containerd, /var/lib/containerd, /var/lib/kubelet,
 // /var/log/pods, /etc/cni/net.d, /var/lib/cni, /run/netns, /var/lib/migprobe). The node's containerd and
 // kubelet run in it, so a pod's hostPath /run/containerd/containerd.sock is its own node's socket, and a chart
-// installs with its default host paths on both nodes. Propagation is slave: the host's mounts show inside,
+// installs with its default host paths on every node. Propagation is slave: the host's mounts show inside,
 // the node's (pod volumes, network namespaces, container root filesystems) never reach the host, and all of
 // them vanish with the namespace when its last process ends.
 // A holder process (the static pause program, its argv naming the node's folder) keeps the namespace alive.

@@ -1,9 +1,9 @@
-// The test bed's real two-node cluster works the way migprobe's e2e tests need it to: both nodes Ready on
-// their own runtimes, Deployments pinned to each node Running, kubectl exec and logs through the kubelets, a
-// privileged DaemonSet's hostPaths at the usual places being its own node's, pods of the two nodes reaching
-// each other over the pod network, a pod reaching the API server through the `kubernetes` Service with its
-// ServiceAccount token (in-cluster configuration), and the kubelet checkpoint API on the containerd v2 node
-// writing an archive while the pod keeps running. Needs the cluster: hack/test.sh
+// The test bed's real three-node cluster works the way migprobe's e2e tests need it to: node-a, node-b and
+// node-c Ready on their own runtimes, Deployments pinned to each node Running, kubectl exec and logs through the
+// kubelets, a privileged DaemonSet's hostPaths at the usual places being its own node's, the pods of every two
+// nodes reaching each other over the pod network, a pod reaching the API server through the `kubernetes`
+// Service with its ServiceAccount token (in-cluster configuration), and the kubelet checkpoint API on a
+// containerd v2 node writing an archive while the pod keeps running. Needs the cluster: hack/test.sh
 // starts it for this folder; without it every test here fails saying how to start it.
 
 import { test, before, after } from 'node:test';
@@ -67,11 +67,12 @@ after(async () => {
   if (c) await run(c.kubectl, ['--kubeconfig', c.kubeconfigPath, 'delete', 'namespace', ns, '--wait=false'], { allowFail: true });
 });
 
-test('both nodes are Ready, each on its runtime (both containerd 2 by default) and with its node IP', async () => {
+test('node-a, node-b and node-c are Ready, each on its runtime (containerd 2 by default) and with its node IP', async () => {
   const nodes = (JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as {
     items: { metadata: { name: string }; status: { conditions: { type: string; status: string }[]; addresses: { type: string; address: string }[]; nodeInfo: { containerRuntimeVersion: string } } }[];
   }).items;
-  assert.deepEqual(nodes.map((n) => n.metadata.name).sort(), ['node-a', 'node-b']);
+  assert.deepEqual(nodes.map((n) => n.metadata.name).sort(), ['node-a', 'node-b', 'node-c']);
+  assert.deepEqual(c.nodes.map((n) => n.name), ['node-a', 'node-b', 'node-c']);
   for (const n of nodes) {
     const want = c.nodes.find((x) => x.name === n.metadata.name);
     assert.ok(want);
@@ -85,9 +86,9 @@ test('both nodes are Ready, each on its runtime (both containerd 2 by default) a
   assert.ok(c.nodes.some((n) => n.runtime === 'containerd 2'), 'a node implements the kubelet checkpoint API');
 });
 
-test('a Deployment pinned to each node runs there; kubectl logs and exec reach both kubelets', async () => {
-  for (const node of ['node-a', 'node-b']) await kubectl(['apply', '-f', '-'], await webDeployment(node));
-  for (const node of ['node-a', 'node-b']) {
+test('a Deployment pinned to each node runs there; kubectl logs and exec reach every kubelet', async () => {
+  for (const { name } of c.nodes) await kubectl(['apply', '-f', '-'], await webDeployment(name));
+  for (const { name: node } of c.nodes) {
     const p = await runningPod(node);
     assert.equal(p.spec.nodeName, node);
     const want = c.nodes.find((x) => x.name === node);
@@ -97,7 +98,7 @@ test('a Deployment pinned to each node runs there; kubectl logs and exec reach b
   }
 });
 
-test("a privileged DaemonSet's hostPaths at the usual places are its own node's (a chart's defaults work on both nodes)", async () => {
+test("a privileged DaemonSet's hostPaths at the usual places are its own node's (a chart's defaults work on every node)", async () => {
   const labels = { app: 'hostpaths' };
   const hostPath = (name: string, path: string, type: string): Record<string, unknown> => ({ name, hostPath: { path, type } });
   await kubectl(
@@ -132,27 +133,30 @@ test("a privileged DaemonSet's hostPaths at the usual places are its own node's 
       },
     }),
   );
-  const pods = await waitFor('the DaemonSet on both nodes', 120_000, async () => {
+  const pods = await waitFor(`the DaemonSet on all ${c.nodes.length} nodes`, 120_000, async () => {
     const items = (JSON.parse(await kubectl(['get', 'pods', '-n', ns, '-l', 'app=hostpaths', '-o', 'json'])) as { items: (Pod & { metadata: { uid: string } })[] }).items;
     const running = items.filter((p) => p.status.phase === 'Running');
-    return running.length === 2 ? running : undefined;
+    return running.length === c.nodes.length ? running : undefined;
   });
+  assert.deepEqual(pods.map((p) => p.spec.nodeName).sort(), c.nodes.map((n) => n.name), 'one pod per node');
   for (const p of pods) {
-    const other = pods.find((x) => x !== p);
-    assert.ok(other);
     const seen = (await kubectl(['exec', '-n', ns, p.metadata.name, '--', 'ls', '/var/lib/kubelet/pods'])).split('\n');
     assert.ok(seen.includes(p.metadata.uid), `${p.spec.nodeName}: its own pod's folder`);
-    assert.ok(!seen.includes(other.metadata.uid), `${p.spec.nodeName}: not the other node's pod`);
+    for (const other of pods.filter((x) => x !== p)) assert.ok(!seen.includes(other.metadata.uid), `${p.spec.nodeName}: not ${other.spec.nodeName}'s pod`);
     assert.match(await kubectl(['exec', '-n', ns, p.metadata.name, '--', 'ls', '-l', '/run/containerd/containerd.sock']), /^s/);
   }
   await kubectl(['delete', 'daemonset', '-n', ns, 'hostpaths', '--wait=false']);
 });
 
-test('a pod on node-a reaches a pod on node-b over the pod network, and back', async () => {
-  const a = await runningPod('node-a');
-  const b = await runningPod('node-b');
-  assert.equal((await httpGetInPod(a.metadata.name, `http://${b.status.podIP}:8080/index.html`)).trim(), 'node-b');
-  assert.equal((await httpGetInPod(b.metadata.name, `http://${a.status.podIP}:8080/index.html`)).trim(), 'node-a');
+test('a pod on each node reaches the pods on every other node over the pod network (a->b, b->c, c->a and back)', async () => {
+  const pods = new Map<string, Pod>();
+  for (const n of c.nodes) pods.set(n.name, await runningPod(n.name));
+  for (const [from, fromPod] of pods) {
+    for (const [to, toPod] of pods) {
+      if (from === to) continue;
+      assert.equal((await httpGetInPod(fromPod.metadata.name, `http://${toPod.status.podIP}:8080/index.html`)).trim(), to, `${from} -> ${to}`);
+    }
+  }
 });
 
 test('a pod reaches the API server through the kubernetes Service with its ServiceAccount token (in-cluster config)', async () => {

@@ -1,4 +1,4 @@
-// The pure parts of the test bed's cluster: the two nodes' layout, containerd's configs (Debian's 1.6 and
+// The pure parts of the test bed's cluster: the three nodes' layout, containerd's configs (Debian's 1.6 and
 // v2), the kubelet's, the CNI config, image ref normalization, and the parsers teardown relies on.
 
 import { test } from 'node:test';
@@ -13,33 +13,56 @@ import { nodeBinds, hostPathOf } from '../../testbed/nodens.ts';
 const paths = { dir: '/x/n', address: '/x/n/containerd.sock', root: '/x/n/root', state: '/x/n/state' };
 const cri = { sandboxImage: 'migprobe.test/pause:abc', cniConfDir: '/x/n/cni', cniBinDir: '/usr/lib/cni' };
 
-test('the two nodes never share an address, a bridge, a pod CIDR, a cgroupRoot or a folder', () => {
+test('the three nodes never share an address, a bridge, a pod CIDR, a cgroupRoot or a folder', () => {
   const l = clusterLayout('t');
-  const [a, b] = l.nodes;
-  assert.ok(a && b);
-  for (const k of ['ip', 'cgroupRoot', 'dir'] as const) assert.notEqual(a[k], b[k], k);
-  for (const k of ['link', 'bridge', 'podCidr', 'network'] as const) assert.notEqual(a.net[k], b.net[k], k);
-  assert.deepEqual([a.major, b.major], [2, 2], 'both nodes on containerd 2 by default');
+  assert.deepEqual(
+    l.nodes.map((n) => [n.name, n.ip, n.net.podCidr, n.cgroupRoot]),
+    [
+      ['node-a', '172.30.0.11', '10.244.1.0/24', '/mp-node-a'],
+      ['node-b', '172.30.0.12', '10.244.2.0/24', '/mp-node-b'],
+      ['node-c', '172.30.0.13', '10.244.3.0/24', '/mp-node-c'],
+    ],
+  );
+  for (const [i, a] of l.nodes.entries()) {
+    for (const b of l.nodes.slice(i + 1)) {
+      for (const k of ['ip', 'cgroupRoot', 'dir', 'runtimeDir'] as const) assert.notEqual(a[k], b[k], `${a.name}/${b.name} ${k}`);
+      for (const k of ['ip', 'link', 'bridge', 'podCidr', 'network'] as const) assert.notEqual(a.net[k], b.net[k], `${a.name}/${b.name} net.${k}`);
+    }
+  }
+  assert.deepEqual(
+    l.nodes.map((n) => n.major),
+    [2, 2, 2],
+    'every node on containerd 2 by default',
+  );
   for (const n of l.nodes) {
     assert.ok(inCidr24(n.ip, l.nodeIPCidr));
+    assert.equal(n.net.ip, n.ip);
     assert.ok(n.net.podCidr.startsWith('10.244.') && l.clusterCidr === '10.244.0.0/16');
-    assert.ok(n.net.link.length <= 15 && n.net.bridge.length <= 15, 'Linux link names are at most 15 characters');
+    assert.ok(n.net.link.length <= 15 && `${n.net.link}-p`.length <= 15 && n.net.bridge.length <= 15, 'Linux link names are at most 15 characters');
     assert.ok(n.dir.startsWith(`${l.stateDir}/`));
   }
   assert.ok(inCidr24(l.kubernetesServiceIP, l.serviceCidr));
 });
 
 test("MIGPROBE_CLUSTER_RUNTIMES picks each node's runtime; each runtime keeps its own image store", () => {
-  assert.deepEqual(runtimesOf(undefined), [2, 2]);
-  assert.deepEqual(runtimesOf('1.6,2'), [1, 2]);
-  assert.deepEqual(runtimesOf('2,2'), [2, 2]);
-  assert.deepEqual(runtimesOf(' 1.6 , 1.6 '), [1, 1]);
-  assert.throws(() => runtimesOf('2'), /1\.6,2 or 2,2/);
-  assert.throws(() => runtimesOf('1,2'), /1\.6 \(Debian's containerd\) or 2/);
-  const [a, b] = clusterLayout('t', [2, 2]).nodes;
+  assert.deepEqual(runtimesOf(undefined), [2, 2, 2]);
+  assert.deepEqual(runtimesOf(''), [2, 2, 2]);
+  assert.deepEqual(runtimesOf('2,2,2'), [2, 2, 2]);
+  assert.deepEqual(runtimesOf('1.6,2,2'), [1, 2, 2]);
+  assert.deepEqual(runtimesOf('2,2,1.6'), [2, 2, 1]);
+  assert.deepEqual(runtimesOf(' 1.6 , 1.6 , 1.6 '), [1, 1, 1]);
+  // Two entries, as the two-node cluster took them: node-a and node-b; node-c is containerd 2.
+  assert.deepEqual(runtimesOf('1.6,2'), [1, 2, 2]);
+  assert.deepEqual(runtimesOf('2,2'), [2, 2, 2]);
+  assert.throws(() => runtimesOf('2'), /MIGPROBE_CLUSTER_RUNTIMES=2: 1 entry, not 3; .*e\.g\. 2,2,2/);
+  assert.throws(() => runtimesOf('2,2,2,2'), /4 entries, not 3/);
+  assert.throws(() => runtimesOf('1,2,2'), /node-a has "1"; give node-a, node-b and node-c each 1\.6 \(Debian's containerd\) or 2/);
+  assert.throws(() => runtimesOf('2,2,'), /node-c has ""/);
+  const [a, b, c] = clusterLayout('t', [2, 2, 2]).nodes;
   assert.equal(a?.major, 2);
-  assert.ok(a?.runtimeDir.endsWith('/node-a/containerd-2') && b?.runtimeDir.endsWith('/node-b/containerd-2'));
-  assert.ok(clusterLayout('t', [1, 2]).nodes[0]?.runtimeDir.endsWith('/node-a/containerd-1.6'));
+  assert.ok(a?.runtimeDir.endsWith('/node-a/containerd-2') && b?.runtimeDir.endsWith('/node-b/containerd-2') && c?.runtimeDir.endsWith('/node-c/containerd-2'));
+  const mixed = clusterLayout('t', [1, 2, 1]).nodes;
+  assert.ok(mixed[0]?.runtimeDir.endsWith('/node-a/containerd-1.6') && mixed[2]?.runtimeDir.endsWith('/node-c/containerd-1.6'));
 });
 
 test('containerd 1.6 CRI config: the pause image, clamped oom_score_adj, the node CNI folder, cgroupfs', () => {
