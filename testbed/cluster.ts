@@ -290,8 +290,14 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     );
   }
   const t0 = Date.now();
+  // When each step of the start was done, in ms since t0: the ready message says where the time went.
+  const steps: Record<string, number> = {};
+  const mark = (step: string): void => {
+    steps[step] ??= Date.now() - t0;
+  };
   // A crashed earlier run of this name, or pieces of one: clean first.
   const left = await clusterDown(name);
+  mark('cleaned');
   if (left.length > 0) throw new Error(`cluster ${name}: an earlier run left things behind that could not be removed:\n  ${left.join('\n  ')}`);
   const bins = clusterBinariesFromEnv();
   const apiBins = binariesFromEnv();
@@ -315,21 +321,13 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
   const images = join(cache, 'images');
   // The pause program holds the nodes' mount namespaces, and its image is the runtimes' sandbox image.
   const pause = await buildPauseImage(images);
-  const namespaces: Record<string, NodeNamespace> = {};
+  const nodeA = lay.nodes[0];
+  if (!nodeA) throw new Error('cluster layout has no nodes');
   for (const n of lay.nodes) {
     await addNodeLink(n.net);
     ensureCgroupRoot(n.cgroupRoot);
     writeCniConfig(join(n.dir, 'cni'), n.net);
-    namespaces[n.name] = await createNodeNamespace(n.dir, n.runtimeDir, pause.binary, join(logs, `ns-${n.name}.log`));
-    writeFileSync(stateFile, JSON.stringify({ ...early, namespaces }, null, 2));
   }
-  const nsOf = (node: string): NodeNamespace => {
-    const ns = namespaces[node];
-    if (!ns) throw new Error(`no mount namespace for ${node}`);
-    return ns;
-  };
-  const nodeA = lay.nodes[0];
-  if (!nodeA) throw new Error('cluster layout has no nodes');
   const users = [
     // The identities the bootstrap RBAC policy (and the Node authorizer) already know.
     ...lay.nodes.map((n) => ({ name: `system:node:${n.name}`, groups: ['system:nodes'] })),
@@ -337,15 +335,35 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
     { name: 'system:kube-scheduler', groups: [] },
     { name: 'system:kube-proxy', groups: [] },
   ];
+  // etcd + kube-apiserver (on node-a's IP, there now) take longest to be ready: they start first, and the node
+  // namespaces and runtimes come up beside them. (A failure on either side is awaited below; teardown finds the
+  // daemons of a half-started cluster by their command lines.)
+  const apiserverUp = startApiServer({
+    dir: join(lay.stateDir, 'apiserver'),
+    host: nodeA.ip,
+    binaries: apiBins,
+    cluster: { serviceCidr: lay.serviceCidr, serviceIP: lay.kubernetesServiceIP, port: lay.apiserverPort, users },
+  }).then((api) => {
+    mark('kube-apiserver ready');
+    return api;
+  });
+  apiserverUp.catch(() => undefined);
   const testImage = buildImage(images);
+  testImage.catch(() => undefined);
+  const namespaces: Record<string, NodeNamespace> = {};
+  for (const n of lay.nodes) {
+    namespaces[n.name] = await createNodeNamespace(n.dir, n.runtimeDir, pause.binary, join(logs, `ns-${n.name}.log`));
+    writeFileSync(stateFile, JSON.stringify({ ...early, namespaces }, null, 2));
+  }
+  mark('node namespaces');
+  const nsOf = (node: string): NodeNamespace => {
+    const ns = namespaces[node];
+    if (!ns) throw new Error(`no mount namespace for ${node}`);
+    return ns;
+  };
   const [test, apiserver, runtimes] = await Promise.all([
     testImage,
-    startApiServer({
-      dir: join(lay.stateDir, 'apiserver'),
-      host: nodeA.ip,
-      binaries: apiBins,
-      cluster: { serviceCidr: lay.serviceCidr, serviceIP: lay.kubernetesServiceIP, port: lay.apiserverPort, users },
-    }),
+    apiserverUp,
     Promise.all(
       lay.nodes.map(async (n) => {
         const st = await startContainerd({
@@ -361,6 +379,7 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
         await importArchive(st, pause.tarball, pause.ref);
         const t = await testImage;
         await importArchive(st, t.tarball, t.ref);
+        mark(`${n.name} runtime ready`);
         return st;
       }),
     ),
@@ -463,15 +482,22 @@ export async function clusterUp(name: string, log: (msg: string) => void = () =>
   };
   writeFileSync(stateFile, JSON.stringify(c, null, 2));
 
-  await waitReady(c, logs);
+  mark('kubelets started');
+  await waitReady(c, logs, mark);
   c.readyMs = Date.now() - t0;
   writeFileSync(stateFile, JSON.stringify(c, null, 2));
-  log(`cluster ${name} ready in ${c.readyMs} ms: ${c.apiserverUrl}, ${nodes.map((n) => `${n.name} ${n.ip} (${n.runtime})`).join(', ')}`);
+  log(
+    `cluster ${name} ready in ${c.readyMs} ms (${Object.entries(steps).map(([k, v]) => `${k} at ${v}`).join(', ')}): ` +
+      `${c.apiserverUrl}, ${nodes.map((n) => `${n.name} ${n.ip} (${n.runtime})`).join(', ')}`,
+  );
   return c;
 }
 
-/** Waits for every node Ready, the default ServiceAccount, and kube-proxy's rule for the `kubernetes` Service. */
-async function waitReady(c: Cluster, logs: string): Promise<void> {
+/**
+ * Waits for every node Ready, the default ServiceAccount, and kube-proxy's rule for the `kubernetes` Service.
+ * `mark` records when each was reached (and each node's first Ready).
+ */
+async function waitReady(c: Cluster, logs: string, mark: (step: string) => void): Promise<void> {
   const daemons = (): void => {
     const all: [string, number][] = [
       ['kube-controller-manager', c.controllerManagerPid],
@@ -488,6 +514,7 @@ async function waitReady(c: Cluster, logs: string): Promise<void> {
     120_000,
     async () => {
       const ready = await readyNodes(c.apiserver);
+      for (const n of ready) mark(`${n} Ready`);
       return c.nodes.every((n) => ready.includes(n.name)) ? true : undefined;
     },
     daemons,
@@ -498,12 +525,14 @@ async function waitReady(c: Cluster, logs: string): Promise<void> {
     async () => ((await apiGet(c.apiserver, '/api/v1/namespaces/default/serviceaccounts/default')).status === 200 ? true : undefined),
     daemons,
   );
+  mark('default ServiceAccount');
   await waitFor(
     `kube-proxy's rule for the kubernetes Service ${c.kubernetesServiceIP}`,
     60_000,
     async () => ((await run('iptables', ['-t', 'nat', '-S', 'KUBE-SERVICES'], { allowFail: true })).stdout.includes(`${c.kubernetesServiceIP}/32`) ? true : undefined),
     daemons,
   );
+  mark('kube-proxy rule');
 }
 
 // What the cluster runs on the host; `pause` holds the node namespaces, `nsenter` starts into them.
