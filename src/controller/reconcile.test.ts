@@ -7,19 +7,10 @@ import { AgentHttpError, AgentUnreachableError } from '../agent-api/client.ts';
 import type { OperationStatus, StartRequest } from '../agent-api/protocol.ts';
 import { makeVerdict } from '../verdict.ts';
 import type { MigrationProbe, MigrationProbeStatus } from '../api/v1alpha1.ts';
-import { ProbeReconciler, type AgentApi, type Cache } from './reconcile.ts';
+import { ProbeReconciler, type AgentApi } from './reconcile.ts';
+import { MapCache } from './map-cache.fixture.ts';
 
 const UIDS = ['11111111-1111-4111-8111-111111111111', '22222222-2222-4222-8222-222222222222', '33333333-3333-4333-8333-333333333333'];
-
-class MapCache<T> implements Cache<T> {
-  m = new Map<string, T>();
-  get(k: string): T | undefined {
-    return this.m.get(k);
-  }
-  list(): T[] {
-    return [...this.m.values()];
-  }
-}
 
 function pod(name: string, node: string, cid = `c-${name}`): V1Pod {
   return {

@@ -3,7 +3,6 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { mkdtempSync } from 'node:fs';
@@ -15,22 +14,10 @@ import { resolveContainer } from '../../src/engine/container.ts';
 import { dumpCheck } from '../../src/engine/dump.ts';
 import { addressesOf, subjectFromContainer } from '../../src/engine/subject.ts';
 import { kube, testbed } from '../../testbed/index.ts';
-import { startOperator, type Operator } from './harness.ts';
+import { withOperator } from './harness.ts';
 import { createProbe, exampleFor, freezerState, getProbe, taskStates, waitProbe, isFinal, workloadPod } from './lib.ts';
 import type { RunningContainer } from '../../testbed/index.ts';
 import type { Condition } from '../../src/api/v1alpha1.ts';
-
-async function withOperator(t: { after(fn: () => Promise<void>): void }, opts: { maxDumpsPerNode?: number } = {}): Promise<Operator> {
-  const tb = await testbed();
-  const namespace = `mp-e2e-${randomBytes(3).toString('hex')}`;
-  const op = await startOperator({ tb, namespace, ...opts });
-  t.after(async () => {
-    await op.stop();
-    await kube.deleteNamespace(op.kc, namespace);
-    await kube.deleteNamespace(op.kc, op.agentNamespace);
-  });
-  return op;
-}
 
 function track(t: { after(fn: () => Promise<void>): void }, c: RunningContainer): RunningContainer {
   t.after(() => c.remove());
@@ -38,7 +25,7 @@ function track(t: { after(fn: () => Promise<void>): void }, c: RunningContainer)
 }
 
 test('examples: kubectl apply + kubectl wait --for=condition=Migratable; blocked workload gets FileLocks', { timeout: 300_000 }, async (t) => {
-  const op = await withOperator(t);
+  const op = await withOperator(t, 'mp-e2e');
   const [a, b] = op.nodes;
   const web = track(t, await workloadPod(op, 'web', a, ['sleep', '100000']));
   const locked = track(t, await workloadPod(op, 'locked', a, ['/usr/local/bin/flocker', 'flock']));
@@ -93,7 +80,7 @@ test('examples: kubectl apply + kubectl wait --for=condition=Migratable; blocked
 });
 
 test('bad input ends Failed with its reason and no side effect', { timeout: 240_000 }, async (t) => {
-  const op = await withOperator(t);
+  const op = await withOperator(t, 'mp-e2e');
   const [a, b] = op.nodes;
   const c = track(t, await workloadPod(op, 'web', a, ['sleep', '100000']));
   const core = op.kc.makeApiClient(k8s.CoreV1Api);
@@ -142,7 +129,7 @@ test('bad input ends Failed with its reason and no side effect', { timeout: 240_
 });
 
 test('agents authenticate callers with TokenReview: wrong audience, unknown ServiceAccount and no token refused', { timeout: 120_000 }, async (t) => {
-  const op = await withOperator(t);
+  const op = await withOperator(t, 'mp-e2e');
   const core = op.kc.makeApiClient(k8s.CoreV1Api);
   await core.createNamespacedServiceAccount({ namespace: op.agentNamespace, body: { metadata: { name: 'stranger' } } });
   const token = async (sa: string, audiences: string[]): Promise<string> => {
@@ -160,7 +147,7 @@ test('agents authenticate callers with TokenReview: wrong audience, unknown Serv
 });
 
 test('RestoreOnly: an existing checkpoint archive on the source node is checked on the target; a missing one is CheckpointNotFound', { timeout: 240_000 }, async (t) => {
-  const op = await withOperator(t);
+  const op = await withOperator(t, 'mp-e2e');
   const [a, b] = op.nodes;
   const tb = await testbed();
   const c = track(t, await workloadPod(op, 'web', a, ['/bin/sh', '-c', 'while true; do sleep 0.05; done']));

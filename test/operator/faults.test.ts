@@ -7,24 +7,11 @@ import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { kube, restartApiServer, startApiServer, stopApiServer, testbed, type RunningContainer } from '../../testbed/index.ts';
-import { startOperator, type Operator } from './harness.ts';
+import { restartApiServer, startApiServer, stopApiServer, testbed, type RunningContainer } from '../../testbed/index.ts';
+import { startOperator, withOperator } from './harness.ts';
 import { createProbe, freezerState, getProbe, isFinal, taskStates, waitProbe, workloadPod } from './lib.ts';
 
 type T = { after(fn: () => Promise<void>): void };
-
-async function withOperator(t: T, extra: Partial<Parameters<typeof startOperator>[0]> = {}): Promise<Operator> {
-  const tb = await testbed();
-  const namespace = `mp-fault-${randomBytes(3).toString('hex')}`;
-  const op = await startOperator({ tb, namespace, ...extra });
-  t.after(async () => {
-    await op.stop();
-    await kube.deleteNamespace(op.kc, namespace);
-    await kube.deleteNamespace(op.kc, op.agentNamespace);
-  });
-  return op;
-}
 
 function track(t: T, c: RunningContainer): RunningContainer {
   t.after(() => c.remove());
@@ -49,7 +36,7 @@ async function waitFor<R>(what: string, ms: number, fn: () => R | undefined | Pr
 }
 
 test('agent killed mid-dump: the workload is not left frozen, the probe fails with a reason', { timeout: 180_000 }, async (t) => {
-  const op = await withOperator(t, { agentGraceSeconds: 8 });
+  const op = await withOperator(t, 'mp-fault', { agentGraceSeconds: 8 });
   const [a, b] = op.nodes;
   const c = track(t, await workloadPod(op, 'web', a, ['sleep', '100000']));
   const src = op.agents[0];
@@ -90,7 +77,7 @@ test('agent killed mid-dump: the workload is not left frozen, the probe fails wi
 });
 
 test('controller killed mid-probe: the restarted controller finishes it', { timeout: 180_000 }, async (t) => {
-  const op = await withOperator(t);
+  const op = await withOperator(t, 'mp-fault');
   const [a, b] = op.nodes;
   track(t, await workloadPod(op, 'web', a, ['sleep', '100000']));
   await createProbe(op, 'mid', { podName: 'web', targetNodeName: b, options: { freezeBudgetMilliseconds: 30_000 } });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
 import { execa } from 'execa';
-import { kube, type Testbed } from '../../testbed/index.ts';
+import { kube, testbed, type Testbed } from '../../testbed/index.ts';
 import { ROOT } from '../../testbed/paths.ts';
 
 export const REPO = ROOT;
@@ -308,4 +308,26 @@ export async function startOperator(o: StartOperatorOptions): Promise<Operator> 
     await stop();
     throw e;
   }
+}
+
+/**
+ * The operator for one test: a fresh namespace named `<prefix>-<random>`, started on the shared test bed and
+ * stopped after the test, its namespaces deleted. `cleanup` runs first (objects the test made elsewhere).
+ */
+export async function withOperator(
+  t: { after(fn: () => Promise<void>): void },
+  prefix: string,
+  extra: Omit<Partial<StartOperatorOptions>, 'tb' | 'namespace'> & { cleanup?: (op: Operator) => Promise<void> } = {},
+): Promise<Operator> {
+  const tb = await testbed();
+  const namespace = `${prefix}-${randomBytes(3).toString('hex')}`;
+  const { cleanup, ...opts } = extra;
+  const op = await startOperator({ tb, namespace, ...opts });
+  t.after(async () => {
+    await cleanup?.(op);
+    await op.stop();
+    await kube.deleteNamespace(op.kc, namespace);
+    await kube.deleteNamespace(op.kc, op.agentNamespace);
+  });
+  return op;
 }

@@ -2,23 +2,15 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { kube, testbed, type RunningContainer } from '../../testbed/index.ts';
-import { startOperator } from './harness.ts';
+import type { RunningContainer } from '../../testbed/index.ts';
+import { withOperator } from './harness.ts';
 import { createProbe, isFinal, listProbes, workloadPod } from './lib.ts';
 
 const ACTIVE = new Set(['Preflight', 'Dumping', 'Transferring', 'Restoring']);
 
 test('50 probes at once: all final, per-node and per-pod limits held', { timeout: 600_000 }, async (t) => {
-  const tb = await testbed();
-  const namespace = `mp-scale-${randomBytes(3).toString('hex')}`;
   const limit = 2;
-  const op = await startOperator({ tb, namespace, maxDumpsPerNode: limit, controllerArgs: ['--poll-interval-ms', '250'] });
-  t.after(async () => {
-    await op.stop();
-    await kube.deleteNamespace(op.kc, namespace);
-    await kube.deleteNamespace(op.kc, op.agentNamespace);
-  });
+  const op = await withOperator(t, 'mp-scale', { maxDumpsPerNode: limit, controllerArgs: ['--poll-interval-ms', '250'] });
   const [a, b] = op.nodes;
   const pods = 5;
   const containers: RunningContainer[] = [];

@@ -7,13 +7,12 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 import type { Verdict } from '../../src/verdict.ts';
-import { kube, testbed, type RunningContainer } from '../../testbed/index.ts';
-import { startOperator } from './harness.ts';
+import { testbed, type RunningContainer } from '../../testbed/index.ts';
+import { withOperator } from './harness.ts';
 import { createProbe, isFinal, waitProbe, workloadPod } from './lib.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/migprobe.js', import.meta.url));
@@ -63,13 +62,7 @@ function probeShape(p: MigrationProbe): Shape {
 
 test('the same workload gets the same verdict from migprobe check and from a MigrationProbe', { timeout: 600_000 }, async (t) => {
   const tb = await testbed();
-  const namespace = `mp-parity-${randomBytes(3).toString('hex')}`;
-  const op = await startOperator({ tb, namespace });
-  t.after(async () => {
-    await op.stop();
-    await kube.deleteNamespace(op.kc, namespace);
-    await kube.deleteNamespace(op.kc, op.agentNamespace);
-  });
+  const op = await withOperator(t, 'mp-parity');
   const [a, b] = op.nodes;
   const track = (c: RunningContainer): RunningContainer => {
     t.after(() => c.remove());

@@ -17,7 +17,7 @@ import { RERUN_ANNOTATION, type MigrationReadiness } from '../../src/api/readine
 import type { MigrationProbe } from '../../src/api/v1alpha1.ts';
 import { kube, testbed, type Testbed } from '../../testbed/index.ts';
 import { ROOT } from '../../testbed/paths.ts';
-import { ensureCrd, startOperator } from '../operator/harness.ts';
+import { ensureCrd, startOperator, withOperator } from '../operator/harness.ts';
 import { workloadPod } from '../operator/lib.ts';
 
 export interface Run {
@@ -172,13 +172,8 @@ test('--context picks a context of a kubeconfig with two; the context namespace 
 
 test('check --wait on the operator harness: the real verdict, printed as the CLI prints it, with its exit code', { timeout: 400_000 }, async (t) => {
   const tb = await testbed();
-  const namespace = `pl-chk-${randomBytes(3).toString('hex')}`;
-  const op = await startOperator({ tb, namespace });
-  t.after(async () => {
-    await op.stop();
-    await kube.deleteNamespace(op.kc, namespace);
-    await kube.deleteNamespace(op.kc, op.agentNamespace);
-  });
+  const op = await withOperator(t, 'pl-chk');
+  const namespace = op.namespace;
   const [a, b] = op.nodes;
   const web = await workloadPod(op, 'web', a, ['sleep', '100000']);
   t.after(() => web.remove());

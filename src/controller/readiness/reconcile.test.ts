@@ -8,19 +8,9 @@ import { FakeClock } from '../../kube/clock.ts';
 import { metav1Time } from '../../kube/conditions.ts';
 import { nullLogger } from '../../kube/logger.ts';
 import { createRegistry } from '../../kube/metrics.ts';
-import type { Cache } from '../reconcile.ts';
 import { readinessMetrics } from './metrics.ts';
 import { ReadinessReconciler, runOf } from './reconcile.ts';
-
-class MapCache<T> implements Cache<T> {
-  m = new Map<string, T>();
-  get(k: string): T | undefined {
-    return this.m.get(k);
-  }
-  list(): T[] {
-    return [...this.m.values()];
-  }
-}
+import { MapCache } from '../map-cache.fixture.ts';
 
 const facts: NodeFactsView = { arch: 'x86_64', kernelRelease: '6.18.0', criuVersion: '4.2.1', criuFeatures: {}, memAvailableBytes: 8 * 2 ** 30, cpu: { vendor: 'v', model: 'm', flags: [] } };
 
@@ -93,15 +83,9 @@ function world() {
       }
     },
   };
+  const caches = { readinesses, probes, pods, nodes, agentPods, migrationNodes, replicaSets, namespaces };
   w.r = new ReadinessReconciler({
-    readinesses,
-    probes,
-    pods,
-    nodes,
-    agentPods,
-    migrationNodes,
-    replicaSets,
-    namespaces,
+    ...caches,
     writer: {
       async patchStatus(r, patch) {
         w.writes++;
