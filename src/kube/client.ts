@@ -278,33 +278,25 @@ async function patchFinalizers<T extends WithMeta>(
   }
 }
 
+/** Adds or removes one finalizer; `opts.current` saves a read when the caller has the object. */
+export type FinalizerWrite = <T extends WithMeta>(kc: KubeConfig, ref: ResourceRef, finalizer: string, opts: WriteOptions & { current?: T }) => Promise<T | undefined>;
+
 /**
  * Removes `finalizer` with a `test`-guarded JSON patch, re-reading and retrying when the list changed.
  * Resolves the updated object, or undefined if the object is gone (404: nothing left to do).
  */
-export async function removeFinalizer<T extends WithMeta>(
-  kc: KubeConfig,
-  ref: ResourceRef,
-  finalizer: string,
-  opts: WriteOptions & { current?: T },
-): Promise<T | undefined> {
+export const removeFinalizer: FinalizerWrite = async (kc, ref, finalizer, opts) => {
   try {
     return await patchFinalizers(kc, ref, opts.current, (o) => removeFinalizerPatch(o, finalizer), opts);
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
   }
-}
+};
 
 /** Adds `finalizer` with a guarded JSON patch (retried on a fresh read if the object changed). */
-export async function addFinalizer<T extends WithMeta>(
-  kc: KubeConfig,
-  ref: ResourceRef,
-  finalizer: string,
-  opts: WriteOptions & { current?: T },
-): Promise<T | undefined> {
-  return await patchFinalizers(kc, ref, opts.current, (o) => addFinalizerPatch(o, finalizer), opts);
-}
+export const addFinalizer: FinalizerWrite = async (kc, ref, finalizer, opts) =>
+  await patchFinalizers(kc, ref, opts.current, (o) => addFinalizerPatch(o, finalizer), opts);
 
 /** `namespace/name` (or `name` for cluster-scoped objects): the work-queue key of an object. */
 export function objectKey(obj: { metadata?: { namespace?: string; name?: string } }): string {

@@ -101,6 +101,7 @@ test('every agent publishes its MigrationNode; `kubectl migprobe nodes` shows no
   await k(['patch', 'migrationnode', 'node-c', '--type', 'merge', '-p', JSON.stringify({ spec: { factsOverride: { kernelRelease: '5.10.0' } } })]);
   const after = await migprobe(['nodes']);
   assert.equal(after.code, 0, after.stderr);
+  console.log(`$ kubectl migprobe nodes\n${after.stdout}`);
   assert.match(after.stdout, /^node-a\s+-\s+ok\s+KernelMismatch\s*$/m, `the matrix row of node-a: node-b ok, node-c KernelMismatch\n${after.stdout}`);
   assert.match(after.stdout, /node-a -> node-c: KernelMismatch: [^\n]*5\.10\.0/, after.stdout);
   assert.match(after.stdout, /^node-c\s+ok\s+ok\s+-\s*$/m, `node-c -> node-a and node-c -> node-b stay fine (a newer kernel on the target is):\n${after.stdout}`);
@@ -115,6 +116,7 @@ test('`kubectl migprobe drain-check node-a`: a correct per-pod table, node-c scr
   const started = Date.now();
   const r = await migprobe(['drain-check', 'node-a', '--timeout', '6m']);
   numbers.drainCheckMs = Date.now() - started;
+  console.log(`$ kubectl migprobe drain-check node-a\n${r.stdout}`);
   assert.equal(r.code, 1, `not drainable: exit 1\n${r.stdout}\n${r.stderr}`);
   const line = (pod: string): string => r.stdout.split('\n').find((l) => new RegExp(`^${ns}\\s+${pod}-`).test(l)) ?? '';
   assert.match(line('web'), /\byes\b[^\n]*node-b/, `web is migratable to node-b:\n${r.stdout}`);
