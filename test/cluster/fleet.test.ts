@@ -193,6 +193,16 @@ test('the budget holds over 30 pods of one Deployment: never more of its pods fr
     assert.equal(rd.status?.phase, 'Completed');
     assert.equal(rd.status?.totals?.pods, 30);
     const notMigratable = (rd.status?.pods ?? []).filter((p) => p.migratable !== true).map((p) => ({ pod: p.name, reasons: p.reasons, targets: p.targets }));
+    for (const p of notMigratable) {
+      for (const name of (p.targets ?? []).flatMap((x) => x.probes ?? [])) {
+        const probe = await getJson<MigrationProbe>(['get', 'migrationprobe', '-n', ns, name]);
+        console.log(`probe ${name}: ${JSON.stringify(probe.status?.reasons)}\nCRIU log excerpt:\n${probe.status?.criuLogExcerpt ?? '(none)'}`);
+      }
+    }
+    if (notMigratable.length > 0) {
+      const logs = await k(['logs', '-n', SYSTEM_NS, '-l', 'app.kubernetes.io/component=agent', '--tail=2000', '--prefix'], { allowFail: true });
+      console.log(logs.stdout.split('\n').filter((l) => /"level":"(warn|error)"/.test(l)).slice(-40).join('\n'));
+    }
     assert.equal(rd.status?.totals?.migratable, 30, JSON.stringify(notMigratable, null, 1));
     assert.equal(rd.status?.conditions?.find((x) => x.type === 'Drainable')?.status, 'True');
     numbers.budgetMaxUnfinished = watch.max.unfinished;
