@@ -213,6 +213,8 @@ test('kubectl apply --dry-run=server accepts the rendering of every values case;
   const tb = await testbed();
   await ensureCrd();
   await createNamespace('migprobe-system', 'privileged');
+  // Where a monitoring stack runs Grafana: ci/grafana-dashboard-values.yaml puts the dashboard there.
+  await createNamespace('monitoring', 'baseline');
   for (const c of valuesCases()) {
     const rendered = await helmTemplate(tb.helm, { args: valuesArgs(c) });
     const objs = parseObjects(rendered);
