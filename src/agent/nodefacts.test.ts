@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { MigrationNode, NodeFactsView } from '../api/migrationnode.ts';
 import { KubeApiError } from '../kube/client.ts';
-import { factsIntervalMs, newMigrationNode, parseDuration, publishedStatus, retryDelay, RETRY_BASE_MS, RETRY_MAX_MS } from './nodefacts.ts';
+import { factsIntervalMs, newMigrationNode, publishedStatus, retryDelay, RETRY_BASE_MS, RETRY_MAX_MS } from './nodefacts.ts';
+import { goDurationMs } from '../kube/duration.ts';
 
 const T0 = Date.UTC(2026, 0, 1, 12, 0, 0);
 const facts: NodeFactsView = { arch: 'x86_64', kernelRelease: '6.18.0', criuVersion: '4.2.1', criuFeatures: { uffd: true }, memAvailableBytes: 1 << 30, cpu: { vendor: 'v', model: 'm', flags: ['sse2'] } };
@@ -82,13 +83,13 @@ test('retryDelay: 429 waits the Retry-After; 404 and 409 retry soon', () => {
   assert.equal(retryDelay(600_000, 6, new KubeApiError(409, { kind: 'Status', code: 409 })), RETRY_BASE_MS);
 });
 
-test('parseDuration and --facts-interval', () => {
-  assert.equal(parseDuration('10m'), 600_000);
-  assert.equal(parseDuration('90s'), 90_000);
-  assert.equal(parseDuration('1h30m'), 5_400_000);
-  assert.equal(parseDuration('1500ms'), 1500);
-  assert.equal(parseDuration('2.5s'), 2500);
-  for (const bad of ['', '10', 'm', '-5s', '5 s', '5d', '1m-1s']) assert.equal(parseDuration(bad), undefined, bad);
+test('Go-style durations and --facts-interval', () => {
+  assert.equal(goDurationMs('10m'), 600_000);
+  assert.equal(goDurationMs('90s'), 90_000);
+  assert.equal(goDurationMs('1h30m'), 5_400_000);
+  assert.equal(goDurationMs('1500ms'), 1500);
+  assert.equal(goDurationMs('2.5s'), 2500);
+  for (const bad of ['', '10', 'm', '-5s', '5 s', '5d', '1m-1s']) assert.equal(goDurationMs(bad), undefined, bad);
   assert.equal(factsIntervalMs('2s'), 2000);
   assert.throws(() => factsIntervalMs('500ms'), /--facts-interval must be a duration of at least 1s/);
   assert.throws(() => factsIntervalMs('often'), /not 'often'/);

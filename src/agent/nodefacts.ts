@@ -13,6 +13,7 @@ import { API_VERSION } from '../api/v1alpha1.ts';
 import { MIGRATION_NODE_KIND, PUBLISHED_CONDITION, type MigrationNode, type MigrationNodeStatus, type NodeFactsView } from '../api/migrationnode.ts';
 import { metav1Time, setCondition } from '../kube/conditions.ts';
 import { errorPolicy } from '../kube/errors.ts';
+import { goDurationMs } from '../kube/duration.ts';
 
 /** Field manager of every write the agent makes to a MigrationNode. */
 export const FIELD_MANAGER = 'migprobe-agent';
@@ -90,20 +91,9 @@ export function retryDelay(intervalMs: number, failures: number, err?: unknown):
   return Math.min(RETRY_BASE_MS * 2 ** Math.min(failures - 1, 30), cap);
 }
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** A Go-style duration (`10m`, `90s`, `1h30m`, `1500ms`) in milliseconds; undefined when malformed. */
-export function parseDuration(text: string): number | undefined {
-  const t = text.trim();
-  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(t)) return undefined;
-  let ms = 0;
-  for (const m of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? 0);
-  return Math.round(ms);
-}
-
 /** --facts-interval: a duration of at least one second, or an error naming the flag. */
 export function factsIntervalMs(text: string): number {
-  const ms = parseDuration(text);
+  const ms = goDurationMs(text.trim());
   if (ms === undefined || ms < 1000) throw new Error(`--facts-interval must be a duration of at least 1s such as 10m or 90s, not '${text}'`);
   return ms;
 }

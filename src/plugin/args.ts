@@ -3,6 +3,7 @@
 // -o/--output), `--flag=value` or `--flag value`, -h/--help on every command, durations like 30s, 5m, 1h.
 
 import type { LabelSelector, LabelSelectorRequirement } from '../api/readiness.ts';
+import { goDurationMs } from '../kube/duration.ts';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -189,21 +190,13 @@ function tokenize(argv: readonly string[]): Tokens {
   return t;
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
 /** A Go-style duration as kubectl takes it (30s, 5m, 1h30m, 1.5h). Milliseconds; throws UsageError. */
 export function parseDuration(flag: string, s: string, command?: CommandName): number {
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
-  let total = 0;
-  let end = 0;
-  for (let m = re.exec(s); m !== null; m = re.exec(s)) {
-    total += Number(m[1]) * (DURATION_UNITS[m[2] ?? 's'] ?? 1000);
-    end = re.lastIndex;
-  }
-  if (end !== s.length || s === '' || total <= 0) {
+  const ms = goDurationMs(s);
+  if (ms === undefined || ms <= 0) {
     throw new UsageError(`${flag} ${s}: give a positive duration with a unit, for example ${flag} 30s, ${flag} 5m or ${flag} 1h`, command);
   }
-  return Math.round(total);
+  return ms;
 }
 
 const SELECTOR_KEY = /^([a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?\/)?[a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?$/;
